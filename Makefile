@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create (once, then reuse) a Python 3.10 virtual environment with the full stack.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv test-core bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@py310="$$(bash scripts/find_python310.sh)" || exit 1; \
+	echo "Creating $(VENV) with $$py310 (full stack: torch, snntorch, lava-nc, tonic, nir; ~6 GB, ~2 min)"; \
+	"$$py310" -m venv $(VENV) && \
+	$(PY) -m pip install -q --upgrade pip && \
+	$(PY) -m pip install -q -e '.[lava,data,plot,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/snntorch-async demo --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,182 @@
+"""Spiking neuron kernels read from snnTorch modules.
+
+Each class wraps one of the user's snnTorch neuron modules (``snn.Leaky``, ``snn.Synaptic``) and
+reads its parameters at call time, so that training updates, learnable ``beta``/``threshold`` and
+the module's own surrogate ``spike_grad`` are always the ones in use. State is a ``NamedTuple``
+passed in and returned; nothing is kept in the module (snnTorch's hidden state is never read or
+written).
+
+The layer-synchronous step reproduces snnTorch 1.0's arithmetic operation for operation (same
+order, same detached terms), so spikes are identical and gradients agree to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+SUBTRACT, ZERO, NONE = 0, 1, 2
+RESET_NAMES = {SUBTRACT: "subtract", ZERO: "zero", NONE: "none"}
+
+
+class LeakyState(NamedTuple):
+    """State of a layer of ``snn.Leaky`` neurons; ``mem``: ``[B, *shape]``."""
+
+    mem: Tensor
+
+
+class SynapticState(NamedTuple):
+    """State of a layer of ``snn.Synaptic`` neurons; ``syn``, ``mem``: ``[B, *shape]``."""
+
+    syn: Tensor
+    mem: Tensor
+
+
+class NeuronParams(NamedTuple):
+    """Parameters of one layer evaluated once per simulation (broadcastable to ``[B, *shape]``).
+
+    ``alpha`` is ``None`` for Leaky neurons.
+    """
+
+    beta: Tensor
+    threshold: Tensor
+    alpha: Tensor | None
+
+
+class Neuron:
+    """Base class of the neuron kernels.
+
+    Args:
+        module: The user's snnTorch neuron module (shared, never copied).
+        path: Its dotted path in the model, used in error messages.
+        shape: Per-sample shape of the layer, e.g. ``(256,)`` or ``(8, 12, 12)``.
+    """
+
+    has_syn = False
+
+    def __init__(self, module: nn.Module, path: str, shape: tuple[int, ...]) -> None:
+        self.module = module
+        self.path = path
+        self.shape = tuple(shape)
+
+    # -- properties read from the module -------------------------------------------------
+    @property
+    def reset(self) -> int:
+        """Reset rule: ``SUBTRACT`` (0), ``ZERO`` (1) or ``NONE`` (2), as snnTorch encodes it."""
+        return int(self.module.reset_mechanism_val)
+
+    @property
+    def reset_name(self) -> str:
+        return RESET_NAMES[self.reset]
+
+    @property
+    def reset_delay(self) -> bool:
+        return bool(getattr(self.module, "reset_delay", True))
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def spike_fn(self, x: Tensor) -> Tensor:
+        """The module's own firing function: Heaviside forward, surrogate backward."""
+        return self.module.spike_grad(x)
+
+    def params(self) -> NeuronParams:
+        """Evaluate the (possibly learnable) parameters once for a simulation."""
+        m = self.module
+        alpha = m.alpha.clamp(0, 1) if self.has_syn else None
+        return NeuronParams(beta=m.beta.clamp(0, 1), threshold=m.threshold, alpha=alpha)
+
+    def init_state(self, batch: int, device, dtype) -> LeakyState | SynapticState:
+        raise NotImplementedError
+
+    def step(self, p: NeuronParams, state, current: Tensor):
+        raise NotImplementedError
+
+    def _delayed_reset(self, p: NeuronParams, mem: Tensor) -> Tensor:
+        """snnTorch's ``mem_reset``: the detached spike of the previous membrane."""
+        with torch.no_grad():
+            return self.spike_fn(mem - p.threshold)
+
+    def _immediate_reset(self, p: NeuronParams, mem: Tensor, spk: Tensor, reset: Tensor) -> Tensor:
+        """snnTorch's ``reset_delay=False`` correction: ``mem -= (spk - reset)·(thr | mem)``."""
+        if self.reset_delay:
+            return mem
+        do_reset = spk - reset
+        if self.reset == SUBTRACT:
+            return mem - do_reset * p.threshold
+        if self.reset == ZERO:
+            return mem - do_reset * mem
+        return mem
+
+
+class LeakyNeuron(Neuron):
+    """``snn.Leaky``: first-order leaky integrate-and-fire.
+
+    Per time step, with ``r = H(mem[t-1] - thr)`` (detached) and ``β = clamp(beta, 0, 1)``::
+
+        subtract: mem[t] = β·mem[t-1] + I[t] - r·thr
+        zero:     mem[t] = β·(1 - r)·mem[t-1] + I[t]
+        none:     mem[t] = β·mem[t-1] + I[t]
+        spk[t]   = spike_grad(mem[t] - thr)          (Heaviside forward: mem > thr)
+
+    With ``reset_delay=False`` the reset is applied in the same step:
+    ``mem[t] -= (spk[t] - r)·thr`` (subtract) or ``mem[t] -= (spk[t] - r)·mem[t]`` (zero).
+    """
+
+    def init_state(self, batch: int, device, dtype) -> LeakyState:
+        return LeakyState(mem=torch.zeros((batch, *self.shape), device=device, dtype=dtype))
+
+    def step(self, p: NeuronParams, state: LeakyState, current: Tensor) -> tuple[Tensor, LeakyState]:
+        """One layer-synchronous step. ``current``: ``[B, *shape]``; returns ``(spk, state)``."""
+        mem = state.mem
+        reset = self._delayed_reset(p, mem)
+        if self.reset == SUBTRACT:
+            mem = p.beta * mem + current - reset * p.threshold
+        elif self.reset == ZERO:
+            mem = p.beta * ((1 - reset) * mem) + current
+        else:
+            mem = p.beta * mem + current
+        spk = self.spike_fn(mem - p.threshold)
+        return spk, LeakyState(self._immediate_reset(p, mem, spk, reset))
+
+
+class SynapticNeuron(Neuron):
+    """``snn.Synaptic``: second-order LIF with a synaptic current.
+
+    Per time step, with ``r = H(mem[t-1] - thr)`` (detached), ``α, β`` clamped to [0, 1]::
+
+        syn[t] = α·syn[t-1] + I[t]
+        m      = β·mem[t-1] + syn[t]
+        subtract: mem[t] = m - r·thr
+        zero:     mem[t] = m - m·r        (snnTorch discards the whole step, input included)
+        none:     mem[t] = m
+        spk[t] = spike_grad(mem[t] - thr)
+
+    ``reset_delay=False`` applies the same correction as :class:`LeakyNeuron`.
+    """
+
+    has_syn = True
+
+    def init_state(self, batch: int, device, dtype) -> SynapticState:
+        z = torch.zeros((batch, *self.shape), device=device, dtype=dtype)
+        return SynapticState(syn=z, mem=z.clone())
+
+    def step(
+        self, p: NeuronParams, state: SynapticState, current: Tensor
+    ) -> tuple[Tensor, SynapticState]:
+        """One layer-synchronous step. ``current``: ``[B, *shape]``; returns ``(spk, state)``."""
+        reset = self._delayed_reset(p, state.mem)
+        syn = p.alpha * state.syn + current
+        mem = p.beta * state.mem + syn
+        if self.reset == SUBTRACT:
+            mem = mem - reset * p.threshold
+        elif self.reset == ZERO:
+            mem = mem - mem * reset
+        spk = self.spike_fn(mem - p.threshold)
+        return spk, SynapticState(syn=syn, mem=self._immediate_reset(p, mem, spk, reset))

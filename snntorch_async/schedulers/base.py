@@ -1,0 +1,91 @@
+"""The scheduler protocol: how one time step of a network is executed.
+
+``simulate`` owns the only loop over time steps; a scheduler decides what happens inside one
+step (layer by layer, pipelined one hop per step, or asynchronous forward steps of F spikes).
+Every scheduler is a small frozen keyword-only dataclass carrying its own settings and
+implementing :meth:`Scheduler.init` and :meth:`Scheduler.step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..graph import NetworkGraph
+from ..neurons import NeuronParams
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """What ``simulate`` records besides the output spikes and the engine's counters.
+
+    Attributes:
+        membranes: Record every layer's membrane potential after each time step.
+        layer_spikes: Record every layer's spikes (not only the output layer's).
+    """
+
+    membranes: bool = False
+    layer_spikes: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class SimContext:
+    """Everything that stays fixed during one simulation, built once by ``simulate``.
+
+    Attributes:
+        graph: The network graph.
+        params: Each layer's neuron parameters, evaluated once (gradients flow through them).
+        record: The recording options.
+        batch: Batch size B.
+        steps: Number of time steps T.
+        device: Device of the model and inputs.
+        dtype: Floating dtype of the model and inputs.
+    """
+
+    graph: NetworkGraph
+    params: tuple[NeuronParams, ...]
+    record: Record
+    batch: int
+    steps: int
+    device: torch.device
+    dtype: torch.dtype
+
+
+class StepOutput(NamedTuple):
+    """What a scheduler reports for one time step.
+
+    Attributes:
+        spikes: Each layer's spikes of this step, ``[B, *shape]`` (differentiable).
+        membranes: Each layer's membrane after the step, or ``None`` unless recorded.
+        spike_counts: Spikes emitted per layer, ``[B, L]``.
+        synops: Effective synaptic operations per receiving layer, ``[B, L]``.
+        forward_steps: Forward steps (rounds of spike delivery) used per sample, ``[B]``.
+    """
+
+    spikes: tuple[Tensor, ...]
+    membranes: tuple[Tensor, ...] | None
+    spike_counts: Tensor
+    synops: Tensor
+    forward_steps: Tensor
+
+
+class Scheduler:
+    """Base class of all schedulers (subclasses are frozen keyword-only dataclasses)."""
+
+    #: Time steps by which the output lags the input (1 per synaptic hop for ``Pipelined``).
+    def output_lag(self, graph: NetworkGraph) -> int:
+        return 0
+
+    def check(self, graph: NetworkGraph) -> None:
+        """Raise a clear error if this scheduler cannot run ``graph`` (default: it can)."""
+
+    def init(self, ctx: SimContext, inputs: Tensor) -> Any:
+        """Create the scheduler's state for a simulation of ``inputs`` ``[T, B, *features]``."""
+        raise NotImplementedError
+
+    def step(self, ctx: SimContext, state: Any, x: Tensor, t: int) -> tuple[Any, StepOutput]:
+        """Advance one time step with input ``x`` ``[B, *features]``; return the new state."""
+        raise NotImplementedError
