@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,8 @@ class SimulationResult:
         neurons: Number of neurons per layer ``(L,)``.
         output_lag: Time steps by which the output lags the input under this scheduler.
         scheduler: The scheduler that produced the result.
+        final_state: The scheduler's state after the last step; pass it as
+            ``simulate(..., initial_state=...)`` to continue (truncated BPTT in ``training``).
     """
 
     spikes: Tensor
@@ -45,6 +48,7 @@ class SimulationResult:
     neurons: tuple[int, ...]
     output_lag: int
     scheduler: Scheduler
+    final_state: Any = None
 
 
 _GRAPHS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -140,6 +144,7 @@ def simulate(
     *,
     scheduler: Scheduler = LayerSync(),
     record: Record = Record(),
+    initial_state: Any = None,
 ) -> SimulationResult:
     """Run a spiking network over time-major inputs under a scheduler.
 
@@ -150,11 +155,14 @@ def simulate(
         scheduler: How each time step executes (``LayerSync()``, the asynchronous schedulers,
             ``Pipelined()``).
         record: Optional recordings (membranes, every layer's spikes).
+        initial_state: Continue from ``final_state`` of an earlier result (same model, batch
+            size and scheduler) instead of the zero state; step indices restart at 0.
 
     Returns:
         A :class:`SimulationResult`; ``.spikes`` is the output spike record ``[T, B, C]``.
 
-    Every call starts from zero state (snnTorch's hidden state is neither read nor changed).
+    Every call starts from zero state unless ``initial_state`` is given (snnTorch's hidden
+    state is neither read nor changed).
     """
     if not isinstance(scheduler, Scheduler):
         raise InputError(
@@ -177,7 +185,7 @@ def simulate(
         device=inputs.device,
         dtype=inputs.dtype,
     )
-    state = scheduler.init(ctx, inputs)
+    state = scheduler.init(ctx, inputs) if initial_state is None else initial_state
     outs = []
     for t in range(T):
         state, out = scheduler.step(ctx, state, inputs[t], t)
@@ -205,6 +213,7 @@ def simulate(
         neurons=tuple(layer.numel for layer in graph.layers),
         output_lag=scheduler.output_lag(graph),
         scheduler=scheduler,
+        final_state=state,
     )
 
 
