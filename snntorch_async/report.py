@@ -1,0 +1,341 @@
+"""The demo's report: a Markdown file with a results table and PNG figures, written atomically.
+
+:func:`write_report` renders a :class:`DemoResults` into ``out/report.md`` plus figures
+(``rasters.png``, ``accuracy_latency.png``, ``spikes_per_layer.png``, ``training_curves.png``).
+Everything is first written into a temporary folder beside ``out`` and then renamed into place,
+so an interrupted or failing run never leaves a half-written report; an existing report folder is
+replaced only once the new one is complete. Figures use matplotlib's Agg backend (no display).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DemoResults",
+    "EvalRow",
+    "OutputFolderError",
+    "PAPER_CLAIM",
+    "check_writable",
+    "write_report",
+]
+
+#: What Koopman et al. (arXiv 2408.05098) report for asynchronously trained networks.
+PAPER_CLAIM = (
+    "Koopman et al. (arXiv 2408.05098) report that networks trained with unlayered backprop "
+    "(async-trained), when executed asynchronously, use up to 50% fewer spikes, reach their "
+    "decision up to 2x sooner, and are more accurate than sync-trained networks executed the "
+    "same way."
+)
+
+
+class OutputFolderError(OSError):
+    """The report folder cannot be written."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalRow:
+    """One evaluation: a trained model executed under one scheduler.
+
+    Attributes:
+        train_mode: How the model was trained (e.g. ``"sync (LayerSync)"``).
+        exec_mode: How it was executed (e.g. ``"LayerSync"``, ``"RandomAsync"``).
+        forward_group_size: F of the asynchronous execution (``None`` for LayerSync).
+        accuracy: Test accuracy in [0, 1].
+        spike_density: Spikes / (neurons × T), mean over samples.
+        latency_steps: Time steps until the output decision no longer changes (mean).
+        latency_forward_steps: Forward steps until the decision no longer changes (mean).
+        synops: Effective synaptic operations per sample (mean).
+        spikes_per_layer: Mean spikes per sample in each layer.
+    """
+
+    train_mode: str
+    exec_mode: str
+    forward_group_size: int | None
+    accuracy: float
+    spike_density: float
+    latency_steps: float
+    latency_forward_steps: float
+    synops: float
+    spikes_per_layer: tuple[float, ...]
+
+    @property
+    def exec_label(self) -> str:
+        """``"LayerSync"`` or ``"RandomAsync F=8"``."""
+        f = self.forward_group_size
+        return self.exec_mode if f is None else f"{self.exec_mode} F={f}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoResults:
+    """Everything the report shows.
+
+    Attributes:
+        config: Settings of the run, shown in the report (name → value).
+        rows: Every evaluation.
+        histories: Training mode → per-epoch metrics (``{"loss": [...], "accuracy": [...]}``).
+        rasters: Title → ``(spikes [T, N] 0/1 array, layer sizes)`` of one test sample.
+        lava: Lines describing the Lava export and verification (status, agreement).
+        notes: Extra lines (what was skipped and why).
+        command: The command line that produced the results.
+    """
+
+    config: dict
+    rows: tuple[EvalRow, ...]
+    histories: dict = field(default_factory=dict)
+    rasters: dict = field(default_factory=dict)
+    lava: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    command: str = "snntorch-async demo"
+
+
+def check_writable(out: str | os.PathLike) -> Path:
+    """Fail early, with the fix, if the report folder ``out`` cannot be created or replaced."""
+    out = Path(out).expanduser().resolve()
+    parent = out.parent
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(
+            f"The output path {out} exists and is a file; expected a folder for the report. "
+            "Fix: pass another --out, or remove the file."
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".snntorch-async-probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputFolderError(
+            f"Cannot write the report folder {out}: {exc.strerror or exc}. Fix: pass --out with a "
+            "folder you can write to (e.g. --out ./demo_out)."
+        ) from None
+    return out
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def _table(rows: tuple[EvalRow, ...]) -> list[str]:
+    lines = [
+        "| trained | executed | accuracy | spike density | decision (time steps) | "
+        "decision (forward steps) | synaptic ops / sample |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.train_mode} | {r.exec_label} | {100 * r.accuracy:.1f}% | "
+            f"{_fmt(r.spike_density)} | {_fmt(r.latency_steps)} | "
+            f"{_fmt(r.latency_forward_steps)} | {_fmt(r.synops)} |"
+        )
+    return lines
+
+
+def _comparison(rows: tuple[EvalRow, ...]) -> list[str]:
+    """Sync- vs async-trained, both executed asynchronously at the same F: what we measured."""
+    by = {(r.train_mode, r.exec_label): r for r in rows if r.forward_group_size is not None}
+    modes = list(dict.fromkeys(r.train_mode for r in rows))
+    if len(modes) < 2 or not by:
+        return ["Only one training mode was run, so the claim could not be tested here."]
+    base = modes[0]
+    lines = []
+    for other in modes[1:]:
+        for label in dict.fromkeys(k[1] for k in by):
+            a, b = by.get((base, label)), by.get((other, label))
+            if a is None or b is None:
+                continue
+            spikes = 100 * (1 - b.spike_density / a.spike_density) if a.spike_density else math.nan
+            sooner = (
+                a.latency_forward_steps / b.latency_forward_steps
+                if b.latency_forward_steps
+                else math.nan
+            )
+            acc = 100 * (b.accuracy - a.accuracy)
+            lines.append(
+                f"- executed {label}: {other} vs {base}: "
+                f"{_fmt(spikes, 2)}% {'fewer' if spikes >= 0 else 'more'} spikes "
+                f"(claim: up to 50% fewer), decision {_fmt(sooner, 2)}x "
+                f"{'sooner' if sooner >= 1 else 'later'} in forward steps (claim: up to 2x "
+                f"sooner), accuracy {acc:+.1f} points (claim: higher)."
+            )
+    return lines or ["No asynchronous execution shared by both training modes."]
+
+
+def _render_markdown(res: DemoResults, figures: list[str]) -> str:
+    md = ["# snntorch-async demo report", ""]
+    md += [f"Reproduce with: `{res.command}`", ""]
+    md += ["## Setup", ""]
+    md += [f"- {k}: {v}" for k, v in res.config.items()] + [""]
+    md += ["## Results", ""] + _table(res.rows) + [""]
+    md += [
+        "Spike density = spikes / (neurons × time steps); decision = the time step (and the "
+        "forward step) after which the output's running spike-count argmax no longer changes; "
+        "synaptic ops = spikes × their non-zero fan-out (input events included).",
+        "",
+    ]
+    md += ["## The paper's claim and what we measured", "", PAPER_CLAIM, "", "Measured here:", ""]
+    md += _comparison(res.rows) + [""]
+    md += [
+        "These numbers come from one small run (small network, few epochs, one seed); they are "
+        "what this run measured, not a statistical test of the claim.",
+        "",
+    ]
+    md += ["## Lava", ""] + [f"- {line}" for line in res.lava or ("not run",)] + [""]
+    if res.notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in res.notes] + [""]
+    if figures:
+        md += ["## Figures", ""]
+        md += [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures] + [""]
+    return "\n".join(md)
+
+
+def _plot_rasters(res: DemoResults, path: Path, plt) -> bool:
+    if not res.rasters:
+        return False
+    n = len(res.rasters)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False, sharey=True)
+    for ax, (title, (spikes, sizes)) in zip(axes[0], res.rasters.items()):
+        spikes = np.asarray(spikes)
+        t, idx = np.nonzero(spikes)
+        ax.scatter(t, idx, s=6, marker="|", color="black", linewidths=1)
+        edge = 0
+        for i, s in enumerate(sizes[:-1]):
+            edge += s
+            ax.axhline(edge - 0.5, color="tab:red", lw=0.6, ls="--")
+        ax.set_title(f"{title}\n{int(spikes.sum())} spikes", fontsize=9)
+        ax.set_xlabel("time step")
+        ax.set_xlim(-0.5, spikes.shape[0] - 0.5)
+    axes[0][0].set_ylabel("neuron (layers stacked, output on top)")
+    fig.suptitle("Spike rasters of one test sample (dashed: layer boundaries)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_accuracy_latency(res: DemoResults, path: Path, plt) -> bool:
+    if not res.rows:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for k, mode in enumerate(dict.fromkeys(r.train_mode for r in res.rows)):
+        rows = sorted(
+            (r for r in res.rows if r.train_mode == mode), key=lambda r: r.latency_forward_steps
+        )
+        xs = [r.latency_forward_steps for r in rows]
+        ys = [100 * r.accuracy for r in rows]
+        ax.plot(xs, ys, marker="os^"[k % 3], label=f"trained {mode}")
+        for r, x, y in zip(rows, xs, ys):
+            ax.annotate(r.exec_label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("latency to decision (forward steps, mean)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy against latency, per training mode", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_spikes_per_layer(res: DemoResults, path: Path, plt) -> bool:
+    rows = [r for r in res.rows if r.spikes_per_layer]
+    if not rows:
+        return False
+    L = len(rows[0].spikes_per_layer)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
+    width = 0.8 / len(rows)
+    for k, r in enumerate(rows):
+        xs = np.arange(L) + (k - (len(rows) - 1) / 2) * width
+        ax.bar(xs, r.spikes_per_layer, width, label=f"{r.train_mode} / {r.exec_label}")
+    ax.set_xticks(np.arange(L), [f"layer {i + 1}" for i in range(L)])
+    ax.set_ylabel("spikes per sample (mean)")
+    ax.set_title("Spikes per layer (trained / executed)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_training(res: DemoResults, path: Path, plt) -> bool:
+    if not res.histories:
+        return False
+    keys = [k for k in ("loss", "accuracy", "spike_density")
+            if any(k in h for h in res.histories.values())]
+    if not keys:
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for mode, hist in res.histories.items():
+            ys = hist.get(key)
+            if ys:
+                ax.plot(range(1, len(ys) + 1), ys, marker="o", label=f"trained {mode}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Training curves (training set)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+_FIGURES = (
+    ("rasters.png", _plot_rasters),
+    ("accuracy_latency.png", _plot_accuracy_latency),
+    ("spikes_per_layer.png", _plot_spikes_per_layer),
+    ("training_curves.png", _plot_training),
+)
+
+
+def write_report(res: DemoResults, out: str | os.PathLike) -> Path:
+    """Write ``out/report.md`` and its figures atomically; return the path of ``report.md``.
+
+    The report is built in a temporary folder beside ``out`` and renamed into place only when
+    complete; on any error the temporary folder is removed and an existing ``out`` is untouched.
+
+    Raises:
+        OutputFolderError: ``out`` cannot be written.
+    """
+    out = check_writable(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = None
+    try:
+        figures = []
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            plt = None
+            res = DemoResults(**{**res.__dict__, "notes": res.notes + (
+                "matplotlib is not installed, so no figures were drawn (pip install "
+                "'snntorch-async[plot]').",)})
+        if plt is not None:
+            for name, draw in _FIGURES:
+                if draw(res, tmp / name, plt):
+                    figures.append(name)
+        (tmp / "report.md").write_text(_render_markdown(res, figures), encoding="utf-8")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out / "report.md"
