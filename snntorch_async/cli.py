@@ -225,16 +225,22 @@ def _read_meta(checkpoint: str) -> dict:
 
 
 def _load_weights(model, checkpoint: str, meta: dict) -> None:
-    from .training import load_checkpoint
+    from .training import CheckpointError, load_checkpoint
 
     try:
-        load_checkpoint(checkpoint, model)
-    except (RuntimeError, KeyError, ValueError) as exc:
+        state = load_checkpoint(checkpoint)["model"]
+    except CheckpointError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
         arch = meta.get("model") or meta.get("model_file")
+        first = str(exc).splitlines()
         raise CliError(
-            f"checkpoint {checkpoint!r} does not fit the model {arch!r} it names: {exc}. "
-            "It was probably saved from another architecture (or the model file changed). Fix: "
-            "evaluate it with the model it was trained with, or retrain."
+            f"checkpoint {checkpoint!r} does not fit the model {arch!r} named in its "
+            f"{META_SUFFIX} ({' '.join(first[:3])}). It was saved from another architecture, or "
+            "the model file / --hidden changed since. Fix: use the model it was trained with, "
+            "or retrain."
         ) from None
 
 
@@ -319,7 +325,8 @@ def cmd_train(args) -> int:
                                  lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                                  checkpoint=str(ckpt), resume=args.resume)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved at {ckpt}. Continue with:\n  "
+        saved = "checkpoint saved at" if ckpt.is_file() else "no checkpoint yet at"
+        print(f"\ninterrupted: {saved} {ckpt}. Continue with:\n  "
               + shlex.join(["snntorch-async", *_argv_for_resume()]), file=sys.stderr)
         return 130
     for key, values in history.items():

@@ -67,11 +67,11 @@ class DemoConfig:
 FULL = DemoConfig()
 #: ``--quick``: every stage, tiny sizes (well under 2 minutes on 2 CPU cores).
 QUICK = DemoConfig(
-    steps=8,
-    hidden=24,
-    epochs=2,
-    train_samples=192,
-    test_samples=96,
+    steps=10,
+    hidden=32,
+    epochs=3,
+    train_samples=512,
+    test_samples=128,
     batch_size=64,
     lr=1e-2,
     eval_forward_group_sizes=(2, 16),

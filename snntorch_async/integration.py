@@ -123,7 +123,7 @@ def evaluate_model(
 
 def train_model(
     model: nn.Module,
-    train: tuple[Tensor, Tensor],
+    train,
     *,
     scheduler,
     epochs: int,
@@ -132,24 +132,28 @@ def train_model(
     seed: int,
     checkpoint: str | None = None,
     resume: bool = False,
+    progress: bool = True,
 ) -> dict:
-    """Train with ``training.fit``; return the history as ``{"loss": [...], "accuracy": [...]}``."""
+    """Train with :func:`snntorch_async.training.fit` on a dataset of ``(x [T, *f], y)``.
+
+    Returns:
+        The history as ``{"loss": [...], "accuracy": [...], "spike_density": [...]}`` (per epoch).
+
+    Raises:
+        snntorch_async.training.TrainingInterrupted: Ctrl-C (after saving ``checkpoint``).
+    """
     from .training import TrainConfig, fit
 
-    config = TrainConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, checkpoint=checkpoint,
-        resume=resume,
-    )
-    history = fit(model, train, scheduler=scheduler, config=config)
-    return _history_dict(history)
+    config = TrainConfig(epochs=epochs, lr=lr, seed=seed, checkpoint_path=checkpoint)
+    data = loader(train, batch_size=batch_size, shuffle=True, seed=seed)
+    history = fit(model, data, scheduler=scheduler, config=config, resume=resume,
+                  progress=progress)
+    return history_dict(history)
 
 
-def _history_dict(history) -> dict:
-    if isinstance(history, dict):
-        return {k: list(v) for k, v in history.items()}
-    if hasattr(history, "_asdict"):
-        return {k: list(v) for k, v in history._asdict().items()}
-    return {k: list(v) for k, v in vars(history).items() if isinstance(v, (list, tuple))}
+def history_dict(history) -> dict:
+    """The per-epoch lists of a :class:`snntorch_async.training.History`."""
+    return {k: list(getattr(history, k)) for k in ("loss", "accuracy", "spike_density")}
 
 
 def lava_check(model: nn.Module, inputs: Tensor, *, echo: Callable[[str], None]) -> list[str]:

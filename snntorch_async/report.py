@@ -160,11 +160,16 @@ def _comparison(rows: tuple[EvalRow, ...]) -> list[str]:
                 else math.nan
             )
             acc = 100 * (b.accuracy - a.accuracy)
+            if math.isnan(sooner):
+                when = "decision latency not measured"
+            elif sooner >= 1:
+                when = f"decision {_fmt(sooner, 3)}x sooner"
+            else:
+                when = f"decision {_fmt(1 / sooner, 3)}x later"
             lines.append(
                 f"- executed {label}: {other} vs {base}: "
-                f"{_fmt(spikes, 2)}% {'fewer' if spikes >= 0 else 'more'} spikes "
-                f"(claim: up to 50% fewer), decision {_fmt(sooner, 2)}x "
-                f"{'sooner' if sooner >= 1 else 'later'} in forward steps (claim: up to 2x "
+                f"{_fmt(abs(spikes), 2)}% {'fewer' if spikes >= 0 else 'more'} spikes "
+                f"(claim: up to 50% fewer), {when} in forward steps (claim: up to 2x "
                 f"sooner), accuracy {acc:+.1f} points (claim: higher)."
             )
     return lines or ["No asynchronous execution shared by both training modes."]
@@ -206,7 +211,7 @@ def _plot_rasters(res: DemoResults, path: Path, plt) -> bool:
     for ax, (title, (spikes, sizes)) in zip(axes[0], res.rasters.items()):
         spikes = np.asarray(spikes)
         t, idx = np.nonzero(spikes)
-        ax.scatter(t, idx, s=6, marker="|", color="black", linewidths=1)
+        ax.scatter(t, idx, s=40, marker="|", color="black", linewidths=1.5)
         edge = 0
         for i, s in enumerate(sizes[:-1]):
             edge += s
@@ -225,21 +230,31 @@ def _plot_rasters(res: DemoResults, path: Path, plt) -> bool:
 def _plot_accuracy_latency(res: DemoResults, path: Path, plt) -> bool:
     if not res.rows:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, mode in enumerate(dict.fromkeys(r.train_mode for r in res.rows)):
-        rows = sorted(
-            (r for r in res.rows if r.train_mode == mode), key=lambda r: r.latency_forward_steps
-        )
-        xs = [r.latency_forward_steps for r in rows]
-        ys = [100 * r.accuracy for r in rows]
-        ax.plot(xs, ys, marker="os^"[k % 3], label=f"trained {mode}")
-        for r, x, y in zip(rows, xs, ys):
-            ax.annotate(r.exec_label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        color = colors[k % len(colors)]
+        rows = [r for r in res.rows if r.train_mode == mode]
+        for j, exec_mode in enumerate(dict.fromkeys(r.exec_mode for r in rows)):
+            pts = sorted((r for r in rows if r.exec_mode == exec_mode),
+                         key=lambda r: r.forward_group_size or 0)
+            xs = [r.latency_forward_steps for r in pts]
+            ys = [100 * r.accuracy for r in pts]
+            if pts[0].forward_group_size is None:  # LayerSync: one point
+                ax.scatter(xs, ys, marker="*", s=160, color=color, edgecolor="black", zorder=3,
+                           label=f"trained {mode}, executed {exec_mode}")
+                continue
+            ax.plot(xs, ys, marker="os^D"[j % 4], ls=("-", "--", ":")[j % 3], color=color,
+                    label=f"trained {mode}, executed {exec_mode}")
+            for r, x, y in zip(pts, xs, ys):
+                ax.annotate(f"F={r.forward_group_size}", (x, y), fontsize=7, xytext=(4, -10),
+                            textcoords="offset points", color=color)
     ax.set_xlabel("latency to decision (forward steps, mean)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against latency, per training mode", fontsize=10)
+    ax.set_title("Accuracy against latency (star: LayerSync; lines: asynchronous at F)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -251,7 +266,7 @@ def _plot_spikes_per_layer(res: DemoResults, path: Path, plt) -> bool:
     if not rows:
         return False
     L = len(rows[0].spikes_per_layer)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 1.0 * len(rows)), 4.5 + 0.2 * len(rows)))
     width = 0.8 / len(rows)
     for k, r in enumerate(rows):
         xs = np.arange(L) + (k - (len(rows) - 1) / 2) * width
@@ -259,7 +274,7 @@ def _plot_spikes_per_layer(res: DemoResults, path: Path, plt) -> bool:
     ax.set_xticks(np.arange(L), [f"layer {i + 1}" for i in range(L)])
     ax.set_ylabel("spikes per sample (mean)")
     ax.set_title("Spikes per layer (trained / executed)", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -280,6 +295,7 @@ def _plot_training(res: DemoResults, path: Path, plt) -> bool:
             if ys:
                 ax.plot(range(1, len(ys) + 1), ys, marker="o", label=f"trained {mode}")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -309,6 +325,9 @@ def write_report(res: DemoResults, out: str | os.PathLike) -> Path:
     """
     out = check_writable(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is not
     old = None
     try:
         figures = []

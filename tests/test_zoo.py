@@ -1,0 +1,52 @@
+"""Built-in architectures and user model files."""
+
+import pytest
+import snntorch as snn
+import torch
+
+from snntorch_async import simulate
+from snntorch_async.reference import run_snntorch
+from snntorch_async.zoo import ZOO, ModelFileError, build_zoo_model, load_model_file
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_run_like_snntorch_and_use_lava_compatible_reset(name):
+    torch.manual_seed(0)
+    small = {"hidden": 6} if "conv" not in name else {"channels": 2}
+    model = build_zoo_model(name, **small)
+    for m in model.modules():
+        if isinstance(m, snn.Leaky):
+            assert m.reset_mechanism == "zero" and not m.reset_delay
+    x = (torch.rand(3, 2, *ZOO[name].input_shape) < 0.3).float()
+    assert torch.equal(simulate(model, x).spikes, run_snntorch(model, x))
+
+
+def test_unknown_zoo_name_lists_choices():
+    with pytest.raises(ValueError, match="Unknown model 'mlp'; expected one of .*digits_mlp"):
+        build_zoo_model("mlp")
+
+
+def test_model_file_with_model_or_build_model(tmp_path):
+    f = tmp_path / "net.py"
+    f.write_text(
+        "import snntorch as snn\nfrom torch import nn\ninput_shape = (4,)\n"
+        "def build_model():\n"
+        "    return nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.5, init_hidden=True))\n"
+    )
+    model, shape = load_model_file(f)
+    assert shape == (4,) and isinstance(model[0], torch.nn.Linear)
+
+
+def test_model_file_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model_file(tmp_path / "missing.py")
+    f = tmp_path / "empty.py"
+    f.write_text("x = 1\n")
+    with pytest.raises(ModelFileError, match="defines neither `model` nor `build_model`"):
+        load_model_file(f)
+    f.write_text("model = 3\n")
+    with pytest.raises(ModelFileError, match="defines int; expected a module-level `model`"):
+        load_model_file(f)
+    f.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(ModelFileError, match="raised RuntimeError: boom"):
+        load_model_file(f)
