@@ -1,0 +1,185 @@
+"""The fixed-point emulator without Lava: hand-worked golden values, timing, batching, devices,
+errors. Bit-exactness against Lava itself is in ``test_lava_fixed.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEVICES
+from fixed_specs import random_fixed_spec, random_spikes
+
+from lava_bridge.emulator import LIFState, emulate, lif_fixed_step, loihi_weights, shift_floor
+from lava_bridge.spec import LayerSpec, NetworkSpec, NeuronSpec
+
+
+def _one_layer(w, *, e=0, du=4095, dv=0, vth=10, delay=None, bias=None, bias_exp=0, nwb=8):
+    w = np.atleast_2d(np.asarray(w))
+    n = w.shape[0]
+    return LayerSpec(
+        name="l",
+        weight=w,
+        neuron=NeuronSpec(du=np.full(n, du), dv=np.full(n, dv), vth=np.full(n, vth)),
+        shape=(n,),
+        delay=None if delay is None else np.atleast_2d(delay),
+        bias=bias,
+        weight_exp=e,
+        bias_exp=bias_exp,
+        num_weight_bits=nwb,
+    )
+
+
+def _spec(*layers, n_in=None):
+    n_in = n_in or layers[0].in_size
+    return NetworkSpec(layers=tuple(layers), input_shape=(n_in,), fixed_point=True)
+
+
+# -- golden values worked out by hand ----------------------------------------------------------
+
+
+def test_loihi_weights_sign_modes_by_hand():
+    # mixed: clip to [-256, 255], drop 1 LSB with floor: 3 -> 2, -3 -> -4, 300 -> 255 -> 254
+    assert loihi_weights(np.array([[3, -3, 300, -300, 7]])).tolist() == [[2, -4, 254, -256, 6]]
+    # excitatory: clip to [0, 255], nothing dropped at 8 bits
+    assert loihi_weights(np.array([[3, 0, 300]])).tolist() == [[3, 0, 255]]
+    # inhibitory: mirrored: [-255, 0]
+    assert loihi_weights(np.array([[-3, 0, -300]])).tolist() == [[-3, 0, -255]]
+    # 6 bits, excitatory: drop 2 LSBs: 7 -> 4; inhibitory mirrored: -7 -> -4
+    assert loihi_weights(np.array([[7, 9]]), 6).tolist() == [[4, 8]]
+    assert loihi_weights(np.array([[-7, -9]]), 6).tolist() == [[-4, -8]]
+
+
+def test_shift_floor_by_hand():
+    x = torch.tensor([-5, -4, 5, 7])
+    assert shift_floor(x, -1).tolist() == [-3, -2, 2, 3]  # floor(x / 2)
+    assert shift_floor(x, 2).tolist() == [-20, -16, 20, 28]
+    assert shift_floor(x, torch.tensor([-1, 0, 1, -2])).tolist() == [-3, -4, 10, 1]
+
+
+def test_lif_step_by_hand():
+    i64 = dict(dtype=torch.int64)
+    state = LIFState(u=torch.tensor([[1000, -1000, 0]], **i64), v=torch.tensor([[5000, -5000, 700]], **i64))
+    du, dv, vth = torch.tensor(2047), torch.tensor(1024), torch.tensor(10)
+    spk, new = lif_fixed_step(state, torch.tensor([[1, 0, 3]], **i64), du=du, dv=dv, vth=vth)
+    # u: 1000·2048 >> 12 = 500, +1<<6 -> 564; -1000 -> -500 (toward zero); 0 + 3<<6 = 192
+    assert new.u.tolist() == [[564, -500, 192]]
+    # v: 5000·3072 >> 12 = 3750, +564 = 4314 > 640 -> spike, v = 0; -5000 -> -3750 - 500;
+    #    700·3072 >> 12 = 525, + 192 = 717 > 640 -> spike
+    assert spk.tolist() == [[True, False, True]]
+    assert new.v.tolist() == [[0, -4250, 0]]
+
+
+def test_lif_wraps_u_and_saturates_v_by_hand():
+    i64 = dict(dtype=torch.int64)
+    state = LIFState(u=torch.tensor([[0, 0]], **i64), v=torch.tensor([[8_388_000, -8_388_000]], **i64))
+    a = torch.tensor([[2**17 + 1, -(2**17)]], **i64)  # << 6: 2**23 + 64 and -2**23
+    spk, new = lif_fixed_step(state, a, du=torch.tensor(4095), dv=torch.tensor(0), vth=torch.tensor(131071))
+    assert new.u.tolist() == [[2**23 + 64 - 2**24, -(2**23) + 2**24]]  # one wrap each
+    # v: 8_388_000 + (64 - 2**23) = 64 + ... ; -8_388_000 + 2**23 = 608
+    assert new.v.tolist() == [[8_388_000 + 2**23 + 64 - 2**24, -8_388_000 + 2**23]]
+    state = LIFState(u=torch.tensor([[0, 0]], **i64), v=torch.tensor([[8_388_000, -8_388_000]], **i64))
+    a = torch.tensor([[100, -100]], **i64)
+    one = dict(du=torch.tensor(4095), dv=torch.tensor(0))
+    spk, new = lif_fixed_step(state, a, vth=torch.tensor(200_000), **one)
+    assert new.v.tolist() == [[2**23 - 1, -(2**23) + 1]]  # saturates, does not wrap
+    # the largest threshold, 131071 << 6 = 8388544, is below the saturated v: it fires
+    spk, new = lif_fixed_step(state, a, vth=torch.tensor(131071), **one)
+    assert spk.tolist() == [[True, False]] and new.v.tolist() == [[0, -(2**23) + 1]]
+
+
+def test_pipeline_timing_by_hand():
+    # one input spike at t=0 reaches layer 0 at t=1 and layer 1 at t=2 (one step per hop)
+    l0 = _one_layer([[20]], vth=10)
+    l1 = _one_layer([[20]], vth=10)
+    x = torch.zeros(6, 1, 1)
+    x[0] = 1
+    r = emulate(_spec(l0, l1), x)
+    assert r.layer_spikes[0][:, 0, 0].tolist() == [0, 1, 0, 0, 0, 0]
+    assert r.layer_spikes[1][:, 0, 0].tolist() == [0, 0, 1, 0, 0, 0]
+    assert r.output_lag == 2
+
+
+def test_delay_and_bias_timing_by_hand():
+    # a spike at t=0 through a synapse of delay 3 arrives 1 + 3 steps later
+    x = torch.zeros(7, 1, 1)
+    x[0] = 1
+    r = emulate(_spec(_one_layer([[20]], vth=10, delay=[[3]])), x)
+    assert r.spikes[:, 0, 0].tolist() == [0, 0, 0, 0, 1, 0, 0]
+    # the bias of layer l arrives from step l + 1 on (always-on channel of delay l):
+    # u = bias << bias_exp << 6 = 3·2·64 = 384 from t = 2 for layer 1
+    l0 = _one_layer([[0]], vth=1000)
+    l1 = _one_layer([[0]], vth=1000, bias=np.array([3]), bias_exp=1)
+    r = emulate(_spec(l0, l1), torch.zeros(5, 1, 1), record_state=True)
+    assert r.u[1][:, 0, 0].tolist() == [0, 0, 384, 384, 384]
+
+
+# -- properties -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_equals_one_sample_at_a_time(seed):
+    spec = random_fixed_spec(seed)
+    x = torch.tensor(random_spikes(seed, 15, 4, spec.input_size))
+    batched = emulate(spec, x, record_state=True)
+    for b in range(4):
+        single = emulate(spec, x[:, b : b + 1], record_state=True)
+        for i in range(spec.num_layers):
+            assert torch.equal(batched.layer_spikes[i][:, b], single.layer_spikes[i][:, 0])
+            assert torch.equal(batched.v[i][:, b], single.v[i][:, 0])
+            assert torch.equal(batched.u[i][:, b], single.u[i][:, 0])
+
+
+def test_causality_future_inputs_do_not_change_the_past():
+    spec = random_fixed_spec(3, delays=True, bias=True)
+    x = torch.tensor(random_spikes(3, 12, 2, spec.input_size))
+    y = x.clone()
+    y[8:] = 1 - y[8:]
+    a, b = emulate(spec, x).layer_spikes, emulate(spec, y).layer_spikes
+    for i in range(spec.num_layers):
+        assert torch.equal(a[i][:9], b[i][:9])  # changes at t=8 reach layer i at t >= 9
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_devices_agree(device):
+    spec = random_fixed_spec(5, delays=True, bias=True)
+    x = torch.tensor(random_spikes(5, 10, 3, spec.input_size))
+    ref = emulate(spec, x, record_state=True)
+    got = emulate(spec, x.to(device), record_state=True)
+    assert got.spikes.device.type == device
+    assert torch.equal(got.spikes.cpu(), ref.spikes)
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(got.v, ref.v))
+    assert got.v[0].dtype == torch.int64
+
+
+def test_input_dtypes_accepted():
+    spec = random_fixed_spec(1)
+    x = random_spikes(1, 8, 2, spec.input_size)
+    ref = emulate(spec, torch.tensor(x, dtype=torch.float32)).spikes
+    for dt in (torch.bool, torch.int64, torch.uint8, torch.float64):
+        assert torch.equal(emulate(spec, torch.tensor(x).to(dt)).spikes, ref)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_rejects_float_spec():
+    fixed = random_fixed_spec(0)
+    floats = NetworkSpec(layers=tuple(
+        LayerSpec(name=l.name, weight=l.weight.astype(float), neuron=NeuronSpec(du=np.ones(l.out_size), dv=np.zeros(l.out_size), vth=np.ones(l.out_size)), shape=l.shape)
+        for l in fixed.layers), input_shape=fixed.input_shape)
+    with pytest.raises(ValueError, match="float NetworkSpec.*quantize it first"):
+        emulate(floats, torch.zeros(3, 1, fixed.input_size))
+    with pytest.raises(TypeError, match="expected a fixed-point lava_bridge.NetworkSpec"):
+        emulate({"layers": []}, torch.zeros(3, 1, 2))
+
+
+def test_rejects_bad_inputs():
+    spec = random_fixed_spec(0)
+    n = spec.input_size
+    with pytest.raises(ValueError, match=r"expected binary spike inputs \(0 or 1\).*spike-encode"):
+        emulate(spec, torch.full((3, 1, n), 0.5))
+    with pytest.raises(ValueError, match=rf"takes {n} .*Fix: pass inputs of shape \[T, B, {n}\]"):
+        emulate(spec, torch.zeros(3, 1, n + 1))
+    with pytest.raises(ValueError, match=r"shape \[T, B, .*time-major"):
+        emulate(spec, torch.zeros(3, n))
