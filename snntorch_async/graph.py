@@ -257,7 +257,10 @@ def read_model(model: nn.Module, input_shape: tuple[int, ...] | torch.Size) -> N
             op = factory(m, path)
             op_shapes.append(tuple(probe.shape[1:]))
             try:
-                with torch.no_grad():
+                # fork_rng: probing must not draw from the user's RNG (nn.Dropout in training
+                # mode would, making results depend on graph-cache hits; exact resume needs this)
+                rng_devices = [device] if device.type == "cuda" else []
+                with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
                     probe = op.forward(probe)
             except RuntimeError as e:
                 raise InputError(
