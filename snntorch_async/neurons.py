@@ -45,6 +45,24 @@ class NeuronParams(NamedTuple):
     alpha: Tensor | None
 
 
+class StepBase(NamedTuple):
+    """What a layer's membrane is made of at the start of a time step, before any input current.
+
+    Computed once per time step by :meth:`Neuron.begin`; :meth:`Neuron.membrane` adds the step's
+    (accumulated) input current to it with exactly the arithmetic of the layer-synchronous step,
+    so a neuron that receives its whole current at once gets bit-identical values.
+
+    Attributes:
+        reset: Delayed reset ``r = H(mem[t-1] - thr)`` (detached), snnTorch's ``mem_reset``.
+        decayed: ``β·mem[t-1]`` (``β·(1 - r)·mem[t-1]`` for Leaky zero reset).
+        syn_decayed: ``α·syn[t-1]`` for Synaptic neurons, else ``None``.
+    """
+
+    reset: Tensor
+    decayed: Tensor
+    syn_decayed: Tensor | None
+
+
 class Neuron:
     """Base class of the neuron kernels.
 
@@ -95,8 +113,27 @@ class Neuron:
     def init_state(self, batch: int, device, dtype) -> LeakyState | SynapticState:
         raise NotImplementedError
 
-    def step(self, p: NeuronParams, state, current: Tensor):
+    def begin(self, p: NeuronParams, state) -> StepBase:
         raise NotImplementedError
+
+    def membrane(self, p: NeuronParams, base: StepBase, current: Tensor):
+        raise NotImplementedError
+
+    def finish(self, p: NeuronParams, base: StepBase, mem: Tensor, syn, spk: Tensor):
+        raise NotImplementedError
+
+    def fire(self, p: NeuronParams, mem: Tensor) -> Tensor:
+        """Spikes of a pre-threshold membrane: ``spike_grad(mem - thr)`` (``mem > thr``)."""
+        return self.spike_fn(mem - p.threshold)
+
+    def step(self, p: NeuronParams, state, current: Tensor):
+        """One layer-synchronous step (snnTorch's update): ``current`` ``[B, *shape]`` →
+        ``(spk, new_state)``. Composed of :meth:`begin`, :meth:`membrane`, :meth:`fire` and
+        :meth:`finish`, which the asynchronous schedulers call separately."""
+        base = self.begin(p, state)
+        mem, syn = self.membrane(p, base, current)
+        spk = self.fire(p, mem)
+        return spk, self.finish(p, base, mem, syn, spk)
 
     def _delayed_reset(self, p: NeuronParams, mem: Tensor) -> Tensor:
         """snnTorch's ``mem_reset``: the detached spike of the previous membrane."""
@@ -132,18 +169,23 @@ class LeakyNeuron(Neuron):
     def init_state(self, batch: int, device, dtype) -> LeakyState:
         return LeakyState(mem=torch.zeros((batch, *self.shape), device=device, dtype=dtype))
 
-    def step(self, p: NeuronParams, state: LeakyState, current: Tensor) -> tuple[Tensor, LeakyState]:
-        """One layer-synchronous step. ``current``: ``[B, *shape]``; returns ``(spk, state)``."""
-        mem = state.mem
-        reset = self._delayed_reset(p, mem)
+    def begin(self, p: NeuronParams, state: LeakyState) -> StepBase:
+        """Leak (and delayed zero reset) at the start of a step."""
+        reset = self._delayed_reset(p, state.mem)
+        if self.reset == ZERO:
+            return StepBase(reset, p.beta * ((1 - reset) * state.mem), None)
+        return StepBase(reset, p.beta * state.mem, None)
+
+    def membrane(self, p: NeuronParams, base: StepBase, current: Tensor) -> tuple[Tensor, None]:
+        """Pre-threshold membrane given the step's input current; returns ``(mem, None)``."""
+        mem = base.decayed + current
         if self.reset == SUBTRACT:
-            mem = p.beta * mem + current - reset * p.threshold
-        elif self.reset == ZERO:
-            mem = p.beta * ((1 - reset) * mem) + current
-        else:
-            mem = p.beta * mem + current
-        spk = self.spike_fn(mem - p.threshold)
-        return spk, LeakyState(self._immediate_reset(p, mem, spk, reset))
+            mem = mem - base.reset * p.threshold
+        return mem, None
+
+    def finish(self, p: NeuronParams, base: StepBase, mem: Tensor, syn, spk: Tensor) -> LeakyState:
+        """State after the step, given the pre-threshold membrane and the step's spikes."""
+        return LeakyState(self._immediate_reset(p, mem, spk, base.reset))
 
 
 class SynapticNeuron(Neuron):
@@ -167,16 +209,23 @@ class SynapticNeuron(Neuron):
         z = torch.zeros((batch, *self.shape), device=device, dtype=dtype)
         return SynapticState(syn=z, mem=z.clone())
 
-    def step(
-        self, p: NeuronParams, state: SynapticState, current: Tensor
-    ) -> tuple[Tensor, SynapticState]:
-        """One layer-synchronous step. ``current``: ``[B, *shape]``; returns ``(spk, state)``."""
+    def begin(self, p: NeuronParams, state: SynapticState) -> StepBase:
+        """Decay of the synaptic current and membrane at the start of a step."""
         reset = self._delayed_reset(p, state.mem)
-        syn = p.alpha * state.syn + current
-        mem = p.beta * state.mem + syn
+        return StepBase(reset, p.beta * state.mem, p.alpha * state.syn)
+
+    def membrane(self, p: NeuronParams, base: StepBase, current: Tensor) -> tuple[Tensor, Tensor]:
+        """Pre-threshold membrane and synaptic current given the step's input current."""
+        syn = base.syn_decayed + current
+        mem = base.decayed + syn
         if self.reset == SUBTRACT:
-            mem = mem - reset * p.threshold
+            mem = mem - base.reset * p.threshold
         elif self.reset == ZERO:
-            mem = mem - mem * reset
-        spk = self.spike_fn(mem - p.threshold)
-        return spk, SynapticState(syn=syn, mem=self._immediate_reset(p, mem, spk, reset))
+            mem = mem - mem * base.reset
+        return mem, syn
+
+    def finish(
+        self, p: NeuronParams, base: StepBase, mem: Tensor, syn: Tensor, spk: Tensor
+    ) -> SynapticState:
+        """State after the step, given the pre-threshold membrane and the step's spikes."""
+        return SynapticState(syn=syn, mem=self._immediate_reset(p, mem, spk, base.reset))

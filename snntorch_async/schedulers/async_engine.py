@@ -1,0 +1,288 @@
+"""One time step of asynchronous execution (shared by every asynchronous scheduler).
+
+Per sample (all vectorised over the batch) and per time step:
+
+1. *Leak*: every layer's neuron kernel computes its start-of-step membrane (``Neuron.begin``).
+   Neurons whose membrane would exceed threshold with no synaptic input at all (e.g. a large bias,
+   or a subtract-reset carry-over) are *candidates*.
+2. *Input*: with ``prioritize_input`` the whole input frame is delivered in a first forward step;
+   otherwise the input's non-zero entries join the pending set as events.
+3. *Forward steps*, while something is pending (or a layer still holds unreached candidates):
+   select up to ``F`` pending spikes per sample by the strategy's priority, deliver them through
+   the receiving layers' ops (a layer's bias arrives with the first delivery into that layer in
+   the step), add the current to each neuron's accumulated step current, and let the evaluated
+   neurons fire once (``mem > thr``), their spikes joining the pending set. A neuron is evaluated
+   when it received non-zero current, and — at the first delivery into its layer in the step —
+   every neuron of the layer is evaluated (``full_layer_evaluation``) or only its candidates.
+   When nothing is pending but a layer that no spike reached holds candidates, a *settle* forward
+   step reaches the lowest such layer (bias only).
+4. *Finish*: the neuron kernel turns the step's accumulated current and spikes into the new
+   state, with exactly snnTorch's reset formulas. Zero-reset neurons discard current that arrives
+   after they fired (held at 0 until the next leak).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..neurons import ZERO
+from ..ops import MaxPoolOp
+from .base import SimContext, StepOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .asynchronous import AsyncScheduler, AsyncState
+
+
+def _apply_chain(layer, x: Tensor, with_bias: bool, pools: dict, synops: Tensor | None) -> Tensor:
+    """Run a layer's ops on delivered spikes ``x`` ``[B, *in_shape]``."""
+    for j, op in enumerate(layer.ops):
+        if op.weighted and synops is not None:
+            with torch.no_grad():
+                synops += op.synops(x)
+        if isinstance(op, MaxPoolOp):
+            x, pools[j] = op.deliver_once(x, pools.get(j))
+        elif with_bias:
+            x = op.forward(x)
+        else:
+            x = op.deliver(x)
+    return x
+
+
+def _layer_current(layer, x: Tensor, first: Tensor, pools: dict, synops: Tensor) -> Tensor:
+    """Current into ``layer`` from delivered spikes; samples in ``first`` also get the bias."""
+    has_bias = any(op.weighted and op.module.bias is not None for op in layer.ops)
+    if not has_bias or not bool(first.any()):
+        return _apply_chain(layer, x, False, pools, synops)
+    if bool(first.all()):
+        return _apply_chain(layer, x, True, pools, synops)
+    saved = dict(pools)
+    with_b = _apply_chain(layer, x, True, pools, synops)
+    without = _apply_chain(layer, x, False, dict(saved), None)
+    return torch.where(first.view(-1, *([1] * (with_b.dim() - 1))), with_b, without)
+
+
+def _received_count(layer, x: Tensor) -> Tensor:
+    """Number of synaptic events each neuron receives from delivered spikes ``x`` (sync rule)."""
+    c = (x.detach() != 0).to(x.dtype)
+    for op in layer.ops:
+        if op.weighted:
+            c = op._mask_apply(c, (op.module.weight.detach() != 0).to(c.dtype))
+        elif isinstance(op, MaxPoolOp):
+            c = op.module(c)
+        else:
+            c = op.deliver(c)
+    return c
+
+
+def _bview(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState", x: Tensor, t: int):
+    from .asynchronous import AsyncState, PriorityInputs
+
+    graph, params = ctx.graph, ctx.params
+    layers = graph.layers
+    L, B, dev, dt = len(layers), ctx.batch, ctx.device, ctx.dtype
+    training = graph.model.training
+    gen = state.generator
+    off = 0 if sched.prioritize_input else 1  # group index of layer l's spikes is l + off
+    pending, prio = list(state.pending), list(state.priority)
+    sizes = [p.shape[1] for p in pending]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    total = sum(sizes)
+
+    # 1. leak; candidates = neurons that fire with the bias alone
+    zero_cur = state.zero_current
+    bases, cand, cand_any = [], [], []
+    for l, layer in enumerate(layers):
+        base = layer.neuron.begin(params[l], state.neurons[l])
+        with torch.no_grad():
+            mem0, _ = layer.neuron.membrane(params[l], base, zero_cur[l])
+            c = (layer.neuron.fire(params[l], mem0) > 0).expand((B, *layer.shape))
+        bases.append(base)
+        cand.append(c)
+        cand_any.append(c.flatten(1).any(1))
+    acc = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
+    fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
+    spikes = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
+    sync = [torch.zeros_like(a) for a in acc] if sched.sync_threshold is not None else None
+    reached = torch.zeros((B, L), device=dev, dtype=torch.bool)
+    # zero-valued outputs of evaluated, non-firing neurons: gradient carriers (silent_gradients)
+    silent = [torch.zeros_like(p) for p in pending] if sched.silent_gradients else None
+    pools: list[dict] = [{} for _ in layers]
+    synops = torch.zeros((B, L), device=dev, dtype=dt)
+    fsteps = torch.zeros(B, device=dev, dtype=torch.long)
+    out_at = torch.full((B,), -1, device=dev, dtype=torch.long)
+    stopped = torch.zeros(B, device=dev, dtype=torch.bool)
+
+    def drop(v: Tensor, p: float) -> Tensor:
+        if not training or p <= 0:
+            return v
+        keep = torch.rand(v.shape, generator=gen, device=dev, dtype=dt) >= p
+        return v * keep
+
+    def forward_step(deliveries: dict[int, Tensor], settle: Tensor | None, active: Tensor) -> None:
+        """Deliver ``deliveries[l]`` (source values ``[B, n]``) into layer ``l``; integrate; fire."""
+        nonlocal out_at
+        fsteps.add_(active.long())
+        for l, layer in enumerate(layers):
+            src = deliveries.get(l)
+            has = (src.detach() != 0).any(1) if src is not None else None
+            go = settle[:, l] if settle is not None else None
+            if has is None and go is None:
+                continue
+            touched = has if go is None else (go if has is None else has | go)
+            if not bool(touched.any()):
+                continue
+            first = touched & ~reached[:, l]
+            if src is None:
+                xin = torch.zeros((B, *layer.in_shape), device=dev, dtype=dt)
+            else:
+                xin = src.view(B, *layer.in_shape)
+            cur = _layer_current(layer, xin, first, pools[l], synops[:, l])
+            reached[:, l] |= first
+            ev = cur.detach() != 0
+            if sched.full_layer_evaluation:
+                ev = ev | _bview(first, ev)
+            else:
+                ev = ev | (_bview(first, ev) & cand[l])
+            if layer.neuron.reset == ZERO:
+                cur = torch.where(fired[l], torch.zeros_like(cur), cur)
+            acc[l] = acc[l] + cur
+            can = ev & ~fired[l]
+            mem, _ = layer.neuron.membrane(params[l], bases[l], acc[l])
+            spk = layer.neuron.fire(params[l], mem)
+            if sync is not None and src is not None:
+                sync[l] = sync[l] + _received_count(layer, xin)
+            if sync is not None:
+                thr = _sync_threshold(sched, l, sync[l])
+                can = can & (sync[l] > thr)
+            spk_all = spk
+            spk = spk * can
+            new = spk.detach() > 0
+            fired[l] = fired[l] | new
+            spikes[l] = spikes[l] + spk
+            if l < L - 1:  # output spikes have no targets: they never become pending
+                g = l + off
+                if silent is not None:
+                    silent[g] = silent[g] + (spk_all * (can & ~new)).flatten(1)
+                pending[g] = pending[g] + spk.flatten(1)
+                prio[g] = torch.where(new.flatten(1), mem.detach().flatten(1), prio[g])
+            else:
+                hit = new.flatten(1).any(1) & (out_at < 0)
+                out_at = torch.where(hit, fsteps, out_at)
+
+    # 2. input
+    if sched.prioritize_input:
+        xin = drop(x.flatten(1), sched.input_dropout)
+        forward_step({0: xin}, None, torch.ones(B, device=dev, dtype=torch.bool))
+    else:
+        pending[0] = pending[0] + x.flatten(1)
+
+    # 3. forward steps
+    index = torch.arange(total, device=dev)
+    is_input = (index < sizes[0]) if off else torch.zeros(total, device=dev, dtype=torch.bool)
+    F = sched.forward_group_size
+    while True:
+        pmask = torch.cat([p.detach() != 0 for p in pending], 1)
+        has_pending = pmask.any(1)
+        unreached_cand = torch.stack([cand_any[l] & ~reached[:, l] for l in range(L)], 1)
+        active = ~stopped & (has_pending | unreached_cand.any(1))
+        if sched.max_forward_steps is not None:
+            active &= fsteps < sched.max_forward_steps
+        if sched.stop_on_output is not None:
+            active &= ~((out_at >= 0) & (fsteps >= out_at + sched.stop_on_output))
+        if not bool(active.any()):
+            break
+        pmask &= active[:, None]
+        n_pend = pmask.sum(1)
+        if F is None or F >= int(n_pend.max()):
+            sel = pmask
+        else:
+            keys = sched.priority(
+                PriorityInputs(torch.cat(prio, 1), is_input.expand(B, -1), index, gen)
+            ).masked_fill(~pmask, float("-inf"))
+            idx = keys.topk(F, dim=1).indices
+            sel = torch.zeros_like(pmask).scatter_(1, idx, True) & pmask
+        deliveries: dict[int, Tensor] = {}
+        for g in range(len(pending)):
+            s = sel[:, starts[g] : starts[g] + sizes[g]]
+            if not bool(s.any()):
+                continue
+            d = torch.where(s, pending[g], torch.zeros_like(pending[g]))
+            pending[g] = torch.where(s, torch.zeros_like(pending[g]), pending[g])
+            is_in = off and g == 0
+            d = drop(d, sched.input_dropout if is_in else sched.spike_dropout)
+            if silent is not None and not is_in:
+                going = s.any(1, keepdim=True)
+                d = d + torch.where(going, silent[g], torch.zeros_like(silent[g]))
+                silent[g] = torch.where(going, torch.zeros_like(silent[g]), silent[g])
+            deliveries[g - off + 1 if not is_in else 0] = d
+        # settle: samples with nothing pending reach their lowest unreached candidate layer
+        settle = None
+        lone = active & ~has_pending
+        if bool(lone.any()):
+            first_l = torch.argmax(unreached_cand.long(), 1)
+            settle = torch.zeros((B, L), device=dev, dtype=torch.bool)
+            settle[torch.arange(B, device=dev), first_l] = True
+            settle &= lone[:, None]
+            if silent is not None:  # the settled layer's silent inputs travel with the reach
+                for l in range(1, L):
+                    m = settle[:, l : l + 1]
+                    if bool(m.any()):
+                        g = l - 1 + off
+                        carry = torch.where(m, silent[g], torch.zeros_like(silent[g]))
+                        silent[g] = torch.where(m, torch.zeros_like(silent[g]), silent[g])
+                        deliveries[l] = deliveries[l] + carry if l in deliveries else carry
+        forward_step(deliveries, settle, active)
+        if sched.stop_on_output is not None:
+            stopped |= (out_at >= 0) & (fsteps >= out_at + sched.stop_on_output)
+
+    # 4. finish
+    new_states, counts = [], torch.zeros((B, L), device=dev, dtype=dt)
+    for l, layer in enumerate(layers):
+        missing = ~reached[:, l]
+        if bool(missing.any()):
+            acc[l] = acc[l] + _bview(missing, acc[l]).to(dt) * zero_cur[l]
+        mem, syn = layer.neuron.membrane(params[l], bases[l], acc[l])
+        if silent is not None and bool(missing.any()):
+            # unreached layers are evaluated too (they cannot fire: no candidates), so that the
+            # surrogate gradient flows as in LayerSync; zero outputs pass on as carriers
+            if l > 0:
+                src = silent[l - 1 + off].view(B, *layer.in_shape)
+                extra = _apply_chain(layer, src, False, {}, None) * _bview(missing, acc[l]).to(dt)
+                acc[l] = acc[l] + extra
+                mem, syn = layer.neuron.membrane(params[l], bases[l], acc[l])
+            quiet = layer.neuron.fire(params[l], mem) * _bview(missing, mem).to(dt)
+            spikes[l] = spikes[l] + quiet
+            if l < L - 1:
+                g = l + off
+                silent[g] = silent[g] + quiet.flatten(1)
+        new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spikes[l]))
+        counts[:, l] = spikes[l].detach().flatten(1).sum(1)
+    mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
+    out = StepOutput(tuple(spikes), mems, counts, synops, fsteps)
+    new_state = AsyncState(tuple(new_states), tuple(pending), tuple(prio), gen, zero_cur)
+    return new_state, out
+
+
+def _sync_threshold(sched, l: int, like: Tensor):
+    st = sched.sync_threshold
+    if isinstance(st, (list, tuple)):
+        return st[l].detach().to(like.dtype)
+    return float(st)
+
+
+def zero_currents(ctx: SimContext) -> list[Tensor]:
+    """Each layer's current for an all-zero input, ``[1, *shape]`` (the bias; differentiable)."""
+    out = []
+    for layer in ctx.graph.layers:
+        z = torch.zeros((1, *layer.in_shape), device=ctx.device, dtype=ctx.dtype)
+        out.append(layer.forward_current(z) if any(
+            op.weighted and op.module.bias is not None for op in layer.ops
+        ) else torch.zeros((1, *layer.shape), device=ctx.device, dtype=ctx.dtype))
+    return out

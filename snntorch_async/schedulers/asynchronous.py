@@ -1,0 +1,250 @@
+"""Asynchronous (unlayered) execution: spikes travel as soon as neurons cross threshold.
+
+Implements the rules of Koopman et al. (arXiv 2408.05098) as written down in the project's
+``docs/async.md``. Within one time step, the pending spikes of the whole network are delivered in
+*forward steps* of at most ``F`` spikes per sample; after each forward step every neuron that
+received current checks its threshold and may fire at once, its spike joining the pending set.
+A scheduling strategy (random, momentum, layer order) decides which pending spikes go first.
+
+Everything is vectorised over the batch (each sample has its own pending set, its own stop rules)
+and over neurons; the only Python loops are over forward steps and layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, UnsupportedModuleError
+from ..graph import NetworkGraph
+from ..ops import MaxPoolOp
+from .async_engine import run_time_step, zero_currents
+from .base import Scheduler, SimContext
+
+__all__ = ["AsyncScheduler", "RandomAsync", "MomentumAsync", "LayerOrderedAsync", "AsyncState"]
+
+
+class AsyncState(NamedTuple):
+    """State carried between time steps by the asynchronous schedulers.
+
+    Attributes:
+        neurons: Each layer's neuron state (``LeakyState`` / ``SynapticState``).
+        pending: Per source group (input group first when inputs are not prioritised, then one
+            per layer except the output layer, whose spikes have no targets) the pending values ``[B, n]`` (counts for neurons, input values for
+            inputs); differentiable.
+        priority: Per source group the recorded pre-spike membrane ``[B, n]`` (momentum).
+        generator: The scheduler's own random generator.
+        zero_current: Per layer the current of an all-zero input (its bias), ``[1, *shape]``.
+    """
+
+    neurons: tuple
+    pending: tuple[Tensor, ...]
+    priority: tuple[Tensor, ...]
+    generator: torch.Generator | None
+    zero_current: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AsyncScheduler(Scheduler):
+    """Common settings of the asynchronous schedulers.
+
+    Attributes:
+        forward_group_size: ``F``, pending spikes delivered per forward step, counted over the
+            whole network, per sample. ``None`` delivers all pending spikes at once.
+        prioritize_input: Deliver each time step's whole input frame in a first forward step
+            (the paper's setting). With ``False`` input events join the pending set like spikes
+            and get the highest priority under momentum scheduling.
+        max_forward_steps: Upper bound on forward steps per time step and sample (``None``: no
+            bound). Spikes still pending when a step is cut short carry over to the next step.
+        stop_on_output: Decision mode: once an output neuron fired in a time step, allow this many
+            more forward steps, then end the step for that sample (``None``: off). Pending spikes
+            carry over.
+        sync_threshold: Partial synchronisation: a neuron fires only if, besides ``mem > thr``, it
+            received more than this many synaptic events in the current step. A float for every
+            neuron, or one tensor per layer broadcastable to the layer's shape (may be a trainable
+            ``nn.Parameter``; used through a straight-through comparison). ``None``: off.
+        spike_dropout: Probability of dropping a delivered network spike, in training mode only.
+        input_dropout: Probability of dropping a delivered input event, in training mode only.
+        seed: Seed of the scheduler's own generator (same seed ⇒ identical spikes).
+        full_layer_evaluation: At the first delivery into a layer in a time step, evaluate every
+            neuron of the layer (``True``: the leak and the bias happened to all of them; with
+            ``F`` ≥ all neurons this gives LayerSync's spikes *and* gradients), or only the
+            neurons that received non-zero current plus those already above threshold
+            (``False``: the paper's reference rule; same spikes, fewer surrogate gradients).
+        silent_gradients: Gradients are event-driven by default: only delivered spikes carry
+            gradient, so a neuron that stayed silent passes no surrogate gradient downstream
+            (as in the paper's reference implementation). With ``True`` the zero outputs of
+            evaluated, silent neurons travel with their layer's next delivery as gradient
+            carriers (value 0, so spikes are unchanged); with ``F`` ≥ all neurons the gradients
+            then equal LayerSync's.
+    """
+
+    forward_group_size: int | None = None
+    prioritize_input: bool = True
+    max_forward_steps: int | None = None
+    stop_on_output: int | None = None
+    sync_threshold: float | Sequence[Tensor] | None = None
+    spike_dropout: float = 0.0
+    input_dropout: float = 0.0
+    seed: int = 0
+    full_layer_evaluation: bool = True
+    silent_gradients: bool = False
+
+    def __post_init__(self) -> None:
+        F = self.forward_group_size
+        if F is not None and (isinstance(F, bool) or not isinstance(F, int) or F < 1):
+            raise ConfigError(
+                f"{type(self).__name__}: forward_group_size must be an integer >= 1 (spikes "
+                f"delivered per forward step) or None for all pending at once; got {F!r}."
+            )
+        for name in ("max_forward_steps", "stop_on_output"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ConfigError(
+                    f"{type(self).__name__}: {name} must be a non-negative integer or None; "
+                    f"got {v!r}."
+                )
+        if self.max_forward_steps == 0:
+            raise ConfigError(
+                f"{type(self).__name__}: max_forward_steps=0 would deliver nothing; use >= 1 or None."
+            )
+        for name in ("spike_dropout", "input_dropout"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+                raise ConfigError(
+                    f"{type(self).__name__}: {name} must be a probability in [0, 1); got {v!r}."
+                )
+        if not isinstance(self.seed, int):
+            raise ConfigError(f"{type(self).__name__}: seed must be an int; got {self.seed!r}.")
+        st = self.sync_threshold
+        if st is not None and not isinstance(st, (int, float)):
+            if not isinstance(st, (list, tuple)) or not all(torch.is_tensor(s) for s in st):
+                raise ConfigError(
+                    f"{type(self).__name__}: sync_threshold must be None, a number, or a sequence "
+                    f"with one tensor per layer; got {type(st).__name__}."
+                )
+
+    # -- scheduling strategy --------------------------------------------------------------
+    def priority(self, keys: "PriorityInputs") -> Tensor:
+        """Priority of every source ``[B, S]`` (higher goes first); pending-ness is applied later."""
+        raise NotImplementedError
+
+    # -- protocol --------------------------------------------------------------------------
+    def check(self, graph: NetworkGraph) -> None:
+        for layer in graph.layers:
+            seen_weight = False
+            for op in layer.ops:
+                if op.weighted:
+                    seen_weight = True
+                elif isinstance(op, MaxPoolOp) and seen_weight:
+                    raise UnsupportedModuleError(
+                        f"{type(self).__name__} cannot run nn.MaxPool2d at '{op.path}': it pools "
+                        "synaptic currents (it comes after a weighted layer and before the neuron "
+                        f"'{layer.path}'), and a max of partial currents is not the max of the "
+                        "total, so it has no event-driven meaning. Fix: pool spikes instead (put "
+                        "the pooling right after the previous neuron), or use nn.AvgPool2d."
+                    )
+                elif getattr(op, "stateful", False) and not getattr(op, "async_delays", False):
+                    raise UnsupportedModuleError(
+                        f"{type(self).__name__} does not support the stateful module at "
+                        f"'{op.path}' ({type(op.module).__name__})."
+                    )
+        st = self.sync_threshold
+        if isinstance(st, (list, tuple)):
+            if len(st) != graph.num_layers:
+                raise ConfigError(
+                    f"{type(self).__name__}: sync_threshold has {len(st)} tensors but the model "
+                    f"has {graph.num_layers} spiking layers; give one per layer."
+                )
+            for layer, s in zip(graph.layers, st):
+                try:
+                    ok = torch.broadcast_shapes(tuple(s.shape), layer.shape) == layer.shape
+                except RuntimeError:
+                    ok = False
+                if not ok:
+                    raise ConfigError(
+                        f"{type(self).__name__}: sync_threshold for layer '{layer.path}' has shape "
+                        f"{list(s.shape)}; expected a shape broadcastable to {list(layer.shape)}."
+                    )
+
+    def init(self, ctx: SimContext, inputs: Tensor) -> AsyncState:
+        B, dev, dt = ctx.batch, ctx.device, ctx.dtype
+        groups = [] if self.prioritize_input else [_numel(ctx.graph.input_shape)]
+        groups += [layer.numel for layer in ctx.graph.layers[:-1]]
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(self.seed)
+        return AsyncState(
+            neurons=tuple(layer.neuron.init_state(B, dev, dt) for layer in ctx.graph.layers),
+            pending=tuple(torch.zeros((B, n), device=dev, dtype=dt) for n in groups),
+            priority=tuple(torch.zeros((B, n), device=dev, dtype=dt) for n in groups),
+            generator=gen,
+            zero_current=tuple(zero_currents(ctx)),
+        )
+
+    def step(self, ctx: SimContext, state: AsyncState, x: Tensor, t: int):
+        return run_time_step(self, ctx, state, x, t)
+
+
+class PriorityInputs(NamedTuple):
+    """What a strategy may use to order pending spikes (all ``[B, S]`` over the source groups)."""
+
+    membrane: Tensor  # recorded pre-spike membrane (detached); 0 for inputs
+    is_input: Tensor  # bool
+    index: Tensor  # global source index (layer order), ``[S]``
+    generator: torch.Generator
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RandomAsync(AsyncScheduler):
+    """Pending spikes are delivered in a uniformly random order (per sample, seeded)."""
+
+    def priority(self, keys: PriorityInputs) -> Tensor:
+        return torch.rand(
+            keys.membrane.shape, generator=keys.generator, device=keys.membrane.device,
+            dtype=keys.membrane.dtype,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MomentumAsync(AsyncScheduler):
+    """Spikes of the neurons with the highest pre-spike membrane go first.
+
+    Ties are broken by a seeded random jitter of size ``jitter``. Input events (when not
+    prioritised) have no membrane and always go before neuron spikes.
+
+    Attributes:
+        jitter: Size of the uniform random tie-breaking jitter (the reference uses 1e-6).
+    """
+
+    jitter: float = 1e-6
+
+    def priority(self, keys: PriorityInputs) -> Tensor:
+        noise = torch.rand(
+            keys.membrane.shape, generator=keys.generator, device=keys.membrane.device,
+            dtype=keys.membrane.dtype,
+        )
+        key = keys.membrane + self.jitter * noise
+        return torch.where(keys.is_input, torch.full_like(key, math.inf), key)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LayerOrderedAsync(AsyncScheduler):
+    """Pending spikes in layer order (inputs, then layer 0, 1, ...), then by neuron index.
+
+    Deterministic; with ``prioritize_input=True`` and ``F`` at least the number of neurons it
+    reproduces :class:`~snntorch_async.LayerSync` spike for spike (the anchor test).
+    """
+
+    def priority(self, keys: PriorityInputs) -> Tensor:
+        return (-keys.index.to(keys.membrane.dtype)).expand_as(keys.membrane)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
