@@ -16,7 +16,11 @@ Quick start::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
+from .build import BuiltNetwork, build, lava_available, require_lava
+from .convert import convert
 from .errors import (
     ConversionError,
     LavaBridgeError,
@@ -27,27 +31,35 @@ from .errors import (
     SpecFormatError,
     SpecVersionError,
 )
+from .limits import LOIHI_LIMITS, check_loihi_limits
+from .run import LavaOutput, LavaRun, run, run_spec
 from .spec import FORMAT_VERSION, MAX_DELAY, LayerSpec, NetworkSpec, NeuronSpec, load
+from .verify import VerifyResult, align_pipeline, simulate_spec, verify
 
-#: Public names imported on first use: name -> submodule (torch / Lava are loaded only then).
+#: Public names of part B's modules, imported on first use: name -> submodule.
 _LAZY = {
-    "convert": "convert",
-    "check_loihi_limits": "convert",
-    "build": "build",
-    "BuiltNetwork": "build",
-    "lava_available": "build",
-    "run": "run",
-    "run_spec": "run",
-    "LavaRun": "run",
-    "verify": "verify",
-    "VerifyResult": "verify",
-    "align_pipeline": "verify",
-    # part B (quantization, emulator, file formats)
     "quantize": "quantize",
     "emulate": "emulator",
     "export_netx": "netx",
     "export_nir": "nir",
 }
+#: Public functions that share their module's name: importing the submodule must not replace
+#: the function on the package (Python binds a submodule to its package on first import).
+_SHADOWED = {"build", "run", "convert", "verify", "quantize"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            current = self.__dict__.get(name)
+            if current is not None and not isinstance(current, types.ModuleType):
+                return  # keep the function; the module stays in sys.modules
+            if name in _LAZY:
+                return  # resolved to the function by __getattr__
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
@@ -65,9 +77,13 @@ def __dir__():
 
 __all__ = [
     "FORMAT_VERSION",
+    "LOIHI_LIMITS",
     "MAX_DELAY",
+    "BuiltNetwork",
     "ConversionError",
     "LavaBridgeError",
+    "LavaOutput",
+    "LavaRun",
     "LavaRunError",
     "LavaTimeoutError",
     "LavaUnavailableError",
@@ -77,6 +93,17 @@ __all__ = [
     "NeuronSpec",
     "SpecFormatError",
     "SpecVersionError",
+    "VerifyResult",
+    "align_pipeline",
+    "build",
+    "check_loihi_limits",
+    "convert",
+    "lava_available",
     "load",
+    "require_lava",
+    "run",
+    "run_spec",
+    "simulate_spec",
+    "verify",
     *_LAZY,
 ]

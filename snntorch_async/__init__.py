@@ -19,6 +19,9 @@ from .errors import (
 from .graph import Layer, NetworkGraph, read_model
 from .schedulers import LayerSync, Record, Scheduler
 from .simulate import AsyncNetwork, SimulationResult, simulate
+from . import delays  # registers DelayedLinear with the model reader
+from .delays import DelayedLinear
+from .schedulers.pipelined import Pipelined
 
 try:
     __version__ = version("snntorch-async")
@@ -27,6 +30,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "AsyncNetwork",
+    "DelayedLinear",
+    "Pipelined",
     "ConfigError",
     "InputError",
     "Layer",

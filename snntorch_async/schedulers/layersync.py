@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .base import Scheduler, SimContext, StepOutput
+
+
+class LayerOpState(NamedTuple):
+    """LayerSync state of a layer with stateful ops: ``neuron`` state and one state per op
+    (``None`` for stateless ops)."""
+
+    neuron: Any
+    ops: tuple
+
+
+def _with_op_states(layer, neuron_state, ctx: SimContext):
+    if not any(getattr(op, "stateful", False) for op in layer.ops):
+        return neuron_state
+    ops = tuple(
+        op.init_state(ctx.batch, ctx.device, ctx.dtype) if getattr(op, "stateful", False) else None
+        for op in layer.ops
+    )
+    return LayerOpState(neuron_state, ops)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,8 +40,11 @@ class LayerSync(Scheduler):
     """
 
     def init(self, ctx: SimContext, inputs: Tensor):
+        # Per layer: the neuron state, or (neuron state, op states) when the layer has a
+        # stateful op (e.g. DelayedLinear's delay line; see snntorch_async.delays).
         return tuple(
-            layer.neuron.init_state(ctx.batch, ctx.device, ctx.dtype) for layer in ctx.graph.layers
+            _with_op_states(layer, layer.neuron.init_state(ctx.batch, ctx.device, ctx.dtype), ctx)
+            for layer in ctx.graph.layers
         )
 
     def step(self, ctx: SimContext, state, x: Tensor, t: int):
@@ -31,16 +53,30 @@ class LayerSync(Scheduler):
         counts = torch.zeros((ctx.batch, len(layers)), device=ctx.device, dtype=ctx.dtype)
         synops = torch.zeros_like(counts)
         for i, layer in enumerate(layers):
-            for op in layer.ops:
+            op_states = state[i].ops if isinstance(state[i], LayerOpState) else None
+            new_ops = []
+            for j, op in enumerate(layer.ops):
                 if op.weighted:
                     with torch.no_grad():
                         synops[:, i] += op.synops(x)
-                x = op.forward(x)
-            x, st = layer.neuron.step(ctx.params[i], state[i], x)
+                if op_states is not None and getattr(op, "stateful", False):
+                    x, op_st = op.forward_stateful(x, op_states[j])
+                    new_ops.append(op_st)
+                else:
+                    x = op.forward(x)
+                    new_ops.append(None)
+            neuron_state = state[i].neuron if op_states is not None else state[i]
+            x, st = layer.neuron.step(ctx.params[i], neuron_state, x)
+            if op_states is not None:
+                st = LayerOpState(st, tuple(new_ops))
             with torch.no_grad():
                 counts[:, i] = x.detach().flatten(1).sum(1)
             spikes.append(x)
             new_state.append(st)
-        mems = tuple(s.mem for s in new_state) if ctx.record.membranes else None
+        mems = (
+            tuple((s.neuron if isinstance(s, LayerOpState) else s).mem for s in new_state)
+            if ctx.record.membranes
+            else None
+        )
         steps = torch.full((ctx.batch,), len(layers), device=ctx.device, dtype=torch.long)
         return tuple(new_state), StepOutput(tuple(spikes), mems, counts, synops, steps)

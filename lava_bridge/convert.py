@@ -1,0 +1,240 @@
+"""Convert a user's snnTorch model (via the network graph) into a :class:`NetworkSpec`.
+
+Mapping (DESIGN §3), per layer, float64::
+
+    nn.Linear.weight [out, in]            -> LayerSpec.weight (same layout)
+    DelayedLinear                         -> weight + delay (Lava DelayDense)
+    Conv2d (+ AvgPool2d / Flatten ...)    -> one dense [out, in] matrix (logged: "conv2d-as-dense")
+    bias of the layer's ops, ops(0)       -> LayerSpec.bias (a synaptic current, see spec.py)
+    snn.Leaky(beta, threshold)            -> du = 1,         dv = 1 - beta, vth = threshold
+    snn.Synaptic(alpha, beta, threshold)  -> du = 1 - alpha, dv = 1 - beta, vth = threshold
+
+Only ``reset_mechanism="zero", reset_delay=False`` maps exactly (Lava's LIF sets ``v ← 0`` in the
+step it spikes). Other reset rules are refused with an error naming the layer and both fixes;
+``approximate_reset=True`` converts them anyway (Lava will run zero reset), records the source
+rule in ``NeuronSpec.source_reset``, and :func:`lava_bridge.verify.verify` measures the mismatch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch and snntorch_async are imported on first use (lava_bridge imports without torch)
+    from snntorch_async.graph import Layer, NetworkGraph
+    from torch import nn
+
+from .errors import ConversionError
+from .limits import LOIHI_LIMITS, check_loihi_limits
+from .spec import LayerSpec, NetworkSpec, NeuronSpec
+
+__all__ = ["convert", "check_loihi_limits", "LOIHI_LIMITS"]
+
+log = logging.getLogger(__name__)
+
+#: Largest dense matrix (elements) a convolution is unrolled into before we refuse.
+MAX_DENSE_ELEMENTS = 50_000_000
+
+
+
+
+def _op_kinds() -> dict:
+    from snntorch_async.ops import AvgPoolOp, Conv2dOp, FlattenOp, IdentityOp, LinearOp
+
+    return {
+        LinearOp: "linear",
+        Conv2dOp: "conv2d-as-dense",
+        AvgPoolOp: "conv2d-as-dense",
+        FlattenOp: None,
+        IdentityOp: None,
+    }
+
+
+def _is_delayed(op) -> bool:
+    return bool(getattr(op, "stateful", False)) and hasattr(op, "delays")
+
+
+def _check_ops(layer: Layer) -> str:
+    """The layer's source kind; raises for ops that have no dense (Lava) counterpart."""
+    from snntorch_async.ops import MaxPoolOp
+
+    op_kind = _op_kinds()
+    kinds = []
+    for op in layer.ops:
+        if isinstance(op, MaxPoolOp):
+            raise ConversionError(
+                f"Layer {layer.index} ('{layer.path}'): nn.MaxPool2d at '{op.path}' is not linear, "
+                "so it has no Lava Dense counterpart. Fix: use nn.AvgPool2d or a strided "
+                "nn.Conv2d instead, and retrain."
+            )
+        if _is_delayed(op):
+            kinds.append("delayed-linear")
+            continue
+        kind = op_kind.get(type(op), "unknown")
+        if kind == "unknown":
+            raise ConversionError(
+                f"Layer {layer.index} ('{layer.path}'): op '{op.path}' ({type(op.module).__name__}) "
+                "cannot be converted to Lava. Supported: nn.Linear, DelayedLinear, nn.Conv2d, "
+                "nn.AvgPool2d, nn.Flatten, nn.Identity, nn.Dropout."
+            )
+        if kind is not None:
+            kinds.append(kind)
+    if "delayed-linear" in kinds and len(kinds) > 1:
+        raise ConversionError(
+            f"Layer {layer.index} ('{layer.path}'): a DelayedLinear must be the only weighted or "
+            f"pooling op of its layer (got {kinds}). Fix: put a spiking neuron between them."
+        )
+    if "conv2d-as-dense" in kinds:
+        return "conv2d-as-dense"
+    if kinds.count("linear") > 1:
+        return "dense"
+    return kinds[0]
+
+
+def _dense(layer: Layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The layer's ops as ``weight [out, in]``, ``delay [out, in]`` or None, ``bias [out]`` or None."""
+    import torch
+    from snntorch_async.ops import FlattenOp, IdentityOp, LinearOp
+
+    if any(_is_delayed(op) for op in layer.ops):
+        op = next(op for op in layer.ops if _is_delayed(op))
+        m = op.module
+        w = m.weight.detach().to("cpu", torch.float64).numpy()
+        d = m.delays.detach().to("cpu").numpy().astype(np.int64)
+        b = None if m.bias is None else m.bias.detach().to("cpu", torch.float64).numpy()
+        return w, d, b
+    in_size = int(np.prod(layer.in_shape))
+    out_size = layer.numel
+    if in_size * out_size > MAX_DENSE_ELEMENTS:
+        raise ConversionError(
+            f"Layer {layer.index} ('{layer.path}') unrolls into a dense {out_size}x{in_size} "
+            f"matrix ({in_size * out_size:,} weights, over the limit of {MAX_DENSE_ELEMENTS:,}). "
+            "Fix: use a smaller input or fewer channels for Lava."
+        )
+    ops = [op for op in layer.ops if not isinstance(op, IdentityOp)]
+    core = [op for op in ops if not isinstance(op, FlattenOp)]
+    if len(core) == 1 and isinstance(core[0], LinearOp):  # Flatten is C-order: same columns
+        m = core[0].module
+        w = m.weight.detach().to("cpu", torch.float64).numpy()
+        b = None if m.bias is None else m.bias.detach().to("cpu", torch.float64).numpy()
+        return w, None, b
+
+    def apply(x: torch.Tensor, with_bias: bool) -> torch.Tensor:
+        for op in ops:
+            if op.weighted:
+                x = op._mask_apply(x, op.module.weight.detach().to("cpu", torch.float64))
+                bc = op.bias_current(())
+                if with_bias and bc is not None:
+                    x = x + bc.detach().to("cpu", torch.float64)
+            else:
+                x = op.deliver(x)
+        return x.reshape(x.shape[0], -1)
+
+    cols = []
+    with torch.no_grad():
+        chunk = max(1, min(in_size, MAX_DENSE_ELEMENTS // (8 * max(out_size, 1))))
+        for start in range(0, in_size, chunk):
+            n = min(chunk, in_size - start)
+            basis = torch.zeros((n, in_size), dtype=torch.float64)
+            basis[torch.arange(n), torch.arange(start, start + n)] = 1.0
+            cols.append(apply(basis.reshape(n, *layer.in_shape), False))
+        w = torch.cat(cols, 0).T.contiguous().numpy()
+        has_bias = any(op.weighted and op.bias_current(()) is not None for op in ops)
+        b = apply(torch.zeros((1, *layer.in_shape), dtype=torch.float64), True)[0].numpy() if has_bias else None
+    return w, None, b
+
+
+def _neuron(layer: Layer, approximate_reset: bool) -> NeuronSpec:
+    import torch
+    from snntorch_async.neurons import RESET_NAMES, ZERO
+
+    n = layer.neuron
+    exact = n.reset == ZERO and not n.reset_delay
+    if not exact and not approximate_reset:
+        raise ConversionError(
+            f"Layer {layer.index} ('{layer.path}', {type(n.module).__name__}) uses "
+            f"reset_mechanism='{n.reset_name}', reset_delay={n.reset_delay}; Lava's LIF resets the "
+            "membrane to zero in the step it spikes, so only reset_mechanism='zero' with "
+            "reset_delay=False converts exactly. Fix: retrain with reset_mechanism='zero', "
+            "reset_delay=False; or pass approximate_reset=True to convert anyway (Lava then "
+            "runs zero reset) and measure the spike mismatch with lava_bridge.verify."
+        )
+    if not exact:
+        log.warning(
+            "Layer %d ('%s'): approximating reset '%s' (reset_delay=%s) by Lava's zero reset; "
+            "measure the mismatch with lava_bridge.verify.",
+            layer.index, layer.path, n.reset_name, n.reset_delay,
+        )
+    with torch.no_grad():
+        p = n.params()
+        shape = (layer.numel,)
+
+        def per_neuron(t: torch.Tensor) -> np.ndarray:
+            t = t.detach().to("cpu", torch.float64)
+            return torch.broadcast_to(t, layer.shape).reshape(shape).numpy().copy()
+
+        beta = per_neuron(p.beta)
+        du = np.ones(shape) if p.alpha is None else 1.0 - per_neuron(p.alpha)
+        vth = per_neuron(p.threshold)
+    return NeuronSpec(
+        du=du,
+        dv=1.0 - beta,
+        vth=vth,
+        kind="synaptic" if n.has_syn else "leaky",
+        source_reset=RESET_NAMES[n.reset],
+        source_reset_delay=n.reset_delay,
+    )
+
+
+def convert(
+    model_or_graph: nn.Module | NetworkGraph,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    approximate_reset: bool = False,
+    dt: float = 1.0,
+) -> NetworkSpec:
+    """Convert a model (or its graph) to a float :class:`NetworkSpec` for Lava.
+
+    Args:
+        model_or_graph: The user's ``nn.Sequential`` or a graph from ``read_model``.
+        input_shape: Per-sample input shape (required for a model, e.g. ``(784,)``).
+        approximate_reset: Convert layers whose reset rule Lava cannot run exactly (subtract,
+            none, ``reset_delay=True``) by Lava's zero reset, instead of raising.
+        dt: The time step recorded in the spec.
+
+    Raises:
+        ConversionError: A layer cannot be converted (reset rule without opt-in, max pooling...).
+        LoihiLimitError: Delays outside 0..62.
+    """
+    from snntorch_async.graph import NetworkGraph, read_model
+
+    if isinstance(model_or_graph, NetworkGraph):
+        graph = model_or_graph
+    else:
+        if input_shape is None:
+            raise ConversionError(
+                "convert(model) needs the per-sample input shape, e.g. convert(model, (784,)) "
+                "for inputs [T, B, 784]. Fix: pass input_shape, or a graph from read_model."
+            )
+        graph = read_model(model_or_graph, tuple(input_shape))
+    layers = []
+    for layer in graph.layers:
+        source = _check_ops(layer)
+        neuron = _neuron(layer, approximate_reset)
+        w, d, b = _dense(layer)
+        if source == "conv2d-as-dense":
+            log.info(
+                "Layer %d ('%s'): convolution unrolled into a dense %dx%d matrix (Lava Dense).",
+                layer.index, layer.path, w.shape[0], w.shape[1],
+            )
+        layers.append(
+            LayerSpec(
+                name=layer.path, weight=w, neuron=neuron, shape=tuple(layer.shape), delay=d,
+                bias=b, source=source,
+            )
+        )
+    spec = NetworkSpec(layers=tuple(layers), input_shape=tuple(graph.input_shape), dt=dt)
+    check_loihi_limits(spec)
+    return spec

@@ -1,0 +1,208 @@
+"""Pipelined execution: Loihi/Lava timing, one time step per synaptic hop.
+
+In Lava every ``Dense`` sends, at step ``s``, what it accumulated at step ``s - 1``, and a
+``RingBuffer`` source sends the input ``x[s]`` at step ``s``; so the input of step ``t`` reaches
+layer 0 at step ``t + 1`` and layer ``l`` at step ``t + l + 1`` (a synaptic delay ``d`` adds ``d``
+steps: Lava ``DelayDense``). :class:`Pipelined` runs the user's model with this timing::
+
+    src_0[s] = x[s - 1]                      (zero at s = 0)
+    src_l[s] = spk_{l-1}[s - 1]              (zero at s = 0)
+    I_l[s]   = ops_l(src_l[s]) + b_l · [s ≥ l + 1]
+
+The layer bias ``b_l`` is a synaptic current that starts with the *wavefront* (step ``l + 1``, when
+the first input arrives), so a layer is at rest until then, and every layer runs exactly what
+:class:`~snntorch_async.LayerSync` runs, ``l + 1`` steps later. The output lags the input by
+``L`` steps (:meth:`Pipelined.output_lag`); ``lava_bridge.verify.align_pipeline`` removes it.
+
+Neurons with Lava's reset (zero reset, ``reset_delay=False``) are updated with Lava LIF's own
+float expressions, in this order, so that Lava's float simulation (``Loihi2SimCfg``,
+floating point) is matched spike for spike (with ``float64=True``, bit for bit)::
+
+    du = 1 - α (Synaptic) or 1 (Leaky),   dv = 1 - β
+    u ← u·(1 - du) + I                    (Leaky: u = I)
+    v ← v·(1 - dv) + u
+    spk = H(v - vth);  v ← v - spk·v      (v ← 0 where it spiked; u is not reset)
+
+Other reset rules (subtract, none, ``reset_delay=True``), which Lava cannot run exactly, use the
+model's own snnTorch update with the pipelined timing (``lava_bridge.convert`` refuses them unless
+``approximate_reset=True``, and ``lava_bridge.verify`` then measures the mismatch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..graph import Layer, NetworkGraph
+from ..neurons import ZERO, NeuronParams
+from .base import Scheduler, SimContext, StepOutput
+
+__all__ = ["Pipelined", "PipelinedState", "PipelinedLayerState", "LIFState"]
+
+
+class LIFState(NamedTuple):
+    """State of a layer updated with Lava LIF's rule; ``u`` (current), ``v`` (voltage) ``[B, *shape]``."""
+
+    u: Tensor
+    v: Tensor
+
+
+class PipelinedLayerState(NamedTuple):
+    """One layer's pipelined state.
+
+    Attributes:
+        neuron: :class:`LIFState` (Lava rule) or the neuron's own snnTorch state.
+        ops: One state per op (``None`` for stateless ops; a delay line for ``DelayedLinear``).
+        spikes: This layer's spikes of the previous step ``[B, *shape]`` (sent this step).
+    """
+
+    neuron: Any
+    ops: tuple
+    spikes: Tensor
+
+
+class PipelinedState(NamedTuple):
+    """Pipelined state: the previous input ``[B, *features]``, the layers, and the step count."""
+
+    source: Tensor
+    layers: tuple[PipelinedLayerState, ...]
+    step: int
+
+
+class _LIFParams(NamedTuple):
+    decay_u: Tensor  # 1 - du, computed as Lava does
+    decay_v: Tensor  # 1 - dv
+    vth: Tensor
+
+
+def lava_rule(layer: Layer) -> bool:
+    """True if Lava's LIF reproduces this layer's reset rule exactly (zero, ``reset_delay=False``)."""
+    return layer.neuron.reset == ZERO and not layer.neuron.reset_delay
+
+
+def _lif_params(layer: Layer, p: NeuronParams, dtype: torch.dtype) -> _LIFParams:
+    one = torch.ones((), dtype=dtype, device=p.beta.device)
+    dv = 1 - p.beta.to(dtype)
+    du = one if p.alpha is None else 1 - p.alpha.to(dtype)
+    return _LIFParams(decay_u=1 - du, decay_v=1 - dv, vth=p.threshold.to(dtype))
+
+
+def _apply_op(op, x: Tensor, st, dtype: torch.dtype):
+    """An op's bias-free delivery of ``x`` in ``dtype`` (weights cast, not the module)."""
+    if getattr(op, "stateful", False):
+        return op.deliver_stateful(x, st)
+    if op.weighted:
+        return op._mask_apply(x, op.module.weight.to(dtype)), None
+    return op.deliver(x), None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pipelined(Scheduler):
+    """Lava/Loihi timing: one time step per synaptic hop (see the module docstring).
+
+    Attributes:
+        float64: Compute currents and membranes in float64 (as Lava's float simulation does),
+            whatever the model's dtype; spikes are returned in the model's dtype. Needed for
+            bit-exact agreement with Lava; leave False for training speed.
+    """
+
+    float64: bool = False
+
+    def output_lag(self, graph: NetworkGraph) -> int:
+        """The pipeline shift: the output of input step ``t`` appears at step ``t + L``."""
+        return graph.num_layers
+
+    def check(self, graph: NetworkGraph) -> None:
+        if not isinstance(self.float64, bool):
+            raise ConfigError(f"Pipelined(float64=...) expects a bool; got {self.float64!r}.")
+
+    def _dtype(self, ctx: SimContext) -> torch.dtype:
+        return torch.float64 if self.float64 else ctx.dtype
+
+    def init(self, ctx: SimContext, inputs: Tensor) -> PipelinedState:
+        dtype = self._dtype(ctx)
+        B, dev = ctx.batch, ctx.device
+        layers = []
+        for layer in ctx.graph.layers:
+            if lava_rule(layer):
+                z = torch.zeros((B, *layer.shape), device=dev, dtype=dtype)
+                neuron = LIFState(u=z, v=z.clone())
+            else:
+                neuron = layer.neuron.init_state(B, dev, dtype)
+            ops = tuple(
+                op.init_state(B, dev, dtype) if getattr(op, "stateful", False) else None
+                for op in layer.ops
+            )
+            spk = torch.zeros((B, *layer.shape), device=dev, dtype=ctx.dtype)
+            layers.append(PipelinedLayerState(neuron, ops, spk))
+        source = torch.zeros_like(inputs[0], dtype=dtype)
+        return PipelinedState(source=source, layers=tuple(layers), step=0)
+
+    def _bias(self, layer: Layer, dtype: torch.dtype, device) -> Tensor | None:
+        """The constant current of the layer's ops: ``ops(0)`` with biases (``[1, *shape]``)."""
+        if not any(op.bias_current(()) is not None for op in layer.ops if op.weighted):
+            return None
+        x = torch.zeros((1, *layer.in_shape), device=device, dtype=dtype)
+        for op in layer.ops:
+            if getattr(op, "stateful", False):
+                x = op.forward_stateful(x, op.init_state(1, device, dtype))[0]
+            elif op.weighted:
+                x = op._mask_apply(x, op.module.weight.to(dtype))
+                b = op.bias_current(())
+                if b is not None:
+                    x = x + b.to(dtype)
+            else:
+                x = op.forward(x)
+        return x
+
+    def step(self, ctx: SimContext, state: PipelinedState, x: Tensor, t: int):
+        dtype = self._dtype(ctx)
+        L = ctx.graph.num_layers
+        counts = torch.zeros((ctx.batch, L), device=ctx.device, dtype=ctx.dtype)
+        synops = torch.zeros_like(counts)
+        new_layers, spikes, mems = [], [], []
+        src = state.source
+        for i, layer in enumerate(ctx.graph.layers):
+            ls = state.layers[i]
+            cur, new_ops = src, []
+            for j, op in enumerate(layer.ops):
+                if op.weighted:
+                    with torch.no_grad():
+                        synops[:, i] += op.synops(cur.to(ctx.dtype))
+                cur, st = _apply_op(op, cur, ls.ops[j], dtype)
+                new_ops.append(st)
+            if state.step >= i + 1:  # the wavefront has arrived: the bias flows from now on
+                b = self._bias(layer, dtype, ctx.device)
+                if b is not None:
+                    cur = cur + b
+            spk, neuron = self._neuron_step(layer, ctx.params[i], ls.neuron, cur, dtype)
+            spk = spk.to(ctx.dtype)
+            with torch.no_grad():
+                counts[:, i] = spk.detach().flatten(1).sum(1)
+            new_layers.append(PipelinedLayerState(neuron, tuple(new_ops), spk))
+            spikes.append(spk)
+            mems.append(neuron.v if isinstance(neuron, LIFState) else neuron.mem)
+            src = ls.spikes.to(dtype)  # what this layer sent this step (emitted last step)
+        new_state = PipelinedState(source=x.to(dtype), layers=tuple(new_layers), step=state.step + 1)
+        steps = torch.full((ctx.batch,), L, device=ctx.device, dtype=torch.long)
+        out = StepOutput(tuple(spikes), tuple(mems) if ctx.record.membranes else None, counts, synops, steps)
+        return new_state, out
+
+    @staticmethod
+    def _neuron_step(layer: Layer, p: NeuronParams, st, current: Tensor, dtype: torch.dtype):
+        if lava_rule(layer):
+            lp = _lif_params(layer, p, dtype)
+            u = st.u * lp.decay_u + current
+            v = st.v * lp.decay_v + u
+            spk = layer.neuron.spike_fn(v - lp.vth)
+            return spk, LIFState(u=u, v=v - spk * v)
+        pd = NeuronParams(
+            beta=p.beta.to(dtype),
+            threshold=p.threshold.to(dtype),
+            alpha=None if p.alpha is None else p.alpha.to(dtype),
+        )
+        return layer.neuron.step(pd, st, current)
