@@ -170,7 +170,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 g = l + off
                 if silent is not None:
                     silent[g] = silent[g] + (spk_all * (can & ~new)).flatten(1)
-                pending[g] = pending[g] + spk.flatten(1)
+                # only fired spikes become pending (a silent neuron's zero output must not ride
+                # along with a later spike of the same neuron: that would double its gradient)
+                pending[g] = pending[g] + (spk * new).flatten(1)
                 prio[g] = torch.where(new.flatten(1), mem.detach().flatten(1), prio[g])
             else:
                 hit = new.flatten(1).any(1) & (out_at < 0)
@@ -179,7 +181,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     # 2. input
     if sched.prioritize_input:
         xin = drop(x.flatten(1), sched.input_dropout)
-        forward_step({0: xin}, None, torch.ones(B, device=dev, dtype=torch.bool))
+        frame = torch.zeros((B, L), device=dev, dtype=torch.bool)
+        frame[:, 0] = True  # the whole frame arrives, even an all-zero one: layer 0 is reached
+        forward_step({0: xin}, frame, torch.ones(B, device=dev, dtype=torch.bool))
     else:
         pending[0] = pending[0] + x.flatten(1)
 

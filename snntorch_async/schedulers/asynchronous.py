@@ -23,7 +23,7 @@ from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph
 from ..ops import MaxPoolOp
 from .async_engine import run_time_step, zero_currents
-from .base import Scheduler, SimContext
+from .base import Scheduler, SimContext, detach_tree
 
 __all__ = ["AsyncScheduler", "RandomAsync", "MomentumAsync", "LayerOrderedAsync", "AsyncState"]
 
@@ -187,6 +187,10 @@ class AsyncScheduler(Scheduler):
 
     def step(self, ctx: SimContext, state: AsyncState, x: Tensor, t: int):
         return run_time_step(self, ctx, state, x, t)
+
+    def carry(self, ctx: SimContext, state: AsyncState) -> AsyncState:
+        """Detach a carried state and rebuild the bias currents (they derive from parameters)."""
+        return detach_tree(state)._replace(zero_current=tuple(zero_currents(ctx)))
 
 
 class PriorityInputs(NamedTuple):
