@@ -72,6 +72,8 @@ def get_graph(model: nn.Module | NetworkGraph, input_shape: tuple[int, ...]) -> 
                 "inputs of that shape, or pass the model itself so it is read for this shape."
             )
         return model
+    if not isinstance(model, nn.Module):
+        return read_model(model, input_shape)  # raises the "expected an nn.Module" error
     sig = _signature(model)
     try:
         per_model = _GRAPHS.setdefault(model, {})
@@ -112,8 +114,12 @@ def _validate_inputs(inputs) -> None:
         )
     if B == 0:
         raise InputError(
-            f"simulate() got an empty batch (B = 0, shape {list(inputs.shape)}); expected B >= 1."
+            f"simulate() got an empty batch (B = 0, shape {list(inputs.shape)}); expected B >= 1. "
+            "Fix: skip empty batches (e.g. an empty split or a last partial batch of size 0)."
         )
+
+
+def _check_finite(inputs: Tensor) -> None:
     if not bool(torch.isfinite(inputs).all()):
         bad = int((~torch.isfinite(inputs)).sum())
         raise InputError(
@@ -122,8 +128,16 @@ def _validate_inputs(inputs) -> None:
         )
 
 
-def _check_device(graph: NetworkGraph, inputs: Tensor) -> None:
-    ref = graph.parameter()
+def _check_device(model: nn.Module | NetworkGraph, inputs: Tensor) -> None:
+    # Checked before the model is read (reading runs the modules on a probe).
+    if isinstance(model, NetworkGraph):
+        ref = model.parameter()
+    elif isinstance(model, nn.Module):
+        ref = next(model.parameters(), None)
+        if ref is None:
+            ref = next((b for b in model.buffers() if b.is_floating_point()), None)
+    else:
+        ref = None
     if ref is None:
         return
     if ref.device != inputs.device:
@@ -156,7 +170,8 @@ def simulate(
             ``Pipelined()``).
         record: Optional recordings (membranes, every layer's spikes).
         initial_state: Continue from ``final_state`` of an earlier result (same model, batch
-            size and scheduler) instead of the zero state; step indices restart at 0.
+            size and scheduler) instead of the zero state, with its autograd history cut
+            (``Scheduler.carry``: truncated BPTT); step indices restart at 0.
 
     Returns:
         A :class:`SimulationResult`; ``.spikes`` is the output spike record ``[T, B, C]``.
@@ -167,13 +182,17 @@ def simulate(
     if not isinstance(scheduler, Scheduler):
         raise InputError(
             f"scheduler must be a snntorch_async scheduler such as LayerSync(); got "
-            f"{type(scheduler).__name__}."
+            f"{type(scheduler).__name__}. Fix: pass e.g. scheduler=snntorch_async.LayerSync()."
         )
     if not isinstance(record, Record):
-        raise InputError(f"record must be a snntorch_async.Record; got {type(record).__name__}.")
+        raise InputError(
+            f"record must be a snntorch_async.Record; got {type(record).__name__}. Fix: pass "
+            "e.g. record=snntorch_async.Record(membranes=True, layer_spikes=True)."
+        )
     _validate_inputs(inputs)
+    _check_device(model, inputs)
+    _check_finite(inputs)
     graph = get_graph(model, tuple(inputs.shape[2:]))
-    _check_device(graph, inputs)
     scheduler.check(graph)
     T, B = inputs.shape[:2]
     ctx = SimContext(
@@ -185,7 +204,7 @@ def simulate(
         device=inputs.device,
         dtype=inputs.dtype,
     )
-    state = scheduler.init(ctx, inputs) if initial_state is None else initial_state
+    state = scheduler.init(ctx, inputs) if initial_state is None else scheduler.carry(ctx, initial_state)
     outs = []
     for t in range(T):
         state, out = scheduler.step(ctx, state, inputs[t], t)

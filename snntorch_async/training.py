@@ -180,22 +180,6 @@ class History:
 # --------------------------------------------------------------------------------------------
 # One step.
 # --------------------------------------------------------------------------------------------
-def _detach(tree):
-    """Detach every tensor of a (nested) scheduler state."""
-    if torch.is_tensor(tree):
-        return tree.detach()
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_detach(t) for t in tree))
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_detach(t) for t in tree)
-    if isinstance(tree, dict):
-        return {k: _detach(v) for k, v in tree.items()}
-    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
-        return dataclasses.replace(tree, **{f.name: _detach(getattr(tree, f.name))
-                                            for f in dataclasses.fields(tree) if f.init})
-    return tree
-
-
 def _batch(batch, device) -> tuple[Tensor, Tensor]:
     if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
         raise ConfigError(
@@ -260,7 +244,7 @@ def train_step(
         w = res.spikes.shape[0] / T
         (loss * w if w != 1 else loss).backward()
         total += float(loss.detach()) * w
-        state = _detach(res.final_state) if s + k < T else None
+        state = res.final_state if s + k < T else None  # simulate detaches it (Scheduler.carry)
         results.append(dataclasses.replace(res, spikes=res.spikes.detach(), final_state=None))
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

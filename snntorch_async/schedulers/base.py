@@ -8,6 +8,7 @@ implementing :meth:`Scheduler.init` and :meth:`Scheduler.step`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -89,3 +90,29 @@ class Scheduler:
     def step(self, ctx: SimContext, state: Any, x: Tensor, t: int) -> tuple[Any, StepOutput]:
         """Advance one time step with input ``x`` ``[B, *features]``; return the new state."""
         raise NotImplementedError
+
+    def carry(self, ctx: SimContext, state: Any) -> Any:
+        """Prepare ``state`` (a ``final_state`` of an earlier simulation) to start a new one.
+
+        Cuts its autograd history (truncated BPTT: the earlier graph may already have been
+        back-propagated) and rebuilds anything derived from parameters. Default: detach every
+        tensor of the (nested) state.
+        """
+        return detach_tree(state)
+
+
+def detach_tree(tree: Any) -> Any:
+    """Detach every tensor inside nested tuples, NamedTuples, lists, dicts and dataclasses."""
+    if torch.is_tensor(tree):
+        return tree.detach()
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(detach_tree(t) for t in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(detach_tree(t) for t in tree)
+    if isinstance(tree, dict):
+        return {k: detach_tree(v) for k, v in tree.items()}
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        return dataclasses.replace(
+            tree, **{f.name: detach_tree(getattr(tree, f.name)) for f in dataclasses.fields(tree) if f.init}
+        )
+    return tree
