@@ -389,7 +389,7 @@ def cmd_export(args) -> int:
         spec.save(out / f"{stem}.npz")
         written.append(out / f"{stem}.npz")
     if "netx" in args.formats:
-        lb.export_netx(lb.quantize(spec), out / f"{stem}.h5")
+        lb.export_netx(lb.quantize(spec).spec, out / f"{stem}.h5")
         written.append(out / f"{stem}.h5")
     if "nir" in args.formats:
         lb.export_nir(spec, out / f"{stem}.nir")
@@ -404,6 +404,7 @@ def cmd_verify(args) -> int:
 
     from . import integration as ig
 
+    ig.preload_lava()
     if not ig.lava_available():
         print("Lava is not installed in this Python, so nothing can be verified. Enable it with "
               "Python 3.10: pip install 'snntorch-async[lava]' (or `make test`, which builds that "
@@ -427,13 +428,19 @@ def cmd_verify(args) -> int:
     args.limit, args.root = args.samples, "data"
     data = _load_data(meta, args, train=False)
     x = next(iter(ig.loader(data, batch_size=args.samples)))[0]
-    result = lb.verify(net, x)
-    print(f"verified {x.shape[1]} sample(s) x {x.shape[0]} steps on Lava: "
-          f"{result.mismatches} spike mismatches")
-    for line in getattr(result, "details", lambda: [])() if callable(
-            getattr(result, "details", None)) else []:
-        print("  " + line)
-    return 0 if result.mismatches == 0 else 1
+    status = 0
+    for what, kw in (("float", {}), ("fixed point", {"fixed_point": True})):
+        try:
+            r = lb.verify(net, x, **kw)
+        except lb.LavaBridgeError as exc:
+            raise CliError(str(exc)) from None
+        print(f"Lava ({what}) vs {r.engine}: {r.mismatches} mismatching spikes of {r.compared} "
+              f"compared ({x.shape[1]} sample(s) x {x.shape[0]} steps)")
+        if r.mismatches:
+            bad = [i for i, n in enumerate(r.per_sample.tolist()) if n]
+            print(f"  samples with mismatches: {bad}")
+            status = 1
+    return status
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate,

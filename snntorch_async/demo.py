@@ -131,6 +131,7 @@ def run_demo(
         echo: Where progress messages go (the CLI passes ``print``; the library stays silent).
     """
     out = check_writable(out)
+    ig.preload_lava()  # before the first progress bar (see integration.preload_lava)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     train, test = ig.digits_data(steps=cfg.steps, seed=cfg.seed)

@@ -359,7 +359,7 @@ class SyntheticEvents(torch.utils.data.Dataset):
         sensor_size: Sequence[int] = (34, 34, 2),
         *,
         num_classes: int = 10,
-        events_per_sample: int = 300,
+        events_per_sample: int = 1500,
         seed: int = 0,
     ) -> None:
         self.num_samples = int(num_samples)
@@ -382,5 +382,5 @@ class SyntheticEvents(torch.utils.data.Dataset):
         cx = sx / 2 + radius * np.cos(angle) if sy > 1 else (label + 0.5) * sx / self.num_classes
         cy = sy / 2 + radius * np.sin(angle) if sy > 1 else 0.0
         n = int(rng.integers(self.events_per_sample // 2, self.events_per_sample * 3 // 2 + 1))
-        spread = max(1.0, min(sx, sy) / 10) if sy > 1 else max(1.0, sx / (4 * self.num_classes))
+        spread = max(1.0, min(sx, sy) / 8) if sy > 1 else max(1.0, sx / (4 * self.num_classes))
         return synthetic_events(n, self.sensor_size, rng=rng, center=(cx, cy), spread=spread), label
