@@ -235,7 +235,8 @@ def read_model(model: nn.Module, input_shape: tuple[int, ...] | torch.Size) -> N
     if not isinstance(model, nn.Module):
         raise UnsupportedModuleError(
             f"Expected a torch.nn.Module (an nn.Sequential of layers and snnTorch neurons); got "
-            f"{type(model).__name__}."
+            f"{type(model).__name__}. Fix: pass the nn.Sequential model itself (not a function, "
+            "a state_dict or a list of layers)."
         )
     entries = _root_modules(model)
     param = next(model.parameters(), None)
