@@ -58,8 +58,9 @@ def _timed(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     if th.is_alive():
         raise LavaTimeoutError(
             f"Lava {what} did not finish within {timeout:g} s (a Lava process is stuck, e.g. an "
-            "exception inside a process model, or a synaptic delay above 62). The Lava child "
-            "processes were killed. Fix: check the network, or raise the timeout for long runs."
+            "exception inside a process model, or a synaptic delay above 62). lava_bridge.run "
+            "kills the Lava child processes it started. Fix: check the network, or raise the "
+            "timeout for long runs."
         )
     if "error" in box:
         raise box["error"]
@@ -80,6 +81,7 @@ class LavaRun:
         self.steps_run = 0
         self.started = False
         self.closed = False
+        self.stuck = False
 
     def run(self, num_steps: int | None = None) -> None:
         """Run ``num_steps`` more steps (default: all of ``net.num_steps``), blocking, with timeout."""
@@ -97,6 +99,9 @@ class LavaRun:
         try:
             _timed(lambda: anchor.run(condition=RunSteps(num_steps=n), run_cfg=self.net.run_cfg),
                    self.timeout, "run")
+        except LavaTimeoutError:
+            self.stuck = True  # stop() would wait on the stuck process too: kill instead
+            raise
         except LavaRunError:
             raise
         except Exception as e:
@@ -114,13 +119,20 @@ class LavaRun:
             raise LavaRunError(
                 f"Layer {layer}'s spikes were not recorded. Fix: build(..., record_layers=True)."
             )
-        data = _timed(sink.data.get, self.timeout, "read of the spike sink")
+        data = self._call(sink.data.get, "read of the spike sink")
         return np.asarray(data, dtype=np.float64).T[: self.steps_run].copy()
 
     def get(self, var) -> np.ndarray:
         """Read a Lava ``Var`` (costly: ~20 µs per element; read only what you need)."""
         self._check_open()
-        return np.asarray(_timed(var.get, self.timeout, f"read of Var '{var.name}'"))
+        return np.asarray(self._call(var.get, f"read of Var '{var.name}'"))
+
+    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        try:
+            return _timed(fn, self.timeout, what)
+        except LavaTimeoutError:
+            self.stuck = True
+            raise
 
     def _check_open(self) -> None:
         if self.closed:
@@ -134,21 +146,31 @@ def _runtime_internals(net: BuiltNetwork):
 
 
 def _kill_children(before: set, mi) -> int:
-    """Kill the child processes started since ``before`` (Lava actors and the shm manager)."""
+    """Kill the Lava actors started since ``before``, then shut the shared memory down.
+
+    The actors (Lava's process models) are killed first; the shared-memory manager is then asked
+    to shut down (it unlinks every segment); only if that fails is it killed too.
+    """
     killed = 0
+    actors = list(getattr(mi, "actors", None) or [])
+    for p in actors:
+        if p.pid in before or not p.is_alive():
+            continue
+        with contextlib.suppress(Exception):
+            p.kill()
+            mp_join = getattr(multiprocessing.Process, "join")
+            mp_join(p, 5)  # Lava's SystemProcess.join() takes no timeout
+            killed += 1
+    smm = getattr(mi, "smm", None) if mi is not None else None
+    if smm is not None:
+        with contextlib.suppress(Exception):
+            _timed(smm.shutdown, 10.0, "shared-memory shutdown")
     for p in multiprocessing.active_children():
         if p.pid in before:
             continue
         with contextlib.suppress(Exception):
             p.kill()
-            p.join(5)
-            killed += 1
-    smm = getattr(mi, "smm", None) if mi is not None else None
-    proc = getattr(smm, "_process", None)
-    if proc is not None and proc.is_alive():
-        with contextlib.suppress(Exception):
-            proc.kill()
-            proc.join(5)
+            multiprocessing.Process.join(p, 5)
             killed += 1
     return killed
 
@@ -188,10 +210,13 @@ def _stop(net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float,
     if not session.started or rt is None:
         return
     error: BaseException | None = None
-    try:
-        _timed(net.anchor.stop, stop_timeout, "stop()")
-    except BaseException as e:  # noqa: BLE001 - cleaned up below, reported after
-        error = e
+    if session.stuck:
+        error = LavaTimeoutError("Lava did not respond; stop() was skipped.")
+    else:
+        try:
+            _timed(net.anchor.stop, stop_timeout, "stop()")
+        except BaseException as e:  # noqa: BLE001 - cleaned up below, reported after
+            error = e
     leftovers = [p for p in multiprocessing.active_children() if p.pid not in before]
     if error is not None or leftovers:
         killed = _kill_children(before, mi)
