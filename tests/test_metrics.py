@@ -195,3 +195,29 @@ def test_matches_neurobench(binary):
     assert ours["synops_dense"] == pytest.approx(syn["Dense"])
     assert ours["accuracy"] == pytest.approx(nb["ClassificationAccuracy"])
     assert (ours["synops_mac"] > 0) == (not binary)
+
+
+def test_metrics_under_asynchronous_schedulers():
+    from snntorch_async.schedulers.asynchronous import LayerOrderedAsync, RandomAsync
+
+    model = _net(seed=1)
+    g = torch.Generator().manual_seed(4)
+    data = [((torch.rand(8, 6, 12, generator=g) < 0.5).float(), torch.randint(0, 4, (6,), generator=g))]
+    sync = evaluate(model, data, scheduler=LayerSync()).summary()
+    anchor = evaluate(model, data, scheduler=LayerOrderedAsync(forward_group_size=None)).summary()
+    # same spikes (the anchor) => same accuracy, density, synops and time-step latencies
+    for key in ("accuracy", "spike_density", "synops_ac", "synops_dense", "decision_step",
+                "first_spike_step"):
+        assert anchor[key] == pytest.approx(sync[key], nan_ok=True), key
+    serial = evaluate(model, data, scheduler=RandomAsync(forward_group_size=1, seed=0))
+    s = serial.summary()
+    assert s["forward_steps"] > anchor["forward_steps"]  # one spike per forward step
+    assert s["synops_dense"] == sync["synops_dense"]
+    # the forward-step latency is the engine's cumulative count at the decision step
+    x = data[0][0]
+    res = simulate(model, x, scheduler=RandomAsync(forward_group_size=1, seed=0))
+    cum = res.forward_steps.double().cumsum(0)
+    d = serial.samples.decision_step
+    for b in range(6):
+        if not math.isnan(d[b]):
+            assert serial.samples.decision_forward_steps[b] == cum[int(d[b]) - 1, b]
