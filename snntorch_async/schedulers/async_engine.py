@@ -188,11 +188,12 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         pending[0] = pending[0] + x.flatten(1)
 
     # 3. forward steps
+    no_source = torch.zeros((B, 0), device=dev, dtype=torch.bool)  # (single-layer networks)
     index = torch.arange(total, device=dev)
     is_input = (index < sizes[0]) if off else torch.zeros(total, device=dev, dtype=torch.bool)
     F = sched.forward_group_size
     while True:
-        pmask = torch.cat([p.detach() != 0 for p in pending], 1)
+        pmask = torch.cat([p.detach() != 0 for p in pending] + [no_source], 1)
         has_pending = pmask.any(1)
         unreached_cand = torch.stack([cand_any[l] & ~reached[:, l] for l in range(L)], 1)
         active = ~stopped & (has_pending | unreached_cand.any(1))
