@@ -314,3 +314,31 @@ def load_digits_spikes(
         test=SpikeDataset(data[test_idx], labels[test_idx]),
         num_classes=10,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# tonic event datasets (N-MNIST, SHD, DVSGesture): implemented in tonic_data.py (owned by the
+# CLI/data work), re-exported here so that `snntorch_async.data` is the one data module.
+# tonic itself is imported lazily, on first use.
+# --------------------------------------------------------------------------------------------
+from .tonic_data import (  # noqa: E402
+    TONIC_DATASETS,
+    DatasetNotFoundError,
+    EventFrames,
+    SyntheticEvents,
+    collate_padded,
+    events_to_frames,
+    load_tonic,
+    synthetic_events,
+)
+
+__all__ += [
+    "TONIC_DATASETS",
+    "DatasetNotFoundError",
+    "EventFrames",
+    "SyntheticEvents",
+    "collate_padded",
+    "events_to_frames",
+    "load_tonic",
+    "synthetic_events",
+]
