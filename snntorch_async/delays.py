@@ -56,8 +56,8 @@ def _check_delay_range(d: Tensor, where: str) -> None:
     if d.numel() and (int(d.min()) < 0 or int(d.max()) > MAX_DELAY):
         raise ConfigError(
             f"{where}: synaptic delays must be integers in 0..{MAX_DELAY} time steps; got values "
-            f"in {int(d.min())}..{int(d.max())}. (Loihi holds 6 delay bits and Lava hangs at "
-            f"64.) Fix: clip the delays, e.g. delays.clamp(0, {MAX_DELAY})."
+            f"in {int(d.min())}..{int(d.max())}. (Loihi holds 6 delay bits and Lava's fixed-point "
+            f"DelayDense hangs at 64.) Fix: clip the delays, e.g. delays.clamp(0, {MAX_DELAY})."
         )
 
 
