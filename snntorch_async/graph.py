@@ -250,7 +250,8 @@ def read_model(model: nn.Module, input_shape: tuple[int, ...] | torch.Size) -> N
     layer_in_shape = shape
     probe = torch.zeros((1, *shape), device=device, dtype=dtype)
     for path, m in entries:
-        t = type(m)
+        # a module wrapped by torch.nn.utils.parametrize (e.g. lava_bridge.qat) keeps its role
+        t = torch.nn.utils.parametrize.type_before_parametrizations(m)
         if t in OP_TABLE:
             validator, factory = OP_TABLE[t]
             if validator is not None:
