@@ -200,17 +200,23 @@ def _root_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     )
 
 
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to exactly ``target`` (without importing sympy,
+    which ``torch.broadcast_shapes`` does on first use)."""
+    if len(shape) > len(target):
+        return all(s == 1 for s in shape[: len(shape) - len(target)]) and broadcasts_to(
+            shape[len(shape) - len(target) :], target
+        )
+    return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+
+
 def _param_shape_check(neuron: Neuron, shape: tuple[int, ...]) -> None:
     m = neuron.module
     for name in ("beta", "threshold", "alpha"):
         value = getattr(m, name, None)
         if value is None or not torch.is_tensor(value):
             continue
-        try:
-            ok = torch.broadcast_shapes(tuple(value.shape), shape) == shape
-        except RuntimeError:
-            ok = False
-        if not ok:
+        if not broadcasts_to(tuple(value.shape), shape):
             raise ModelStructureError(
                 f"{type(m).__name__} at '{neuron.path}' has {name} of shape {list(value.shape)}, "
                 f"but its layer has neurons of shape {list(shape)}; expected a scalar or a tensor "

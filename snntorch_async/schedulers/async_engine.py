@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..neurons import ZERO
-from ..ops import MaxPoolOp
+from ..ops import FlattenOp, IdentityOp, LinearOp, MaxPoolOp
 from .base import SimContext, StepOutput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,8 +51,48 @@ def _apply_chain(layer, x: Tensor, with_bias: bool, pools: dict, synops: Tensor 
     return x
 
 
-def _layer_current(layer, x: Tensor, first: Tensor, pools: dict, synops: Tensor) -> Tensor:
-    """Current into ``layer`` from delivered spikes; samples in ``first`` also get the bias."""
+def _lone_linear(layer) -> LinearOp | None:
+    """The layer's ``nn.Linear`` if its ops are only that (plus Flatten / Identity / eval Dropout)."""
+    found = None
+    for op in layer.ops:
+        if isinstance(op, LinearOp) and found is None:
+            found = op
+        elif isinstance(op, FlattenOp) or (isinstance(op, IdentityOp) and not op.module.training):
+            continue
+        else:
+            return None
+    return found
+
+
+def _sparse_linear_current(op: LinearOp, x: Tensor, first: Tensor, synops: Tensor) -> Tensor:
+    """``x Wᵀ`` for a few delivered events per sample: gathers the columns of the delivered
+    inputs (cost: events × fan-out) instead of a dense matrix product; bias for ``first``."""
+    xf = x.flatten(1)
+    with torch.no_grad():
+        synops += op.synops(xf)
+    b_idx, j_idx = (xf.detach() != 0).nonzero(as_tuple=True)
+    w = op.module.weight
+    contrib = w[:, j_idx].t() * xf[b_idx, j_idx].unsqueeze(1)
+    cur = torch.zeros((xf.shape[0], w.shape[0]), device=xf.device, dtype=xf.dtype)
+    cur = cur.index_add(0, b_idx, contrib)
+    if op.module.bias is not None and bool(first.any()):
+        cur = cur + first.unsqueeze(1).to(cur.dtype) * op.module.bias
+    return cur
+
+
+def _layer_current(
+    layer, x: Tensor, first: Tensor, pools: dict, synops: Tensor, sparse: bool = False
+) -> Tensor:
+    """Current into ``layer`` from delivered spikes; samples in ``first`` also get the bias.
+
+    With ``sparse`` (a partial group was delivered) a lone ``nn.Linear`` gathers the delivered
+    columns instead of multiplying a mostly-zero matrix; otherwise the dense path calls the
+    modules exactly as LayerSync does (bit-identical currents for whole-layer deliveries).
+    """
+    if sparse:
+        lin = _lone_linear(layer)
+        if lin is not None and 4 * int((x.detach() != 0).sum()) < x.numel():
+            return _sparse_linear_current(lin, x, first, synops)
     has_bias = any(op.weighted and op.module.bias is not None for op in layer.ops)
     if not has_bias or not bool(first.any()):
         return _apply_chain(layer, x, False, pools, synops)
@@ -125,7 +165,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         keep = torch.rand(v.shape, generator=gen, device=dev, dtype=dt) >= p
         return v * keep
 
-    def forward_step(deliveries: dict[int, Tensor], settle: Tensor | None, active: Tensor) -> None:
+    def forward_step(
+        deliveries: dict[int, Tensor], settle: Tensor | None, active: Tensor, sparse: bool = False
+    ) -> None:
         """Deliver ``deliveries[l]`` (source values ``[B, n]``) into layer ``l``; integrate; fire."""
         nonlocal out_at
         fsteps.add_(active.long())
@@ -143,7 +185,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 xin = torch.zeros((B, *layer.in_shape), device=dev, dtype=dt)
             else:
                 xin = src.view(B, *layer.in_shape)
-            cur = _layer_current(layer, xin, first, pools[l], synops[:, l])
+            cur = _layer_current(layer, xin, first, pools[l], synops[:, l], sparse)
             reached[:, l] |= first
             ev = cur.detach() != 0
             if sched.full_layer_evaluation:
@@ -205,7 +247,8 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             break
         pmask &= active[:, None]
         n_pend = pmask.sum(1)
-        if F is None or F >= int(n_pend.max()):
+        partial = not (F is None or F >= int(n_pend.max()))
+        if not partial:
             sel = pmask
         else:
             keys = sched.priority(
@@ -243,7 +286,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                         carry = torch.where(m, silent[g], torch.zeros_like(silent[g]))
                         silent[g] = torch.where(m, torch.zeros_like(silent[g]), silent[g])
                         deliveries[l] = deliveries[l] + carry if l in deliveries else carry
-        forward_step(deliveries, settle, active)
+        forward_step(deliveries, settle, active, partial)
         if sched.stop_on_output is not None:
             stopped |= (out_at >= 0) & (fsteps >= out_at + sched.stop_on_output)
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, UnsupportedModuleError
-from ..graph import NetworkGraph
+from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
 from .async_engine import run_time_step, zero_currents
 from .base import Scheduler, SimContext, detach_tree
@@ -161,11 +161,7 @@ class AsyncScheduler(Scheduler):
                     f"has {graph.num_layers} spiking layers; give one per layer."
                 )
             for layer, s in zip(graph.layers, st):
-                try:
-                    ok = torch.broadcast_shapes(tuple(s.shape), layer.shape) == layer.shape
-                except RuntimeError:
-                    ok = False
-                if not ok:
+                if not broadcasts_to(tuple(s.shape), layer.shape):
                     raise ConfigError(
                         f"{type(self).__name__}: sync_threshold for layer '{layer.path}' has shape "
                         f"{list(s.shape)}; expected a shape broadcastable to {list(layer.shape)}."
