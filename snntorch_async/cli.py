@@ -384,16 +384,20 @@ def cmd_export(args) -> int:
     except lb.ConversionError as exc:
         raise CliError(str(exc)) from None
     stem = Path(args.checkpoint).stem
+    writers = {
+        "spec": (".npz", lambda path: spec.save(path)),
+        "netx": (".h5", lambda path: lb.export_netx(lb.quantize(spec).spec, path)),
+        "nir": (".nir", lambda path: lb.export_nir(spec, path)),
+    }
     written = []
-    if "spec" in args.formats:
-        spec.save(out / f"{stem}.npz")
-        written.append(out / f"{stem}.npz")
-    if "netx" in args.formats:
-        lb.export_netx(lb.quantize(spec).spec, out / f"{stem}.h5")
-        written.append(out / f"{stem}.h5")
-    if "nir" in args.formats:
-        lb.export_nir(spec, out / f"{stem}.nir")
-        written.append(out / f"{stem}.nir")
+    for fmt in args.formats:
+        suffix, write = writers[fmt]
+        try:
+            write(out / f"{stem}{suffix}")
+        except (ImportError, AttributeError) as exc:
+            raise CliError(f"--formats {fmt}: this installation of lava_bridge cannot write it "
+                           f"({exc}). Fix: --formats spec, or update snntorch-async.") from None
+        written.append(out / f"{stem}{suffix}")
     for path in written:
         print(f"wrote {path}")
     return 0

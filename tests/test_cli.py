@@ -136,3 +136,29 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
         assert (out / png).stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
     assert f"report written to {out / 'report.md'}" in capsys.readouterr().out
+
+
+def test_export_spec_and_verify_without_lava(capsys, tmp_path, monkeypatch):
+    from snntorch_async import integration
+
+    ck = tmp_path / "net.pt"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
+    assert main(["export", str(ck), "--out", str(tmp_path / "x"), "--formats", "spec"]) == 0
+    assert (tmp_path / "x" / "net.npz").is_file()
+    capsys.readouterr()
+    monkeypatch.setattr(integration, "lava_available", lambda: False)
+    assert main(["verify", str(tmp_path / "x" / "net.npz")]) == 3
+    assert "pip install 'snntorch-async[lava]'" in capsys.readouterr().err
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(240)
+def test_verify_checkpoint_on_lava(capsys, tmp_path):
+    pytest.importorskip("lava", reason="Lava needs Python 3.10 and the [lava] extra: run `make "
+                        "test`, or pip install 'snntorch-async[lava]' on Python 3.10")
+    ck = tmp_path / "net.pt"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(ck), "--samples", "1", "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "Lava (float) vs" in out and "Lava (fixed point) vs emulate: 0 mismatching" in out
