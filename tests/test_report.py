@@ -42,7 +42,7 @@ def test_report_has_table_claim_comparison_and_figures(tmp_path):
     assert "| async | RandomAsync F=4 | 80.0% | 0.1 |" in text
     assert rp.PAPER_CLAIM in text
     # async-trained vs sync-trained, both at RandomAsync F=4: worked out by hand from the rows.
-    assert "50% fewer spikes" in text and "2x sooner" in text and "+10.0 points" in text
+    assert "| async | RandomAsync F=4 | 50.0% fewer | 2.00x sooner | +10.0 points |" in text
     for name in ("rasters.png", "accuracy_latency.png", "spikes_per_layer.png",
                  "training_curves.png"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
