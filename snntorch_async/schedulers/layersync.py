@@ -50,15 +50,13 @@ class LayerSync(Scheduler):
     def step(self, ctx: SimContext, state, x: Tensor, t: int):
         layers = ctx.graph.layers
         spikes, new_state = [], []
-        counts = torch.zeros((ctx.batch, len(layers)), device=ctx.device, dtype=ctx.dtype)
-        synops = torch.zeros_like(counts)
+        weighted_inputs = []  # (layer index, op, op input): counted after the loop
         for i, layer in enumerate(layers):
             op_states = state[i].ops if isinstance(state[i], LayerOpState) else None
             new_ops = []
             for j, op in enumerate(layer.ops):
                 if op.weighted:
-                    with torch.no_grad():
-                        synops[:, i] += op.synops(x)
+                    weighted_inputs.append((i, op, x))
                 if op_states is not None and getattr(op, "stateful", False):
                     x, op_st = op.forward_stateful(x, op_states[j])
                     new_ops.append(op_st)
@@ -69,10 +67,18 @@ class LayerSync(Scheduler):
             x, st = layer.neuron.step(ctx.params[i], neuron_state, x)
             if op_states is not None:
                 st = LayerOpState(st, tuple(new_ops))
-            with torch.no_grad():
-                counts[:, i] = x.detach().flatten(1).sum(1)
             spikes.append(x)
             new_state.append(st)
+        # The engine's counters, outside autograd, in one block per step (cheaper than per op).
+        with torch.no_grad():
+            counts = torch.stack([s.flatten(1).sum(1) for s in spikes], 1).to(ctx.dtype)
+            per_layer: list = [None] * len(layers)
+            for i, op, xin in weighted_inputs:
+                n = op.synops(xin)
+                per_layer[i] = n if per_layer[i] is None else per_layer[i] + n
+            synops = torch.stack(
+                [counts.new_zeros(ctx.batch) if n is None else n for n in per_layer], 1
+            ).to(ctx.dtype)
         mems = (
             tuple((s.neuron if isinstance(s, LayerOpState) else s).mem for s in new_state)
             if ctx.record.membranes
