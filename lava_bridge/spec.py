@@ -268,7 +268,7 @@ class NetworkSpec:
 
     Construction validates shapes and dtypes and stores read-only copies of the arrays (float64
     in a float spec, int64 in a fixed-point one). Loihi's ranges are checked separately by
-    :func:`lava_bridge.convert.check_loihi_limits`.
+    :func:`lava_bridge.check_loihi_limits`.
 
     Attributes:
         layers: The layers, input side first.
@@ -498,6 +498,3 @@ def load(path: str | Path) -> NetworkSpec:
 
 NetworkSpec.load = staticmethod(load)  # type: ignore[attr-defined]
 
-
-def _field_names(cls) -> tuple[str, ...]:  # used by tests to keep save/load complete
-    return tuple(f.name for f in fields(cls))

@@ -31,7 +31,8 @@ Stateful-op interface (for schedulers). An op with ``stateful = True`` provides:
   ``x Wₖᵀ`` through only the synapses of delay ``k``, with ``Wₖ = W·[D = k]``, no bias. An
   event-driven scheduler delivers a spike of source ``j`` sent at step ``t`` as ``deliver_at``
   with ``k = 0`` at once and with every other ``k`` at step ``t + k``: it joins the pending set of
-  its arrival step (``async_delays`` marks schedulers' support; see ``asynchronous.py``).
+  its arrival step. LayerSync and Pipelined run this interface; an asynchronous scheduler must
+  handle it explicitly (or refuse stateful ops in its ``check``).
 """
 
 from __future__ import annotations

@@ -164,3 +164,12 @@ def test_state_continues_across_calls():
     a = simulate(m, x[:5], scheduler=Pipelined())
     b = simulate(m, x[5:], scheduler=Pipelined(), initial_state=a.final_state)
     assert torch.equal(torch.cat([a.spikes, b.spikes]), whole.spikes)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    m = random_model(3, synaptic=True, delays=True)
+    x = _inputs(3, 12, (10,))
+    cpu = simulate(m, x, scheduler=Pipelined(float64=True)).spikes.detach()
+    gpu = simulate(m.cuda(), x.cuda(), scheduler=Pipelined(float64=True)).spikes.detach().cpu()
+    assert torch.equal(cpu, gpu)
