@@ -111,13 +111,16 @@ GRID = [
 ]
 
 
-@pytest.mark.parametrize("surrogate_name", ["atan", "fast_sigmoid"])
+GRID_SURROGATES = {**SURROGATES, "default": lambda: None}  # None: snnTorch's default (atan)
+
+
+@pytest.mark.parametrize("surrogate_name", ["default", "atan", "fast_sigmoid"])
 @pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per-neuron"])
 @pytest.mark.parametrize("neuron_cls,reset,reset_delay", GRID)
 def test_neuron_grid_equal_snntorch_with_gradients(neuron_cls, reset, reset_delay, per_neuron,
                                                    surrogate_name):
     model = _two_layer_mlp(neuron_cls, reset=reset, reset_delay=reset_delay,
-                           spike_grad=SURROGATES[surrogate_name], per_neuron=per_neuron,
+                           spike_grad=GRID_SURROGATES[surrogate_name], per_neuron=per_neuron,
                            learn=per_neuron, output=not per_neuron)
     x = random_inputs(1, 16, 4, (12,), p=0.4)
     rec = snntorch_loop(model, x)
