@@ -1,0 +1,283 @@
+"""NIR export and import (the ``nir`` package), keeping per-neuron parameters, reset rule and dt.
+
+:func:`export_nir` writes a float :class:`~lava_bridge.spec.NetworkSpec` (or a model, converted
+first) as a chain ``Input → Affine|Linear → LIF|CubaLIF → ... → Output``. NIR's neurons are
+continuous-time; with the time step ``dt`` and Euler steps they are exactly snnTorch's neurons
+when (NIR's conventions, as snnTorch's own exporter uses them)::
+
+    LIF:      τ = dt / (1 - β),  r = τ / dt,  v_leak = 0,  v_reset = 0
+              v ← v + dt/τ·(v_leak - v + r·I)  =  β·v + I
+    CubaLIF:  τ_syn = dt / (1 - α),  w_in = τ_syn / dt,  τ_mem = dt / (1 - β),  r = τ_mem / dt
+              I ← α·I + S,   v ← β·v + I
+
+(``β = 1`` gives ``τ = inf``). Every parameter is an array with one value per neuron (scalars
+are broadcast). NIR resets to ``v_reset`` in the step a neuron fires (snnTorch's zero reset with
+``reset_delay=False``); the snnTorch rule the spec came from is kept in each neuron node's
+metadata (``reset_mechanism``, ``reset_delay``) and the graph's metadata holds ``dt``. NIR has no
+per-synapse delay node: a ``DelayDense`` matrix is stored in the weight node's metadata
+(``delay``, int ``[out, in]``), which :func:`import_nir` reads and other tools ignore.
+
+:func:`import_nir` reads such a graph (a path or a ``nir.NIRGraph``) back into a float spec,
+folding any input gain (``r·dt/τ``, ``w_in·dt/τ_syn``) that is not 1 into the weights, and
+:func:`model_from_spec` builds the snnTorch ``nn.Sequential`` that snntorch-async runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from .errors import SpecFormatError
+from .spec import LayerSpec, NetworkSpec, NeuronSpec
+
+__all__ = ["export_nir", "import_nir", "model_from_spec"]
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "snntorch-async"
+
+
+def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.where(decay > 0, dt / np.where(decay > 0, decay, 1.0), np.inf)
+
+
+def _neuron_node(n: NeuronSpec, dt: float) -> nir.NIRNode:
+    meta = {"reset_mechanism": n.source_reset, "reset_delay": bool(n.source_reset_delay), "dt": dt}
+    tau_mem = _tau(n.dv, dt)
+    common = dict(
+        r=tau_mem / dt,
+        v_leak=np.zeros_like(n.vth),
+        v_threshold=n.vth.copy(),
+        v_reset=np.zeros_like(n.vth),
+        metadata=meta,
+    )
+    if n.kind == "synaptic":
+        tau_syn = _tau(n.du, dt)
+        return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, w_in=tau_syn / dt, **common)
+    return nir.LIF(tau=tau_mem, **common)
+
+
+def export_nir(source, path: str | Path | None = None, *, input_shape: tuple[int, ...] | None = None) -> nir.NIRGraph:
+    """Export a float spec (or a model) to a NIR graph, and write it if ``path`` is given.
+
+    Args:
+        source: A float :class:`~lava_bridge.spec.NetworkSpec`, or an snnTorch model (then
+            ``input_shape`` is required; it is converted with ``approximate_reset=True``, since
+            NIR records the reset rule rather than approximating it).
+        path: Write the graph there with ``nir.write`` (HDF5).
+        input_shape: Per-sample input shape, for a model.
+
+    Returns:
+        The ``nir.NIRGraph``.
+    """
+    if not isinstance(source, NetworkSpec):
+        from .convert import convert
+
+        if input_shape is None:
+            raise SpecFormatError(
+                "export_nir(model) needs the per-sample input shape, e.g. export_nir(model, "
+                "'net.nir', input_shape=(784,)). Fix: pass input_shape, or a NetworkSpec."
+            )
+        source = convert(source, tuple(input_shape), approximate_reset=True)
+    spec = source
+    if spec.fixed_point:
+        raise SpecFormatError(
+            "export_nir() writes float networks (NIR's parameters are real numbers); got a "
+            "fixed-point spec. Fix: export the float spec from lava_bridge.convert(model, ...)."
+        )
+    dt = float(spec.dt)
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(spec.input_shape or (spec.input_size,))})}
+    edges = []
+    prev = "input"
+    if len(spec.input_shape) > 1:
+        nodes["flatten"] = nir.Flatten(input_type={"input": np.array(spec.input_shape)}, start_dim=0, end_dim=-1)
+        edges.append((prev, "flatten"))
+        prev = "flatten"
+    for i, layer in enumerate(spec.layers):
+        meta = {"name": layer.name, "source": layer.source}
+        if layer.delay is not None:
+            meta["delay"] = layer.delay.astype(np.int64)
+            log.warning(
+                "Layer %d ('%s'): NIR has no per-synapse delay; the delays are kept in the weight "
+                "node's metadata ('delay'), which only lava_bridge.import_nir reads.", i, layer.name,
+            )
+        if layer.bias is not None:
+            syn = nir.Affine(weight=layer.weight.copy(), bias=layer.bias.copy(), metadata=meta)
+        else:
+            syn = nir.Linear(weight=layer.weight.copy(), metadata=meta)
+        nodes[f"{i}.synapse"] = syn
+        nodes[f"{i}.neuron"] = _neuron_node(layer.neuron, dt)
+        edges += [(prev, f"{i}.synapse"), (f"{i}.synapse", f"{i}.neuron")]
+        prev = f"{i}.neuron"
+    nodes["output"] = nir.Output(output_type={"output": np.array([spec.output_size])})
+    edges.append((prev, "output"))
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": dt, "producer": PRODUCER})
+    if path is not None:
+        nir.write(str(path), graph)
+        log.info("wrote NIR graph %s (%d layers, dt=%g)", path, spec.num_layers, dt)
+    return graph
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _chain(graph: nir.NIRGraph) -> list[str]:
+    nxt: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        nxt.setdefault(a, []).append(b)
+    starts = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(starts) != 1:
+        raise SpecFormatError(f"import_nir expects one Input node; found {len(starts)}.")
+    order, node = [], starts[0]
+    while True:
+        order.append(node)
+        outs = nxt.get(node, [])
+        if not outs:
+            return order
+        if len(outs) > 1 or len(order) > len(graph.nodes):
+            raise SpecFormatError(
+                f"import_nir reads feed-forward chains; node '{node}' has {len(outs)} successors "
+                f"({outs}). Fix: export a sequential network."
+            )
+        node = outs[0]
+
+
+def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
+    """Read a NIR graph (path or ``nir.NIRGraph``) of Affine/Linear + LIF/CubaLIF layers.
+
+    Args:
+        source: A path to a NIR HDF5 file, or a ``nir.NIRGraph``.
+        dt: The time step; default the graph's ``metadata["dt"]`` (required if absent).
+
+    Returns:
+        A float :class:`~lava_bridge.spec.NetworkSpec`.
+
+    Raises:
+        SpecFormatError: The graph is not such a chain, or a neuron has ``v_leak`` / ``v_reset``
+            other than 0 (no counterpart in snnTorch's Leaky/Synaptic or Lava's LIF).
+    """
+    graph = nir.read(str(source)) if isinstance(source, (str, Path)) else source
+    if dt is None:
+        if "dt" not in (graph.metadata or {}):
+            raise SpecFormatError(
+                "The NIR graph has no 'dt' in its metadata; its neurons are continuous-time. Fix: "
+                "import_nir(path, dt=...) with the time step it was trained with (snnTorch's own "
+                "exporter uses 1e-4)."
+            )
+        dt = float(graph.metadata["dt"])
+    order = _chain(graph)
+    input_node = graph.nodes[order[0]]
+    input_shape = tuple(int(s) for s in np.asarray(input_node.input_type["input"]).reshape(-1))
+    layers: list[LayerSpec] = []
+    pending = None
+    for key in order[1:]:
+        node = graph.nodes[key]
+        if isinstance(node, (nir.Flatten, nir.Output)):
+            continue
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            if pending is not None:
+                raise SpecFormatError(f"NIR node '{key}': two weight nodes in a row; expected weights then a neuron.")
+            pending = (key, node)
+            continue
+        if not isinstance(node, (nir.LIF, nir.CubaLIF)):
+            raise SpecFormatError(
+                f"NIR node '{key}' is a {type(node).__name__}; import_nir reads Affine/Linear, LIF, "
+                "CubaLIF, Flatten, Input and Output nodes."
+            )
+        if pending is None:
+            raise SpecFormatError(f"NIR neuron '{key}' has no weight node before it.")
+        wkey, wnode = pending
+        pending = None
+        w = np.asarray(wnode.weight, dtype=np.float64)
+        b = np.asarray(wnode.bias, dtype=np.float64) if isinstance(wnode, nir.Affine) else None
+        n = w.shape[0]
+
+        def vec(a) -> np.ndarray:
+            return np.broadcast_to(np.asarray(a, dtype=np.float64).reshape(-1) if np.ndim(a) else np.asarray(a, dtype=np.float64), (n,)).copy()
+
+        if np.any(vec(node.v_leak) != 0) or (node.v_reset is not None and np.any(vec(node.v_reset) != 0)):
+            raise SpecFormatError(
+                f"NIR neuron '{key}' has v_leak or v_reset other than 0; snnTorch's Leaky/Synaptic "
+                "and Lava's LIF leak to 0 and reset to 0. Fix: export with v_leak = v_reset = 0."
+            )
+        if isinstance(node, nir.LIF):
+            tau = vec(node.tau)
+            dv = dt / tau
+            gain = vec(node.r) * dt / tau
+            du = np.ones(n)
+            kind = "leaky"
+        else:
+            tau_mem, tau_syn = vec(node.tau_mem), vec(node.tau_syn)
+            dv, du = dt / tau_mem, dt / tau_syn
+            gain = np.where(np.isinf(tau_syn), 1.0, vec(node.w_in) * dt / tau_syn) * (vec(node.r) * dt / tau_mem)
+            kind = "synaptic"
+        gain = np.where(np.isfinite(gain), gain, 1.0)  # r = tau = inf (beta = 1): gain 1
+        if not np.allclose(gain, 1.0, rtol=1e-12, atol=0):
+            w = w * gain[:, None]
+            b = None if b is None else b * gain
+        meta = node.metadata or {}
+        wmeta = wnode.metadata or {}
+        delay = wmeta.get("delay")
+        layers.append(
+            LayerSpec(
+                name=_text(wmeta.get("name", key.rsplit(".", 1)[0])),
+                weight=w,
+                bias=b,
+                delay=None if delay is None else np.asarray(delay).astype(np.int64),
+                neuron=NeuronSpec(
+                    du=du, dv=dv, vth=vec(node.v_threshold), kind=kind,
+                    source_reset=_text(meta.get("reset_mechanism", "zero")),
+                    source_reset_delay=bool(meta.get("reset_delay", False)),
+                ),
+                shape=(n,),
+                source=_text(wmeta.get("source", "dense")),
+            )
+        )
+    if not layers:
+        raise SpecFormatError("The NIR graph has no Affine/Linear + LIF/CubaLIF layers.")
+    return NetworkSpec(layers=tuple(layers), input_shape=input_shape, dt=dt)
+
+
+def model_from_spec(spec: NetworkSpec):
+    """The snnTorch ``nn.Sequential`` of a float spec (runs in snntorch-async and snnTorch).
+
+    ``nn.Linear`` (``DelayedLinear`` with delays) + ``snn.Leaky``/``snn.Synaptic`` with per-neuron
+    ``beta = 1 - dv``, ``alpha = 1 - du``, ``threshold = vth`` and the spec's source reset rule;
+    a multi-dimensional input is flattened first. Parameters are float32.
+    """
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from snntorch_async.delays import DelayedLinear
+
+    if spec.fixed_point:
+        raise SpecFormatError("model_from_spec() builds float models; got a fixed-point spec.")
+    mods: list[nn.Module] = [nn.Flatten()] if len(spec.input_shape) > 1 else []
+    for i, layer in enumerate(spec.layers):
+        bias = layer.bias is not None
+        if layer.delay is not None:
+            lin = DelayedLinear(layer.in_size, layer.out_size, bias=bias, delays=torch.tensor(layer.delay))
+        else:
+            lin = nn.Linear(layer.in_size, layer.out_size, bias=bias)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(layer.weight))
+            if bias:
+                lin.bias.copy_(torch.tensor(layer.bias))
+        n = layer.neuron
+        kw = dict(
+            beta=torch.as_tensor(1.0 - n.dv, dtype=torch.float32),
+            threshold=torch.tensor(n.vth, dtype=torch.float32),
+            reset_mechanism=n.source_reset,
+            reset_delay=n.source_reset_delay,
+            init_hidden=True,
+            output=i == spec.num_layers - 1,
+        )
+        neuron = snn.Synaptic(alpha=torch.as_tensor(1.0 - n.du, dtype=torch.float32), **kw) if n.kind == "synaptic" else snn.Leaky(**kw)
+        mods += [lin, neuron]
+    return nn.Sequential(*mods)
