@@ -67,7 +67,8 @@ def make_neuron(g: random.Random, shape: tuple[int, ...], *, output: bool, notes
         output=output,
     )
     if synaptic:
-        alpha = _per_neuron(g, shape, 0.2, 0.9) if g.random() < 0.5 else round(g.uniform(0.2, 0.9), 3)
+        per = g.random() < 0.5
+        alpha = _per_neuron(g, shape, 0.2, 0.9) if per else round(g.uniform(0.2, 0.9), 3)
         neuron = snn.Synaptic(alpha=alpha, learn_alpha=g.random() < 0.5, **kw)
     else:
         neuron = snn.Leaky(reset_delay=reset_delay, **kw)
@@ -137,7 +138,8 @@ def random_model(seed: int, *, kind: str | None = None, gain: float = 2.5) -> Mo
             stride, pad = g.choice([1, 2]), g.choice([0, 1]) if k > 1 else 0
             conv = nn.Conv2d(shape[0], g.randint(2, 4), k, stride=stride, padding=pad,
                              bias=g.random() < 0.6)
-            notes.append(f"Conv2d(k{k},s{stride},p{pad},{'bias' if conv.bias is not None else 'nobias'})")
+            has_bias = "bias" if conv.bias is not None else "nobias"
+            notes.append(f"Conv2d(k{k},s{stride},p{pad},{has_bias})")
             _scale_weights(conv, g, gain)
             weighted.append(conv)
             mods.append(conv)

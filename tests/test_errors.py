@@ -170,7 +170,8 @@ def test_per_channel_threshold_of_the_wrong_size_in_a_conv_layer():
         sa.simulate(model, IMG)
 
 
-_SUPPORTED = r"Supported: nn.Linear, nn.Conv2d, .*snn.Leaky, snn.Synaptic inside nn.Sequential. Fix:"
+_SUPPORTED = (r"Supported: nn.Linear, nn.Conv2d, .*snn.Leaky, snn.Synaptic inside nn.Sequential. "
+              r"Fix:")
 
 
 @pytest.mark.parametrize("model,inputs,match", [

@@ -61,7 +61,7 @@ def test_conv_net_layers_shapes_ops_and_paths():
     assert isinstance(l0.neuron, LeakyNeuron) and isinstance(l1.neuron, SynapticNeuron)
     assert (l0.neuron.reset, l1.neuron.reset, l2.neuron.reset) == (ZERO, SUBTRACT, NONE)
     assert l2.neuron.reset_delay is False and l0.neuron.reset_delay is True
-    # Dense synops per layer: conv 4·(# real taps)… checked by hand in test_simulate; here Linear.
+    # Dense synops: conv golden values are in test_simulate; here the Linear (in × out).
     assert l2.dense_synops() == 6 * 3
     summary = g.summary()
     assert "layer 2" in summary and "reset=none" in summary and "[6, 2, 2]" in summary

@@ -1,4 +1,4 @@
-"""Packaging: version from the installed metadata, ``python -m snntorch_async`` and the console script."""
+"""Packaging: version from the installed metadata, ``python -m snntorch_async``, console script."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""simulate()'s result and the engine's counters: golden values worked out by hand, and properties."""
+"""simulate()'s result and the engine's counters: golden values worked out by hand; properties."""
 
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ def test_tiny_conv_golden_counters():
     # Sample b (pixels (1,1), (0,2)): conv synops 3 + 0 = 3; conv outputs (0,0)=1 (via w[1,1]),
     #   (0,1)=1 (via w[1,0]), (1,0)=0 (via w[0,1] = 0), (1,1)=1 (via w[0,0]) → spikes [1,1,0,1];
     #   linear synops = 1 + 0 + 0 = 1; current 1 → 1 spike.
-    assert torch.equal(res.layer_spikes[0][0].flatten(1), torch.tensor([[1., 1, 1, 1], [1, 1, 0, 1]]))
+    expected = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 1]])
+    assert torch.equal(res.layer_spikes[0][0].flatten(1), expected)
     assert torch.equal(res.synops[0], torch.tensor([[12., 2], [3, 1]]))
     assert torch.equal(res.spike_counts[0], torch.tensor([[4., 1], [3, 1]]))
     # Dense: every one of the 4 kernel taps of the 4 outputs reads a real pixel → 16; linear 4.
