@@ -304,3 +304,70 @@ def test_max_pooling_of_currents_is_refused():
     sa.simulate(net, x)  # fine layer-synchronously
     with pytest.raises(UnsupportedModuleError, match=r"cannot run nn.MaxPool2d at '1'.*Fix: pool spikes"):
         sa.simulate(net, x, scheduler=sa.RandomAsync())
+
+
+# ---------------------------------------------------------------- synaptic delays
+def _delay_net(max_delay, seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        sa.DelayedLinear(10, 12, max_delay=max_delay, seed=1),
+        snn.Leaky(beta=0.9, threshold=0.4, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+        nn.Linear(12, 4),
+        snn.Leaky(beta=0.9, threshold=0.3, init_hidden=True, output=True),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    return net
+
+
+@pytest.mark.parametrize("max_delay", [0, 3])
+def test_input_delays_at_full_group_equal_layersync(max_delay):
+    """Delayed input events due at a step arrive with that step's input frame."""
+    net = _delay_net(max_delay)
+    x = _spikes_in(2, T=12, B=3, n=10)
+    ref = sa.simulate(net, x, record=sa.Record(layer_spikes=True))
+    assert ref.layer_spikes[0].sum() > 10
+    for s in (sa.LayerOrderedAsync(), sa.RandomAsync(seed=2), sa.MomentumAsync(),
+              sa.LayerOrderedAsync(prioritize_input=False)):
+        out = sa.simulate(net, x, scheduler=s, record=sa.Record(layer_spikes=True))
+        for a, b in zip(out.layer_spikes, ref.layer_spikes):
+            assert torch.equal(a, b)
+
+
+def test_delay_zero_layer_equals_linear_under_async():
+    net = _delay_net(0)
+    lin = nn.Sequential(nn.Linear(10, 12), *list(net)[1:])
+    with torch.no_grad():
+        lin[0].weight.copy_(net[0].weight)
+        lin[0].bias.copy_(net[0].bias)
+    x = _spikes_in(3, T=8, B=3, n=10)
+    for F in (1, None):
+        s = sa.RandomAsync(forward_group_size=F, seed=5)
+        assert torch.equal(sa.simulate(net, x, scheduler=s).spikes, sa.simulate(lin, x, scheduler=s).spikes)
+
+
+def test_hidden_delay_golden():
+    """Layer 0 fires once at t = 0; its spike reaches layer 1 through a delay-2 synapse at t = 2."""
+    net = nn.Sequential(
+        nn.Linear(1, 1, bias=False),
+        snn.Leaky(beta=0.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+        sa.DelayedLinear(1, 1, bias=False, delays=2),
+        snn.Leaky(beta=0.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+    )
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[2].weight.fill_(1.0)
+    x = torch.zeros(5, 1, 1)
+    x[0] = 1.0
+    for s in (sa.LayerSync(), sa.RandomAsync(), sa.MomentumAsync(forward_group_size=1)):
+        r = sa.simulate(net, x, scheduler=s, record=sa.Record(layer_spikes=True))
+        assert r.layer_spikes[0].flatten().tolist() == [1, 0, 0, 0, 0]
+        assert r.spikes.flatten().tolist() == [0, 0, 1, 0, 0]
+
+
+def test_delay_layer_must_stand_alone():
+    net = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), sa.DelayedLinear(4, 3, delays=1),
+                        snn.Leaky(beta=0.9, init_hidden=True))
+    x = torch.ones(2, 1, 1, 2, 2)
+    with pytest.raises(UnsupportedModuleError, match=r"a delay layer must be the only weighted module"):
+        sa.simulate(net, x, scheduler=sa.RandomAsync())

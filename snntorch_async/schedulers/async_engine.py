@@ -51,7 +51,49 @@ def _apply_chain(layer, x: Tensor, with_bias: bool, pools: dict, synops: Tensor 
     return x
 
 
-def _lone_linear(layer) -> LinearOp | None:
+def delayed_linear(layer):
+    """The layer's delay op (``DelayedLinearOp``) if it has synapses with delay > 0 and is the
+    layer's only weighted op (behind Flatten / Identity / eval Dropout); else ``None``."""
+    lin = lone_linear(layer)
+    if lin is None or not getattr(lin, "stateful", False):
+        return None
+    return lin if any(k > 0 for k in lin.delay_values) else None
+
+
+def arrival_groups(graph) -> list[tuple[int, int]]:
+    """The delayed arrival groups ``(layer, k)``: for every delay layer, one per delay ``k > 0``.
+
+    A spike delivered to a delay layer at step ``t`` reaches it through the delay-0 synapses at
+    once and, for each ``k > 0``, joins the pending set of step ``t + k`` as an event of group
+    ``(layer, k)``, delivered through the synapses of delay ``k`` only.
+    """
+    out = []
+    for l, layer in enumerate(graph.layers):
+        op = delayed_linear(layer)
+        if op is not None:
+            out += [(l, k) for k in op.delay_values if k > 0]
+    return out
+
+
+def _delayed_current(op, x: Tensor | None, arrived: list[tuple[int, Tensor]], first: Tensor,
+                     synops: Tensor, like: Tensor) -> Tensor:
+    """Current into a delay layer: ``x`` through the delay-0 synapses, each arrived group
+    ``(k, xk)`` through the delay-``k`` synapses, the bias for samples in ``first``."""
+    cur = torch.zeros_like(like)
+    if x is not None:
+        xf = x.flatten(1)
+        with torch.no_grad():
+            synops += op.synops(xf)  # every synapse of a spike is counted once, when it is sent
+        if 0 in op.delay_values:
+            cur = cur + op.deliver_at(xf, 0)
+    for k, xk in arrived:
+        cur = cur + op.deliver_at(xk, k)
+    if op.module.bias is not None and bool(first.any()):
+        cur = cur + first.unsqueeze(1).to(cur.dtype) * op.module.bias
+    return cur
+
+
+def lone_linear(layer) -> LinearOp | None:
     """The layer's ``nn.Linear`` if its ops are only that (plus Flatten / Identity / eval Dropout)."""
     found = None
     for op in layer.ops:
@@ -90,7 +132,7 @@ def _layer_current(
     modules exactly as LayerSync does (bit-identical currents for whole-layer deliveries).
     """
     if sparse:
-        lin = _lone_linear(layer)
+        lin = lone_linear(layer)
         if lin is not None and 4 * int((x.detach() != 0).sum()) < x.numel():
             return _sparse_linear_current(lin, x, first, synops)
     has_bias = any(op.weighted and op.module.bias is not None for op in layer.ops)
@@ -131,6 +173,14 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     gen = state.generator
     off = 0 if sched.prioritize_input else 1  # group index of layer l's spikes is l + off
     pending, prio = list(state.pending), list(state.priority)
+    arrivals = arrival_groups(graph)
+    n_regular = len(pending) - len(arrivals)
+    queues = list(state.queues)
+    for i in range(len(arrivals)):  # delayed spikes due now join the pending set
+        g = n_regular + i
+        pending[g] = pending[g] + queues[i][0]
+        queues[i] = torch.cat([queues[i][1:], torch.zeros_like(queues[i][:1])], 0)
+    delay_ops = [delayed_linear(layer) for layer in layers]
     sizes = [p.shape[1] for p in pending]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     total = sum(sizes)
@@ -166,14 +216,22 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         return v * keep
 
     def forward_step(
-        deliveries: dict[int, Tensor], settle: Tensor | None, active: Tensor, sparse: bool = False
+        deliveries: dict[int, Tensor],
+        settle: Tensor | None,
+        active: Tensor,
+        sparse: bool = False,
+        arrived: dict[int, list[tuple[int, Tensor]]] | None = None,
     ) -> None:
         """Deliver ``deliveries[l]`` (source values ``[B, n]``) into layer ``l``; integrate; fire."""
         nonlocal out_at
         fsteps.add_(active.long())
         for l, layer in enumerate(layers):
             src = deliveries.get(l)
+            late = arrived.get(l, []) if arrived else []
             has = (src.detach() != 0).any(1) if src is not None else None
+            for _, xk in late:
+                hk = (xk.detach() != 0).any(1)
+                has = hk if has is None else has | hk
             go = settle[:, l] if settle is not None else None
             if has is None and go is None:
                 continue
@@ -185,7 +243,16 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 xin = torch.zeros((B, *layer.in_shape), device=dev, dtype=dt)
             else:
                 xin = src.view(B, *layer.in_shape)
-            cur = _layer_current(layer, xin, first, pools[l], synops[:, l], sparse)
+            if delay_ops[l] is not None:
+                cur = _delayed_current(delay_ops[l], src, late, first, synops[:, l], acc[l])
+                if src is not None:  # the delayed synapses' share travels: arrives k steps later
+                    for i, (la, k) in enumerate(arrivals):
+                        if la == l:
+                            queues[i] = torch.cat(
+                                [queues[i][: k - 1], (queues[i][k - 1] + src.flatten(1))[None],
+                                 queues[i][k:]], 0)
+            else:
+                cur = _layer_current(layer, xin, first, pools[l], synops[:, l], sparse)
             reached[:, l] |= first
             ev = cur.detach() != 0
             if sched.full_layer_evaluation:
@@ -225,7 +292,14 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         xin = drop(x.flatten(1), sched.input_dropout)
         frame = torch.zeros((B, L), device=dev, dtype=torch.bool)
         frame[:, 0] = True  # the whole frame arrives, even an all-zero one: layer 0 is reached
-        forward_step({0: xin}, frame, torch.ones(B, device=dev, dtype=torch.bool))
+        # delayed input events due now are part of this step's input frame
+        late0 = []
+        for i, (la, k) in enumerate(arrivals):
+            if la == 0:
+                g = n_regular + i
+                late0.append((k, drop(pending[g], sched.input_dropout)))
+                pending[g] = torch.zeros_like(pending[g])
+        forward_step({0: xin}, frame, torch.ones(B, device=dev, dtype=torch.bool), False, {0: late0})
     else:
         pending[0] = pending[0] + x.flatten(1)
 
@@ -257,6 +331,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             idx = keys.topk(F, dim=1).indices
             sel = torch.zeros_like(pmask).scatter_(1, idx, True) & pmask
         deliveries: dict[int, Tensor] = {}
+        late: dict[int, list[tuple[int, Tensor]]] = {}
         for g in range(len(pending)):
             s = sel[:, starts[g] : starts[g] + sizes[g]]
             if not bool(s.any()):
@@ -265,11 +340,15 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             pending[g] = torch.where(s, torch.zeros_like(pending[g]), pending[g])
             is_in = off and g == 0
             d = drop(d, sched.input_dropout if is_in else sched.spike_dropout)
-            if silent is not None and not is_in:
+            if silent is not None and not is_in and g < n_regular:
                 going = s.any(1, keepdim=True)
                 d = d + torch.where(going, silent[g], torch.zeros_like(silent[g]))
                 silent[g] = torch.where(going, torch.zeros_like(silent[g]), silent[g])
-            deliveries[g - off + 1 if not is_in else 0] = d
+            if g >= n_regular:  # a delayed arrival group (layer, k)
+                la, k = arrivals[g - n_regular]
+                late.setdefault(la, []).append((k, d))
+            else:
+                deliveries[g - off + 1 if not is_in else 0] = d
         # settle: samples with nothing pending reach their lowest unreached candidate layer
         settle = None
         lone = active & ~has_pending
@@ -286,7 +365,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                         carry = torch.where(m, silent[g], torch.zeros_like(silent[g]))
                         silent[g] = torch.where(m, torch.zeros_like(silent[g]), silent[g])
                         deliveries[l] = deliveries[l] + carry if l in deliveries else carry
-        forward_step(deliveries, settle, active, partial)
+        forward_step(deliveries, settle, active, partial, late)
         if sched.stop_on_output is not None:
             stopped |= (out_at >= 0) & (fsteps >= out_at + sched.stop_on_output)
 
@@ -314,7 +393,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         counts[:, l] = spikes[l].detach().flatten(1).sum(1)
     mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
     out = StepOutput(tuple(spikes), mems, counts, synops, fsteps)
-    new_state = AsyncState(tuple(new_states), tuple(pending), tuple(prio), gen, zero_cur)
+    new_state = AsyncState(
+        tuple(new_states), tuple(pending), tuple(prio), gen, zero_cur, tuple(queues)
+    )
     return new_state, out
 
 

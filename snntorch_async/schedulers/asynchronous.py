@@ -22,7 +22,7 @@ from torch import Tensor
 from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
-from .async_engine import run_time_step, zero_currents
+from .async_engine import arrival_groups, lone_linear, run_time_step, zero_currents
 from .base import Scheduler, SimContext, detach_tree
 
 __all__ = ["AsyncScheduler", "RandomAsync", "MomentumAsync", "LayerOrderedAsync", "AsyncState"]
@@ -34,11 +34,14 @@ class AsyncState(NamedTuple):
     Attributes:
         neurons: Each layer's neuron state (``LeakyState`` / ``SynapticState``).
         pending: Per source group (input group first when inputs are not prioritised, then one
-            per layer except the output layer, whose spikes have no targets) the pending values ``[B, n]`` (counts for neurons, input values for
+            per layer except the output layer, whose spikes have no targets, then one per delayed
+            arrival group ``(layer, k)``) the pending values ``[B, n]`` (counts for neurons, input values for
             inputs); differentiable.
         priority: Per source group the recorded pre-spike membrane ``[B, n]`` (momentum).
         generator: The scheduler's own random generator.
         zero_current: Per layer the current of an all-zero input (its bias), ``[1, *shape]``.
+        queues: Per delayed arrival group ``(layer, k)`` (see ``arrival_groups``) the spikes in
+            flight, ``[k, B, n_src]``: row 0 arrives at the next time step.
     """
 
     neurons: tuple
@@ -46,6 +49,7 @@ class AsyncState(NamedTuple):
     priority: tuple[Tensor, ...]
     generator: torch.Generator | None
     zero_current: tuple[Tensor, ...]
+    queues: tuple[Tensor, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -138,6 +142,14 @@ class AsyncScheduler(Scheduler):
         for layer in graph.layers:
             seen_weight = False
             for op in layer.ops:
+                if getattr(op, "stateful", False) and lone_linear(layer) is not op:
+                    raise UnsupportedModuleError(
+                        f"{type(self).__name__} does not support the stateful module at "
+                        f"'{op.path}' ({type(op.module).__name__}) in this position: a delay "
+                        "layer must be the only weighted module of its spiking layer (only "
+                        "nn.Flatten / nn.Identity may stand before it). Fix: give the delays "
+                        "their own layer, e.g. DelayedLinear(...) followed by a neuron."
+                    )
                 if op.weighted:
                     seen_weight = True
                 elif isinstance(op, MaxPoolOp) and seen_weight:
@@ -147,11 +159,6 @@ class AsyncScheduler(Scheduler):
                         f"'{layer.path}'), and a max of partial currents is not the max of the "
                         "total, so it has no event-driven meaning. Fix: pool spikes instead (put "
                         "the pooling right after the previous neuron), or use nn.AvgPool2d."
-                    )
-                elif getattr(op, "stateful", False) and not getattr(op, "async_delays", False):
-                    raise UnsupportedModuleError(
-                        f"{type(self).__name__} does not support the stateful module at "
-                        f"'{op.path}' ({type(op.module).__name__})."
                     )
         st = self.sync_threshold
         if isinstance(st, (list, tuple)):
@@ -171,6 +178,8 @@ class AsyncScheduler(Scheduler):
         B, dev, dt = ctx.batch, ctx.device, ctx.dtype
         groups = [] if self.prioritize_input else [_numel(ctx.graph.input_shape)]
         groups += [layer.numel for layer in ctx.graph.layers[:-1]]
+        arrivals = arrival_groups(ctx.graph)
+        groups += [_numel(ctx.graph.layers[l].in_shape) for l, _ in arrivals]
         gen = torch.Generator(device=dev)
         gen.manual_seed(self.seed)
         return AsyncState(
@@ -179,6 +188,10 @@ class AsyncScheduler(Scheduler):
             priority=tuple(torch.zeros((B, n), device=dev, dtype=dt) for n in groups),
             generator=gen,
             zero_current=tuple(zero_currents(ctx)),
+            queues=tuple(
+                torch.zeros((k, B, _numel(ctx.graph.layers[l].in_shape)), device=dev, dtype=dt)
+                for l, k in arrivals
+            ),
         )
 
     def step(self, ctx: SimContext, state: AsyncState, x: Tensor, t: int):
