@@ -51,6 +51,7 @@ from .checkpoint import (
 )
 from .errors import ConfigError, SnnTorchAsyncError
 from .metrics import evaluate, is_binary, sample_metrics
+from .schedulers.asynchronous import AsyncScheduler
 from .schedulers.base import Scheduler
 from .simulate import AsyncNetwork, get_graph, simulate
 
@@ -338,6 +339,15 @@ def _epoch_means(run: dict[str, float]) -> tuple[float, float, float]:
     return run.get("loss", 0.0) / b, run.get("correct", 0) / n, run.get("density", 0.0) / b
 
 
+def _step_scheduler(scheduler: Scheduler, step: int) -> Scheduler:
+    """The scheduler for optimizer step ``step``: an asynchronous scheduler gets a seed derived
+    from (its seed, step), so spike orders and dropout masks differ from batch to batch (its
+    generator restarts at every ``simulate`` call) yet stay reproducible, resumes included."""
+    if isinstance(scheduler, AsyncScheduler):
+        return dataclasses.replace(scheduler, seed=(scheduler.seed * 1_000_003 + step) % 2**31)
+    return scheduler
+
+
 def fit(
     model: nn.Module,
     train_data: Iterable,
@@ -456,7 +466,8 @@ def fit(
                     if not checked:
                         _check_surrogates(model, tuple(batch[0].shape[2:]))
                     in_step = True
-                    s = train_step(model, batch, scheduler=scheduler, optimizer=optimizer,
+                    s = train_step(model, batch, scheduler=_step_scheduler(scheduler, step),
+                                   optimizer=optimizer,
                                    loss_fn=config.loss, grad_clip=config.grad_clip,
                                    truncate_steps=config.truncate_steps)
                     in_step = False
