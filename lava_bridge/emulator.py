@@ -176,23 +176,39 @@ def lif_fixed_step(
 
 
 class _Prepared(NamedTuple):
-    """One layer ready to run: weights as Lava uses them, float for exact matmuls."""
+    """One layer ready to run: weights as Lava uses them, float for exact matmuls.
+
+    ``fast``: no quantity of this layer can leave int32 or wrap ``u`` (bound below), so the
+    step runs in plain int64 with ``a_in << 6`` folded into the synapses ("u units"); otherwise
+    every int32 wrap of Lava is reproduced (:func:`lif_fixed_step`).
+    """
 
     w_stack: Tensor  # [K*out, in], delay-bucket major (bucket k = synapses of delay k)
     n_delay: int  # K = max delay + 1
     out: int
     weight_exp: int
-    bias_current: Tensor | None  # [out] int64: what the always-on channel sends per step
+    fold: bool  # fast path with weight_exp >= 0: 2^(e+6) folded into w_stack
+    fast: bool
+    bias_current: Tensor | None  # [out] int64 per step: a_in units (exact) / u units (fast)
     bias_from: int  # first step at which it arrives (layer index + 1)
+    clear_u: bool  # du = 4095 everywhere: the current is cleared each step
+    keep_u: Tensor  # 4096 - (du + 1)
+    keep_v: Tensor  # 4096 - dv
     du: Tensor
     dv: Tensor
     vth: Tensor
 
 
+#: Use the int64 fast path where it is provably identical (tests switch it off to compare).
+FAST_PATH = True
+
+
 def _matmul_dtype(fan_in: int, device: torch.device) -> torch.dtype:
-    # Partial sums of 0/1 spikes times |w| <= 256 are integers below 256·fan_in: exact in
-    # float32 while that stays below 2**24, always exact in float64 (TF32 never applies to it).
-    if device.type == "cpu" and 256 * fan_in < 2**24:
+    # Partial sums of 0/1 spikes times |w| <= 256 (times a power of two) are integers (times
+    # that power) below 256·fan_in: exact in float32 while that stays below 2**24, and always
+    # exact in float64. TF32 (a CUDA float32 matmul option) is not exact: float64 then.
+    tf32 = device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    if 256 * fan_in < 2**24 and not tf32:
         return torch.float32
     return torch.float64
 
@@ -200,38 +216,81 @@ def _matmul_dtype(fan_in: int, device: torch.device) -> torch.dtype:
 def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
     w = loihi_weights(layer.weight, layer.num_weight_bits)
     out = w.shape[0]
+    e = int(layer.weight_exp)
     if layer.delay is None:
         stack, k = w, 1
     else:
         k = layer.max_delay + 1
         stack = np.concatenate([np.where(layer.delay == j, w, 0) for j in range(k)], axis=0)
-    bias = None
+    b = None
     if layer.bias is not None:
         # its own [out, 1] Dense: sign mode, clipping and truncation of that column
         b = loihi_weights(layer.bias[:, None], layer.num_weight_bits)[:, 0]
-        bias = _wrap32(shift_floor(torch.tensor(b, device=device), layer.bias_exp))
+        b = (b << layer.bias_exp) if layer.bias_exp >= 0 else (b >> -layer.bias_exp)
+    n = layer.neuron
+    du = np.asarray(n.du, dtype=np.int64)
+    # largest |a_in| of one step: every synapse of one sign at once (+1 per delay bucket for
+    # the floor of a negative exponent) plus the bias; |u| <= a·64·4096/(du+1) for all time
+    a_max = max(np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0))
+    a_max = a_max * 2.0**e + k + (0 if b is None else float(np.abs(b).max(initial=0)))
+    u_bound = a_max * 64 * float(np.max(4096.0 / (du + 1))) if du.size else 0.0
+    fast = FAST_PATH and u_bound < _U_MAX - 1
+    fold = fast and e >= 0
+    dtype = _matmul_dtype(w.shape[1], device)
+    w_stack = torch.tensor(stack, dtype=dtype, device=device)
+    if fold:
+        w_stack = w_stack * 2.0 ** (e + _ACT_SHIFT)  # exact: a power of two
 
     def vec(a) -> Tensor:
         return torch.tensor(np.asarray(a, dtype=np.int64), device=device)
 
-    n = layer.neuron
+    bias = None
+    if b is not None:
+        bias = vec(b) << _ACT_SHIFT if fast else _wrap32(vec(b))
     return _Prepared(
-        w_stack=torch.tensor(stack, dtype=_matmul_dtype(w.shape[1], device), device=device),
+        w_stack=w_stack,
         n_delay=k,
         out=out,
-        weight_exp=int(layer.weight_exp),
+        weight_exp=e,
+        fold=fold,
+        fast=fast,
         bias_current=bias,
         bias_from=index + 1,
-        du=vec(n.du),
+        clear_u=bool(du.size and np.all(du == 4095)),
+        keep_u=vec(_DECAY_UNITY - (du + 1)),
+        keep_v=vec(_DECAY_UNITY - np.asarray(n.dv, dtype=np.int64)),
+        du=vec(du),
         dv=vec(n.dv),
         vth=vec(n.vth),
     )
 
 
 def _accumulate(p: _Prepared, spikes: Tensor) -> Tensor:
-    """Shifted accumulation per delay bucket: 0/1 ``[N, in]`` → int64 ``[N, K, out]``."""
-    acc = (spikes.to(p.w_stack.dtype) @ p.w_stack.T).round().to(torch.int64)
-    return shift_floor(acc.unflatten(-1, (p.n_delay, p.out)), p.weight_exp)
+    """Accumulation per delay bucket: 0/1 ``[N, in]`` → int64 ``[N, K, out]``.
+
+    In ``a_in`` units, shifted by ``weight_exp`` with floor; in the fast path in ``u`` units
+    (``a_in << 6``).
+    """
+    acc = (spikes.to(p.w_stack.dtype) @ p.w_stack.T).to(torch.int64).unflatten(-1, (p.n_delay, p.out))
+    if p.fold:
+        return acc
+    acc = shift_floor(acc, p.weight_exp)
+    return acc << _ACT_SHIFT if p.fast else acc
+
+
+def _step_fast(p: _Prepared, state: LIFState, du_in: Tensor) -> tuple[Tensor, LIFState]:
+    """:func:`lif_fixed_step` in int64 for a layer that provably never wraps.
+
+    ``du_in`` is ``a_in << 6`` (plus the bias); ``x >> 12`` toward zero is a truncating division.
+    """
+    if p.clear_u:
+        u = du_in
+    else:
+        u = torch.div(state.u * p.keep_u, _DECAY_UNITY, rounding_mode="trunc") + du_in
+    v = torch.div(state.v * p.keep_v, _DECAY_UNITY, rounding_mode="trunc") + u
+    v = v.clamp_(-_V_LIM, _V_LIM)
+    spk = v > (p.vth << _ACT_SHIFT)
+    return spk, LIFState(u, v.masked_fill_(spk, 0))
 
 
 def _check_spec(spec: NetworkSpec) -> None:
@@ -308,7 +367,9 @@ def emulate(
     prepared = [_prepare(layer, i, device) for i, layer in enumerate(spec.layers)]
     # The first synapses see the whole input up front: one matmul for all steps and samples.
     p0 = prepared[0]
-    first = _accumulate(p0, flat.reshape(T * B, -1)).reshape(T, B, p0.n_delay, p0.out)
+    first = None
+    if T * B * p0.n_delay * p0.out <= 2**26:  # memory cap (large delay buffers: step by step)
+        first = _accumulate(p0, flat.reshape(T * B, -1)).reshape(T, B, p0.n_delay, p0.out)
     bufs = [torch.zeros((B, p.n_delay, p.out), dtype=torch.int64, device=device) for p in prepared]
     states = [
         LIFState(*(torch.zeros((B, p.out), dtype=torch.int64, device=device) for _ in range(2)))
@@ -320,17 +381,25 @@ def emulate(
     for t in range(T):
         for i, p in enumerate(prepared):
             buf = bufs[i]
-            a_in = _wrap32(buf[:, 0])  # what Dense sends: its previous accumulation (int32)
-            if p.bias_current is not None and t >= p.bias_from:
-                a_in = _wrap32(a_in + p.bias_current)  # the in-port adds both channels (int32)
+            if p.fast:
+                a_in = buf[:, 0]  # already a_in << 6
+                if p.bias_current is not None and t >= p.bias_from:
+                    a_in = a_in + p.bias_current
+            else:
+                a_in = _wrap32(buf[:, 0])  # what Dense sends: its previous accumulation (int32)
+                if p.bias_current is not None and t >= p.bias_from:
+                    a_in = _wrap32(a_in + p.bias_current)  # the in-port adds both channels
             # Dense i receives what its source sends in this same step (input or layer i-1)
-            acc = first[t] if i == 0 else _accumulate(p, spk_rec[i - 1][-1])
+            acc = first[t] if first is not None and i == 0 else _accumulate(p, spk_rec[i - 1][-1] if i else flat[t])
             if p.n_delay == 1:
                 bufs[i] = acc
             else:
                 shifted = torch.cat([buf[:, 1:], torch.zeros_like(buf[:, :1])], dim=1)
-                bufs[i] = _wrap32(shifted + acc)
-            spk, states[i] = lif_fixed_step(states[i], a_in, du=p.du, dv=p.dv, vth=p.vth)
+                bufs[i] = shifted + acc if p.fast else _wrap32(shifted + acc)
+            if p.fast:
+                spk, states[i] = _step_fast(p, states[i], a_in)
+            else:
+                spk, states[i] = lif_fixed_step(states[i], a_in, du=p.du, dv=p.dv, vth=p.vth)
             spk_rec[i].append(spk)
             if record_state:
                 u_rec[i].append(states[i].u)

@@ -183,3 +183,18 @@ def test_rejects_bad_inputs():
         emulate(spec, torch.zeros(3, 1, n + 1))
     with pytest.raises(ValueError, match=r"shape \[T, B, .*time-major"):
         emulate(spec, torch.zeros(3, n))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_path_equals_the_wrapping_path(seed, monkeypatch):
+    """The int64 fast path (used where no int32 wrap is possible) equals the full Lava path."""
+    import lava_bridge.emulator as em
+
+    spec = random_fixed_spec(seed, sizes=(7, 6, 5, 4))
+    x = torch.tensor(random_spikes(seed, 20, 3, 7))
+    fast = emulate(spec, x, record_state=True)
+    monkeypatch.setattr(em, "FAST_PATH", False)
+    full = emulate(spec, x, record_state=True)
+    for i in range(spec.num_layers):
+        assert torch.equal(fast.layer_spikes[i], full.layer_spikes[i])
+        assert torch.equal(fast.u[i], full.u[i]) and torch.equal(fast.v[i], full.v[i])
