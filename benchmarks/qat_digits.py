@@ -13,7 +13,7 @@ The emulator's output lags by L steps (one per layer: Loihi's pipeline), so ever
 padded with L zero steps and the emulator's spikes from step L on are counted. Prints one line
 per setting; accuracy in percent on the fixed test split (25 %, split_seed 0).
 
-Run: ``python benchmarks/qat_digits.py`` (about a minute on 2 CPU cores); ``--quick`` for a
+Run: ``python benchmarks/qat_digits.py`` (about 30 s on one CPU thread); ``--quick`` for a
 smaller run.
 """
 
@@ -80,6 +80,7 @@ def run(
         "8-bit weights (default)": QuantizeSettings(),
         "SLAYER grid (scale 64)": QuantizeSettings.slayer(),
         "3-bit weights": QuantizeSettings(num_weight_bits=3),
+        "2-bit weights": QuantizeSettings(num_weight_bits=2),
     }
     digits = load_digits_spikes(encoding=RateEncoding(gain=1.0), num_steps=num_steps, seed=seed)
     train = make_loader(digits.train, batch_size=64, shuffle=True, seed=seed)
@@ -109,8 +110,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller run (fewer epochs)")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     kw = dict(epochs=4, qat_epochs=2) if args.quick else {}
     rows = run(hidden=args.hidden, seed=args.seed, **kw)
     print(f"\ndigits 64-{args.hidden}-10, zero reset, test accuracy in % (fixed point = bit-exact emulator)")
