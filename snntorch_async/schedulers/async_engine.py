@@ -198,6 +198,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         cand_any.append(c.flatten(1).any(1))
     acc = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
     fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
+    evaluated = [torch.zeros_like(f) for f in fired]
     spikes = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
     sync = [torch.zeros_like(a) for a in acc] if sched.sync_threshold is not None else None
     reached = torch.zeros((B, L), device=dev, dtype=torch.bool)
@@ -274,7 +275,10 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             spk = spk * can
             new = spk.detach() > 0
             fired[l] = fired[l] | new
-            spikes[l] = spikes[l] + spk
+            # the record holds fired spikes here; a silent neuron gets one surrogate term per
+            # step (at its end-of-step membrane, see finish), however often it was evaluated
+            spikes[l] = spikes[l] + spk * new
+            evaluated[l] = evaluated[l] | can
             if l < L - 1:  # output spikes have no targets: they never become pending
                 g = l + off
                 if silent is not None:
@@ -376,6 +380,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         if bool(missing.any()):
             acc[l] = acc[l] + _bview(missing, acc[l]).to(dt) * zero_cur[l]
         mem, syn = layer.neuron.membrane(params[l], bases[l], acc[l])
+        quiet_set = evaluated[l] & ~fired[l]
+        if bool(quiet_set.any()):  # value 0: only the surrogate gradient, as in LayerSync
+            spikes[l] = spikes[l] + layer.neuron.fire(params[l], mem) * quiet_set
         if silent is not None and bool(missing.any()):
             # unreached layers are evaluated too (they cannot fire: no candidates), so that the
             # surrogate gradient flows as in LayerSync; zero outputs pass on as carriers
