@@ -15,6 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from snntorch_async.integration import preload_lava
+
+# Lava sets the multiprocessing start method when first imported, which fails once anything
+# (e.g. a tqdm lock in an earlier test) has set it: import it now, tolerantly.
+preload_lava()
+
 pytest.importorskip(
     "lava.magma.core.run_configs",
     reason="Lava is not installed: run `make test`, or install the [lava] extra on Python 3.10",
@@ -35,6 +41,7 @@ def run_lava_fixed(spec, x: np.ndarray, *, record_state: bool = False):
         ``(spikes, u, v)``: lists over layers of int64 arrays ``[T, n_l]`` (``u``/``v`` are
         ``None`` unless ``record_state``).
     """
+    preload_lava()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense, DelayDense
