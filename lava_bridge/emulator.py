@@ -39,7 +39,7 @@ first neurons integrate it at ``t + 1``; each further layer adds one step, so th
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -201,6 +201,8 @@ class _Prepared(NamedTuple):
 
 #: Use the int64 fast path where it is provably identical (tests switch it off to compare).
 FAST_PATH = True
+#: Largest first-layer accumulation (T·B·K·out elements) precomputed for all steps at once.
+FIRST_LAYER_MAX_ELEMENTS = 2**26
 
 
 def _matmul_dtype(fan_in: int, device: torch.device) -> torch.dtype:
@@ -368,7 +370,7 @@ def emulate(
     # The first synapses see the whole input up front: one matmul for all steps and samples.
     p0 = prepared[0]
     first = None
-    if T * B * p0.n_delay * p0.out <= 2**26:  # memory cap (large delay buffers: step by step)
+    if T * B * p0.n_delay * p0.out <= FIRST_LAYER_MAX_ELEMENTS:  # else step by step (memory)
         first = _accumulate(p0, flat.reshape(T * B, -1)).reshape(T, B, p0.n_delay, p0.out)
     bufs = [torch.zeros((B, p.n_delay, p.out), dtype=torch.int64, device=device) for p in prepared]
     states = [
@@ -390,7 +392,10 @@ def emulate(
                 if p.bias_current is not None and t >= p.bias_from:
                     a_in = _wrap32(a_in + p.bias_current)  # the in-port adds both channels
             # Dense i receives what its source sends in this same step (input or layer i-1)
-            acc = first[t] if first is not None and i == 0 else _accumulate(p, spk_rec[i - 1][-1] if i else flat[t])
+            if i == 0:
+                acc = first[t] if first is not None else _accumulate(p, flat[t])
+            else:
+                acc = _accumulate(p, spk_rec[i - 1][-1])
             if p.n_delay == 1:
                 bufs[i] = acc
             else:

@@ -194,6 +194,7 @@ def test_fast_path_equals_the_wrapping_path(seed, monkeypatch):
     x = torch.tensor(random_spikes(seed, 20, 3, 7))
     fast = emulate(spec, x, record_state=True)
     monkeypatch.setattr(em, "FAST_PATH", False)
+    monkeypatch.setattr(em, "FIRST_LAYER_MAX_ELEMENTS", 0)  # and the step-by-step first layer
     full = emulate(spec, x, record_state=True)
     for i in range(spec.num_layers):
         assert torch.equal(fast.layer_spikes[i], full.layer_spikes[i])
