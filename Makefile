@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv test-core bench clean
+.PHONY: demo test venv bench clean
 
 venv: $(STAMP)
 
