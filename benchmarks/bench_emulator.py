@@ -50,9 +50,13 @@ def main() -> None:
     ap.add_argument("--lava-samples", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: robust on a shared machine; OpenMP threads "
-                         "stall when the cores are busy)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: robust on a shared machine; OpenMP threads "
+        "stall when the cores are busy)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     spec, report = make_spec()
@@ -60,9 +64,11 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     x = (torch.rand(args.steps, args.batch, spec.input_size, generator=g) < 0.1).float()
     padded = torch.cat([x, torch.zeros(L, *x.shape[1:])]).to(args.device)
-    print(f"network 784-256-256-10 fixed point (weight_exp {[l.weight_exp for l in spec.layers]}), "
-          f"batch {args.batch}, T = {args.steps} (+{L} steps of pipeline), emulator on {args.device} "
-          f"({args.threads} CPU thread{'s' if args.threads > 1 else ''})")
+    print(
+        f"network 784-256-256-10 fixed point (weight_exp {[l.weight_exp for l in spec.layers]}), "
+        f"batch {args.batch}, T = {args.steps} (+{L} steps of pipeline), emulator on {args.device} "
+        f"({args.threads} CPU thread{'s' if args.threads > 1 else ''})"
+    )
 
     emulate(spec, padded[:5, :2])  # warm-up
     times = []
@@ -77,16 +83,20 @@ def main() -> None:
     t_emu = statistics.median(times)
     emu_sample = t_emu / args.batch
     counts = [int(s.sum()) for s in res.layer_spikes]
-    print(f"emulator: {t_emu * 1e3:.1f} ms for the batch (median of {args.repeats}) = "
-          f"{emu_sample * 1e3:.3f} ms per sample; spikes per layer {counts}")
+    print(
+        f"emulator: {t_emu * 1e3:.1f} ms for the batch (median of {args.repeats}) = "
+        f"{emu_sample * 1e3:.3f} ms per sample; spikes per layer {counts}"
+    )
 
     try:
         from lava_bridge import lava_available, run_spec
     except ImportError:
         lava_available = lambda: False  # noqa: E731
     if not lava_available() or args.lava_samples < 1:
-        print("Lava not run (not available here: needs Python 3.10 + the [lava] extra; or "
-              "--lava-samples 0): emulator timed only.")
+        print(
+            "Lava not run (not available here: needs Python 3.10 + the [lava] extra; or "
+            "--lava-samples 0): emulator timed only."
+        )
         return
     lava_times, identical = [], True
     for b in range(args.lava_samples):
@@ -95,14 +105,24 @@ def main() -> None:
         lava_times.append(time.perf_counter() - t0)
         for i in range(L):
             ours = res.layer_spikes[i][:, b].cpu().numpy()
-            identical &= bool(np.array_equal(ours, np.asarray(out.layer_spikes[i]).astype(ours.dtype)))
+            identical &= bool(
+                np.array_equal(ours, np.asarray(out.layer_spikes[i]).astype(ours.dtype))
+            )
     lava_sample = statistics.median(lava_times)
     steps = args.steps + L
-    print(f"Lava fixed_pt: {lava_sample:.2f} s per sample (median of {args.lava_samples} samples, "
-          f"one at a time; build + run + stop) = {lava_sample / steps * 1e3:.2f} ms per step; "
-          f"batch of {args.batch} extrapolated: {lava_sample * args.batch:.1f} s")
-    print(f"speed ratio per sample (Lava / emulator): {lava_sample / emu_sample:,.0f}x (target >= 1000x)")
-    print(f"spikes identical on the {args.lava_samples} Lava-run samples (every layer, every step): {identical}")
+    print(
+        f"Lava fixed_pt: {lava_sample:.2f} s per sample (median of {args.lava_samples} samples, "
+        f"one at a time; build + run + stop) = {lava_sample / steps * 1e3:.2f} ms per step; "
+        f"batch of {args.batch} extrapolated: {lava_sample * args.batch:.1f} s"
+    )
+    print(
+        f"speed ratio per sample (Lava / emulator): {lava_sample / emu_sample:,.0f}x "
+        "(target >= 1000x)"
+    )
+    print(
+        f"spikes identical on the {args.lava_samples} Lava-run samples (every layer, every step): "
+        f"{identical}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def make_model(hidden: int, seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
     return nn.Sequential(
-        nn.Linear(64, hidden), snn.Leaky(beta=0.9, **kw),
-        nn.Linear(hidden, 10), snn.Leaky(beta=0.9, output=True, **kw),
+        nn.Linear(64, hidden),
+        snn.Leaky(beta=0.9, **kw),
+        nn.Linear(hidden, 10),
+        snn.Leaky(beta=0.9, output=True, **kw),
     )
 
 
@@ -87,7 +89,13 @@ def run(
     x_test, y_test = stack(digits.test)
     model = make_model(hidden, seed)
     t0 = time.perf_counter()
-    fit(model, train, scheduler=sa.LayerSync(), config=TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=False)
+    fit(
+        model,
+        train,
+        scheduler=sa.LayerSync(),
+        config=TrainConfig(epochs=epochs, lr=lr, seed=seed),
+        progress=False,
+    )
     log(f"float training: {epochs} epochs in {time.perf_counter() - t0:.1f} s")
     float_acc = float_accuracy(model, x_test, y_test)
     rows = []
@@ -96,12 +104,25 @@ def run(
         noqat_fixed, _ = fixed_accuracy(spec, x_test, y_test)
         tuned = copy.deepcopy(model)
         with qat(tuned, (64,), qs):
-            fit(tuned, train, scheduler=sa.LayerSync(),
-                config=TrainConfig(epochs=qat_epochs, lr=lr / 5, seed=seed + 1), progress=False)
+            fit(
+                tuned,
+                train,
+                scheduler=sa.LayerSync(),
+                config=TrainConfig(epochs=qat_epochs, lr=lr / 5, seed=seed + 1),
+                progress=False,
+            )
             qat_float = float_accuracy(tuned, x_test, y_test)
             qat_spec = quantize(convert(tuned, (64,)), qs).spec
         qat_fixed, _ = fixed_accuracy(qat_spec, x_test, y_test)
-        rows.append(dict(setting=name, float=float_acc, fixed_no_qat=noqat_fixed, qat_float=qat_float, qat_fixed=qat_fixed))
+        rows.append(
+            dict(
+                setting=name,
+                float=float_acc,
+                fixed_no_qat=noqat_fixed,
+                qat_float=qat_float,
+                qat_fixed=qat_fixed,
+            )
+        )
     return rows
 
 
@@ -115,11 +136,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     kw = dict(epochs=4, qat_epochs=2) if args.quick else {}
     rows = run(hidden=args.hidden, seed=args.seed, **kw)
-    print(f"\ndigits 64-{args.hidden}-10, zero reset, test accuracy in % (fixed point = bit-exact emulator)")
-    print(f"{'setting':26s} {'float':>7s} {'fixed':>7s} {'loss':>6s} | {'QAT float':>9s} {'QAT fixed':>9s} {'loss':>6s}")
+    print(
+        f"\ndigits 64-{args.hidden}-10, zero reset, test accuracy in % "
+        "(fixed point = bit-exact emulator)"
+    )
+    print(
+        f"{'setting':26s} {'float':>7s} {'fixed':>7s} {'loss':>6s} | "
+        f"{'QAT float':>9s} {'QAT fixed':>9s} {'loss':>6s}"
+    )
     for r in rows:
         print(
-            f"{r['setting']:26s} {r['float']:7.2f} {r['fixed_no_qat']:7.2f} {r['float'] - r['fixed_no_qat']:6.2f} | "
+            f"{r['setting']:26s} {r['float']:7.2f} {r['fixed_no_qat']:7.2f} "
+            f"{r['float'] - r['fixed_no_qat']:6.2f} | "
             f"{r['qat_float']:9.2f} {r['qat_fixed']:9.2f} {r['qat_float'] - r['qat_fixed']:6.2f}"
         )
     worst = max(r["qat_float"] - r["qat_fixed"] for r in rows)

@@ -171,7 +171,6 @@ def lif_fixed_step(
     return spk, LIFState(u, v)
 
 
-
 # -- network -----------------------------------------------------------------------------------
 
 
@@ -233,7 +232,9 @@ def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
     du = np.asarray(n.du, dtype=np.int64)
     # largest |a_in| of one step: every synapse of one sign at once (+1 per delay bucket for
     # the floor of a negative exponent) plus the bias; |u| <= a·64·4096/(du+1) for all time
-    a_max = max(np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0))
+    a_max = max(
+        np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0)
+    )
     a_max = a_max * 2.0**e + k + (0 if b is None else float(np.abs(b).max(initial=0)))
     u_bound = a_max * 64 * float(np.max(4096.0 / (du + 1))) if du.size else 0.0
     fast = FAST_PATH and u_bound < _U_MAX - 1
@@ -273,7 +274,9 @@ def _accumulate(p: _Prepared, spikes: Tensor) -> Tensor:
     In ``a_in`` units, shifted by ``weight_exp`` with floor; in the fast path in ``u`` units
     (``a_in << 6``).
     """
-    acc = (spikes.to(p.w_stack.dtype) @ p.w_stack.T).to(torch.int64).unflatten(-1, (p.n_delay, p.out))
+    acc = (
+        (spikes.to(p.w_stack.dtype) @ p.w_stack.T).to(torch.int64).unflatten(-1, (p.n_delay, p.out))
+    )
     if p.fold:
         return acc
     acc = shift_floor(acc, p.weight_exp)
@@ -319,7 +322,9 @@ def _check_inputs(spec: NetworkSpec, inputs: Tensor) -> Tensor:
             "[T, B, *features] (x.unsqueeze(1) for one sample)."
         )
     if inputs.shape[0] == 0 or inputs.shape[1] == 0:
-        raise ValueError(f"emulate() got empty inputs of shape {list(inputs.shape)}; expected T, B >= 1.")
+        raise ValueError(
+            f"emulate() got empty inputs of shape {list(inputs.shape)}; expected T, B >= 1."
+        )
     flat = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
     if flat.shape[2] != spec.input_size:
         raise ValueError(

@@ -129,7 +129,8 @@ def export_netx(spec: NetworkSpec, path: str | Path, *, num_steps: int | None = 
                 raise LoihiLimitError(
                     f"{where}: netx adds a layer's bias to the voltage, our spec to the current; "
                     f"they agree only when the current clears each step (du = 4095), here du = "
-                    f"{du}. Fix: train this Synaptic layer without bias (nn.Linear(..., bias=False))."
+                    f"{du}. Fix: train this Synaptic layer without bias "
+                    "(nn.Linear(..., bias=False))."
                 )
             b = layer.bias.astype(np.int64)
             b = b << layer.bias_exp if layer.bias_exp >= 0 else b >> -layer.bias_exp
@@ -141,7 +142,11 @@ def export_netx(spec: NetworkSpec, path: str | Path, *, num_steps: int | None = 
             row["bias"] = b
             log.warning(
                 "%s: netx applies the bias to v from step 0; our spec's bias current reaches "
-                "layer %d at step %d: spikes of the first %d steps may differ.", where, i, i + 1, i + 1,
+                "layer %d at step %d: spikes of the first %d steps may differ.",
+                where,
+                i,
+                i + 1,
+                i + 1,
             )
         rows.append(row)
     with h5py.File(path, "w") as f:
@@ -198,7 +203,9 @@ def read_netx(path: str | Path) -> NetworkSpec:
         raise SpecFormatError(f"'{path}' cannot be opened as an HDF5 netx file ({e}).") from None
     with f:
         if "layer" not in f:
-            raise SpecFormatError(f"'{path}' is HDF5 but has no /layer group: not a netx network description.")
+            raise SpecFormatError(
+                f"'{path}' is HDF5 but has no /layer group: not a netx network description."
+            )
         g = f["layer"]
         layers = []
         for i in range(len(g)):
@@ -210,7 +217,9 @@ def read_netx(path: str | Path) -> NetworkSpec:
                 )
             ng = lg["neuron"]
             if _text(ng["type"]) not in ("CUBA", "LOIHI"):
-                raise SpecFormatError(f"'{path}': layer {i} has neuron type '{_text(ng['type'])}'; expected CUBA.")
+                raise SpecFormatError(
+                    f"'{path}': layer {i} has neuron type '{_text(ng['type'])}'; expected CUBA."
+                )
             w = np.asarray(lg["weight"][()]).astype(np.int64)
             n = int(np.prod(lg["shape"][()]))
             w = w.reshape(n, -1)
@@ -225,7 +234,11 @@ def read_netx(path: str | Path) -> NetworkSpec:
                         vth=full * int(ng["vThMant"][()]),
                     ),
                     shape=(n,),
-                    delay=np.asarray(lg["delay"][()]).astype(np.int64).reshape(n, -1) if "delay" in lg else None,
+                    delay=(
+                        np.asarray(lg["delay"][()]).astype(np.int64).reshape(n, -1)
+                        if "delay" in lg
+                        else None
+                    ),
                     bias=np.asarray(lg["bias"][()]).astype(np.int64) if "bias" in lg else None,
                     source="dense",
                 )
@@ -233,4 +246,6 @@ def read_netx(path: str | Path) -> NetworkSpec:
         dt = float(f["simulation/Ts"][()]) if "simulation/Ts" in f else 1.0
     if not layers:
         raise SpecFormatError(f"'{path}' has no layers.")
-    return NetworkSpec(layers=tuple(layers), input_shape=(layers[0].in_size,), dt=dt, fixed_point=True)
+    return NetworkSpec(
+        layers=tuple(layers), input_shape=(layers[0].in_size,), dt=dt, fixed_point=True
+    )

@@ -61,7 +61,9 @@ def _neuron_node(n: NeuronSpec, dt: float) -> nir.NIRNode:
     return nir.LIF(tau=tau_mem, **common)
 
 
-def export_nir(source, path: str | Path | None = None, *, input_shape: tuple[int, ...] | None = None) -> nir.NIRGraph:
+def export_nir(
+    source, path: str | Path | None = None, *, input_shape: tuple[int, ...] | None = None
+) -> nir.NIRGraph:
     """Export a float spec (or a model) to a NIR graph, and write it if ``path`` is given.
 
     Args:
@@ -90,11 +92,15 @@ def export_nir(source, path: str | Path | None = None, *, input_shape: tuple[int
             "fixed-point spec. Fix: export the float spec from lava_bridge.convert(model, ...)."
         )
     dt = float(spec.dt)
-    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(spec.input_shape or (spec.input_size,))})}
+    nodes: dict[str, nir.NIRNode] = {
+        "input": nir.Input(input_type={"input": np.array(spec.input_shape or (spec.input_size,))})
+    }
     edges = []
     prev = "input"
     if len(spec.input_shape) > 1:
-        nodes["flatten"] = nir.Flatten(input_type={"input": np.array(spec.input_shape)}, start_dim=0, end_dim=-1)
+        nodes["flatten"] = nir.Flatten(
+            input_type={"input": np.array(spec.input_shape)}, start_dim=0, end_dim=-1
+        )
         edges.append((prev, "flatten"))
         prev = "flatten"
     for i, layer in enumerate(spec.layers):
@@ -103,7 +109,9 @@ def export_nir(source, path: str | Path | None = None, *, input_shape: tuple[int
             meta["delay"] = layer.delay.astype(np.int64)
             log.warning(
                 "Layer %d ('%s'): NIR has no per-synapse delay; the delays are kept in the weight "
-                "node's metadata ('delay'), which only lava_bridge.import_nir reads.", i, layer.name,
+                "node's metadata ('delay'), which only lava_bridge.import_nir reads.",
+                i,
+                layer.name,
             )
         if layer.bias is not None:
             syn = nir.Affine(weight=layer.weight.copy(), bias=layer.bias.copy(), metadata=meta)
@@ -181,12 +189,15 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
             continue
         if isinstance(node, (nir.Affine, nir.Linear)):
             if pending is not None:
-                raise SpecFormatError(f"NIR node '{key}': two weight nodes in a row; expected weights then a neuron.")
+                raise SpecFormatError(
+                    f"NIR node '{key}': two weight nodes in a row; expected weights then a neuron."
+                )
             pending = (key, node)
             continue
         if not isinstance(node, (nir.LIF, nir.CubaLIF)):
             raise SpecFormatError(
-                f"NIR node '{key}' is a {type(node).__name__}; import_nir reads Affine/Linear, LIF, "
+                f"NIR node '{key}' is a {type(node).__name__}; import_nir reads Affine/Linear, "
+                "LIF, "
                 "CubaLIF, Flatten, Input and Output nodes."
             )
         if pending is None:
@@ -198,9 +209,18 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         n = w.shape[0]
 
         def vec(a) -> np.ndarray:
-            return np.broadcast_to(np.asarray(a, dtype=np.float64).reshape(-1) if np.ndim(a) else np.asarray(a, dtype=np.float64), (n,)).copy()
+            return np.broadcast_to(
+                (
+                    np.asarray(a, dtype=np.float64).reshape(-1)
+                    if np.ndim(a)
+                    else np.asarray(a, dtype=np.float64)
+                ),
+                (n,),
+            ).copy()
 
-        if np.any(vec(node.v_leak) != 0) or (node.v_reset is not None and np.any(vec(node.v_reset) != 0)):
+        if np.any(vec(node.v_leak) != 0) or (
+            node.v_reset is not None and np.any(vec(node.v_reset) != 0)
+        ):
             raise SpecFormatError(
                 f"NIR neuron '{key}' has v_leak or v_reset other than 0; snnTorch's Leaky/Synaptic "
                 "and Lava's LIF leak to 0 and reset to 0. Fix: export with v_leak = v_reset = 0."
@@ -214,7 +234,9 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         else:
             tau_mem, tau_syn = vec(node.tau_mem), vec(node.tau_syn)
             dv, du = dt / tau_mem, dt / tau_syn
-            gain = np.where(np.isinf(tau_syn), 1.0, vec(node.w_in) * dt / tau_syn) * (vec(node.r) * dt / tau_mem)
+            gain = np.where(np.isinf(tau_syn), 1.0, vec(node.w_in) * dt / tau_syn) * (
+                vec(node.r) * dt / tau_mem
+            )
             kind = "synaptic"
         gain = np.where(np.isfinite(gain), gain, 1.0)  # r = tau = inf (beta = 1): gain 1
         if not np.allclose(gain, 1.0, rtol=1e-12, atol=0):
@@ -230,7 +252,10 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
                 bias=b,
                 delay=None if delay is None else np.asarray(delay).astype(np.int64),
                 neuron=NeuronSpec(
-                    du=du, dv=dv, vth=vec(node.v_threshold), kind=kind,
+                    du=du,
+                    dv=dv,
+                    vth=vec(node.v_threshold),
+                    kind=kind,
                     source_reset=_text(meta.get("reset_mechanism", "zero")),
                     source_reset_delay=bool(meta.get("reset_delay", False)),
                 ),
@@ -262,7 +287,9 @@ def model_from_spec(spec: NetworkSpec):
     for i, layer in enumerate(spec.layers):
         bias = layer.bias is not None
         if layer.delay is not None:
-            lin = DelayedLinear(layer.in_size, layer.out_size, bias=bias, delays=torch.tensor(layer.delay))
+            lin = DelayedLinear(
+                layer.in_size, layer.out_size, bias=bias, delays=torch.tensor(layer.delay)
+            )
         else:
             lin = nn.Linear(layer.in_size, layer.out_size, bias=bias)
         with torch.no_grad():
@@ -278,6 +305,10 @@ def model_from_spec(spec: NetworkSpec):
             init_hidden=True,
             output=i == spec.num_layers - 1,
         )
-        neuron = snn.Synaptic(alpha=torch.as_tensor(1.0 - n.du, dtype=torch.float32), **kw) if n.kind == "synaptic" else snn.Leaky(**kw)
+        neuron = (
+            snn.Synaptic(alpha=torch.as_tensor(1.0 - n.du, dtype=torch.float32), **kw)
+            if n.kind == "synaptic"
+            else snn.Leaky(**kw)
+        )
         mods += [lin, neuron]
     return nn.Sequential(*mods)

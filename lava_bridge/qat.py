@@ -59,7 +59,9 @@ def _raw(module: nn.Module, name: str) -> Tensor | None:
 class _LayerQuant:
     """The grids of one layer, recomputed only when one of its float tensors changes."""
 
-    def __init__(self, linear: nn.Module, neuron: nn.Module, settings: QuantizeSettings, where: str) -> None:
+    def __init__(
+        self, linear: nn.Module, neuron: nn.Module, settings: QuantizeSettings, where: str
+    ) -> None:
         self.linear = linear
         self.neuron = neuron
         self.settings = settings
@@ -68,20 +70,35 @@ class _LayerQuant:
         self._grid: LayerGrid | None = None
 
     def _tensors(self) -> list[Tensor]:
-        names = [(self.linear, "weight"), (self.linear, "bias"), (self.neuron, "threshold"), (self.neuron, "alpha")]
+        names = [
+            (self.linear, "weight"),
+            (self.linear, "bias"),
+            (self.neuron, "threshold"),
+            (self.neuron, "alpha"),
+        ]
         return [t for t in (_raw(m, n) for m, n in names) if torch.is_tensor(t)]
 
     def grid(self) -> LayerGrid:
         tensors = self._tensors()
         key = tuple((t.data_ptr(), t._version) for t in tensors)
         if key != self._key:
+
             def np64(t: Tensor | None) -> np.ndarray | None:
-                return None if t is None else t.detach().to("cpu", torch.float64).numpy().reshape(-1)
+                return (
+                    None if t is None else t.detach().to("cpu", torch.float64).numpy().reshape(-1)
+                )
 
             w = _raw(self.linear, "weight").detach().to("cpu", torch.float64).numpy()
             alpha = _raw(self.neuron, "alpha")
             du = np.ones(1) if alpha is None else 1.0 - np.clip(np64(alpha), 0, 1)
-            self._grid = layer_grid(w, np64(_raw(self.neuron, "threshold")), du, np64(_raw(self.linear, "bias")), self.settings, self.where)
+            self._grid = layer_grid(
+                w,
+                np64(_raw(self.neuron, "threshold")),
+                du,
+                np64(_raw(self.linear, "bias")),
+                self.settings,
+                self.where,
+            )
             self._key = key
         return self._grid
 
@@ -176,7 +193,8 @@ def prepare_qat(
     """
     if is_qat(model):
         raise ValueError(
-            "prepare_qat(): the model already has QAT parametrizations. Fix: call remove_qat(model) "
+            "prepare_qat(): the model already has QAT parametrizations. Fix: call "
+            "remove_qat(model) "
             "first, or keep using the existing ones."
         )
     graph = read_model(model, tuple(input_shape))

@@ -84,9 +84,15 @@ class QuantizeSettings:
             raise ValueError(f"num_weight_bits must be in 1..8; got {self.num_weight_bits}.")
         lo, hi = self.weight_exp_range
         if lo > hi:
-            raise ValueError(f"weight_exp_range must be (low, high) with low <= high; got {self.weight_exp_range}.")
+            raise ValueError(
+                f"weight_exp_range must be (low, high) with low <= high; "
+                f"got {self.weight_exp_range}."
+            )
         if self.weight_exp is not None and not lo <= self.weight_exp <= hi:
-            raise ValueError(f"weight_exp={self.weight_exp} lies outside weight_exp_range={self.weight_exp_range}.")
+            raise ValueError(
+                f"weight_exp={self.weight_exp} lies outside "
+                f"weight_exp_range={self.weight_exp_range}."
+            )
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"scale must be a positive finite number or None; got {self.scale}.")
 
@@ -147,7 +153,10 @@ def _bias_exp(bias_units: np.ndarray | None, brange: tuple[int, int, int]) -> in
     if bias_units is None or not np.any(bias_units):
         return 0
     lo, hi, _ = brange
-    need = max(float(bias_units.max(initial=0.0)) / max(hi, 1), float(-bias_units.min(initial=0.0)) / -lo if lo < 0 else 0.0)
+    need = max(
+        float(bias_units.max(initial=0.0)) / max(hi, 1),
+        float(-bias_units.min(initial=0.0)) / -lo if lo < 0 else 0.0,
+    )
     return max(0, math.ceil(math.log2(need))) if need > 1 else 0
 
 
@@ -186,7 +195,11 @@ def layer_grid(
     du_q, _ = quantize_decays(du, np.zeros_like(du))
     gain = float(np.max(4096.0 / (du_q + 1))) if du_q.size else 1.0  # steady-state u / input
     theta = float(vth.max(initial=0.0))
-    candidates = [settings.weight_exp] if settings.weight_exp is not None else list(range(hi_e, lo_e - 1, -1))
+    candidates = (
+        [settings.weight_exp]
+        if settings.weight_exp is not None
+        else list(range(hi_e, lo_e - 1, -1))
+    )
     problems: list[str] = []
     for e in candidates:
         if settings.scale is None:
@@ -195,7 +208,9 @@ def layer_grid(
             s = float(settings.scale)
         wq_real = weight * s / 2.0**e
         lo, hi, step = wrange
-        if settings.scale is not None and (wq_real.max(initial=0) > hi + step / 2 or wq_real.min(initial=0) < lo - step / 2):
+        if settings.scale is not None and (
+            wq_real.max(initial=0) > hi + step / 2 or wq_real.min(initial=0) < lo - step / 2
+        ):
             problems.append(
                 f"weight_exp={e}: weights reach {weight.min():g}..{weight.max():g}, i.e. mantissas "
                 f"{wq_real.min():.1f}..{wq_real.max():.1f} outside {lo}..{hi}"
@@ -211,7 +226,10 @@ def layer_grid(
             continue
         if settings.guard_current:
             wq = _on_grid(wq_real, wrange)
-            worst = max(np.clip(wq, 0, None).sum(1).max(initial=0), -np.clip(wq, None, 0).sum(1).min(initial=0))
+            worst = max(
+                np.clip(wq, 0, None).sum(1).max(initial=0),
+                -np.clip(wq, None, 0).sum(1).min(initial=0),
+            )
             worst = worst * 2.0**e + 1
             if bias is not None:
                 worst += float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
@@ -289,7 +307,9 @@ class QuantizeResult(NamedTuple):
     report: QuantizeReport
 
 
-def _quantize_layer(layer: LayerSpec, settings: QuantizeSettings, where: str) -> tuple[LayerSpec, LayerQuantReport]:
+def _quantize_layer(
+    layer: LayerSpec, settings: QuantizeSettings, where: str
+) -> tuple[LayerSpec, LayerQuantReport]:
     n = layer.neuron
     grid = layer_grid(layer.weight, n.vth, n.du, layer.bias, settings, where)
     s, e, be = grid.scale, grid.weight_exp, grid.bias_exp
@@ -302,7 +322,10 @@ def _quantize_layer(layer: LayerSpec, settings: QuantizeSettings, where: str) ->
     err = np.abs(layer.weight - w_back)
     wmax = float(np.abs(layer.weight).max(initial=0.0))
     theta_err = np.abs(n.vth - vth_q / s) / np.where(n.vth > 0, n.vth, 1.0)
-    worst = max(np.clip(wq, 0, None).sum(1).max(initial=0), -np.clip(wq, None, 0).sum(1).min(initial=0)) * 2.0**e
+    worst = (
+        max(np.clip(wq, 0, None).sum(1).max(initial=0), -np.clip(wq, None, 0).sum(1).min(initial=0))
+        * 2.0**e
+    )
     if bq is not None:
         worst += float(np.abs(bq).max(initial=0)) * 2.0**be
     gain = float(np.max(4096.0 / (du_q + 1))) if du_q.size else 1.0
@@ -319,15 +342,21 @@ def _quantize_layer(layer: LayerSpec, settings: QuantizeSettings, where: str) ->
         threshold_rel_error=float(theta_err.max(initial=0.0)),
         du_max_error=float(np.abs(n.du - (du_q + 1) / 4096.0).max(initial=0.0)),
         dv_max_error=float(np.abs(n.dv - dv_q / 4096.0).max(initial=0.0)),
-        bias_max_abs_error=0.0 if bq is None else float(np.abs(layer.bias - bq * 2.0**be / s).max(initial=0.0)),
+        bias_max_abs_error=(
+            0.0 if bq is None else float(np.abs(layer.bias - bq * 2.0**be / s).max(initial=0.0))
+        ),
         current_headroom=64 * gain * worst / U_LIMIT,
     )
     fixed = LayerSpec(
         name=layer.name,
         weight=wq,
         neuron=NeuronSpec(
-            du=du_q, dv=dv_q, vth=vth_q, kind=n.kind,
-            source_reset=n.source_reset, source_reset_delay=n.source_reset_delay,
+            du=du_q,
+            dv=dv_q,
+            vth=vth_q,
+            kind=n.kind,
+            source_reset=n.source_reset,
+            source_reset_delay=n.source_reset_delay,
         ),
         shape=layer.shape,
         delay=layer.delay,
@@ -358,7 +387,9 @@ def quantize(spec: NetworkSpec, settings: QuantizeSettings = QuantizeSettings())
         ValueError: ``spec`` is already fixed point.
     """
     if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"quantize() expected a lava_bridge.NetworkSpec; got {type(spec).__name__}.")
+        raise TypeError(
+            f"quantize() expected a lava_bridge.NetworkSpec; got {type(spec).__name__}."
+        )
     if spec.fixed_point:
         raise ValueError(
             "quantize() expected a float NetworkSpec; got one that is already fixed point. Fix: "
@@ -372,10 +403,23 @@ def quantize(spec: NetworkSpec, settings: QuantizeSettings = QuantizeSettings())
         layers.append(fixed)
         reports.append(report)
         log.info(
-            "quantize layer %d ('%s'): scale %.4g, weight_exp %d, max weight error %.3g (%.2g%% of max |w|)",
-            i, layer.name, report.scale, report.weight_exp, report.weight_max_abs_error, 100 * report.weight_rel_error,
+            "quantize layer %d ('%s'): scale %.4g, weight_exp %d, max weight error %.3g "
+            "(%.2g%% of max |w|)",
+            i,
+            layer.name,
+            report.scale,
+            report.weight_exp,
+            report.weight_max_abs_error,
+            100 * report.weight_rel_error,
         )
-    meta = {**dict(spec.meta), "quantize_settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}}
-    fixed_spec = NetworkSpec(layers=tuple(layers), input_shape=spec.input_shape, dt=spec.dt, fixed_point=True, meta=meta)
+    meta = {
+        **dict(spec.meta),
+        "quantize_settings": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()
+        },
+    }
+    fixed_spec = NetworkSpec(
+        layers=tuple(layers), input_shape=spec.input_shape, dt=spec.dt, fixed_point=True, meta=meta
+    )
     check_loihi_limits(fixed_spec)
     return QuantizeResult(fixed_spec, QuantizeReport(layers=tuple(reports), settings=settings))

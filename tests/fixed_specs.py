@@ -51,12 +51,15 @@ def random_fixed_spec(
             LayerSpec(
                 name=f"layer{i}",
                 weight=w,
-                neuron=NeuronSpec(du=np.full(n_out, du), dv=np.full(n_out, dv), vth=np.full(n_out, vth)),
+                neuron=NeuronSpec(
+                    du=np.full(n_out, du), dv=np.full(n_out, dv), vth=np.full(n_out, vth)
+                ),
                 shape=(n_out,),
                 delay=rng.integers(0, 5, (n_out, n_in)) if delays else None,
                 # an inhibitory layer spikes only through a positive bias current
                 bias=(
-                    rng.integers(150, 256, n_out) if kind == "inhibitory"
+                    rng.integers(150, 256, n_out)
+                    if kind == "inhibitory"
                     else rng.integers(-200, 200, n_out) if bias else None
                 ),
                 weight_exp=e,

@@ -1,4 +1,4 @@
-"""Test helper: run a fixed-point NetworkSpec in real Lava (``Loihi2SimCfg(select_tag="fixed_pt")``).
+"""Test helper: run a fixed-point NetworkSpec in real Lava (``select_tag="fixed_pt"``).
 
 Builds ``RingBuffer → Dense/DelayDense → LIF → ...`` directly from a fixed-point
 :class:`lava_bridge.NetworkSpec` with Lava's own processes (one sample at a time), following the

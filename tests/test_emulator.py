@@ -59,7 +59,9 @@ def test_shift_floor_by_hand():
 
 def test_lif_step_by_hand():
     i64 = dict(dtype=torch.int64)
-    state = LIFState(u=torch.tensor([[1000, -1000, 0]], **i64), v=torch.tensor([[5000, -5000, 700]], **i64))
+    state = LIFState(
+        u=torch.tensor([[1000, -1000, 0]], **i64), v=torch.tensor([[5000, -5000, 700]], **i64)
+    )
     du, dv, vth = torch.tensor(2047), torch.tensor(1024), torch.tensor(10)
     spk, new = lif_fixed_step(state, torch.tensor([[1, 0, 3]], **i64), du=du, dv=dv, vth=vth)
     # u: 1000·2048 >> 12 = 500, +1<<6 -> 564; -1000 -> -500 (toward zero); 0 + 3<<6 = 192
@@ -72,13 +74,19 @@ def test_lif_step_by_hand():
 
 def test_lif_wraps_u_and_saturates_v_by_hand():
     i64 = dict(dtype=torch.int64)
-    state = LIFState(u=torch.tensor([[0, 0]], **i64), v=torch.tensor([[8_388_000, -8_388_000]], **i64))
+    state = LIFState(
+        u=torch.tensor([[0, 0]], **i64), v=torch.tensor([[8_388_000, -8_388_000]], **i64)
+    )
     a = torch.tensor([[2**17 + 1, -(2**17)]], **i64)  # << 6: 2**23 + 64 and -2**23
-    spk, new = lif_fixed_step(state, a, du=torch.tensor(4095), dv=torch.tensor(0), vth=torch.tensor(131071))
+    spk, new = lif_fixed_step(
+        state, a, du=torch.tensor(4095), dv=torch.tensor(0), vth=torch.tensor(131071)
+    )
     assert new.u.tolist() == [[2**23 + 64 - 2**24, -(2**23) + 2**24]]  # one wrap each
     # v: 8_388_000 + (64 - 2**23) = 64 + ... ; -8_388_000 + 2**23 = 608
     assert new.v.tolist() == [[8_388_000 + 2**23 + 64 - 2**24, -8_388_000 + 2**23]]
-    state = LIFState(u=torch.tensor([[0, 0]], **i64), v=torch.tensor([[8_388_000, -8_388_000]], **i64))
+    state = LIFState(
+        u=torch.tensor([[0, 0]], **i64), v=torch.tensor([[8_388_000, -8_388_000]], **i64)
+    )
     a = torch.tensor([[100, -100]], **i64)
     one = dict(du=torch.tensor(4095), dv=torch.tensor(0))
     spk, new = lif_fixed_step(state, a, vth=torch.tensor(200_000), **one)
@@ -165,9 +173,20 @@ def test_input_dtypes_accepted():
 
 def test_rejects_float_spec():
     fixed = random_fixed_spec(0)
-    floats = NetworkSpec(layers=tuple(
-        LayerSpec(name=l.name, weight=l.weight.astype(float), neuron=NeuronSpec(du=np.ones(l.out_size), dv=np.zeros(l.out_size), vth=np.ones(l.out_size)), shape=l.shape)
-        for l in fixed.layers), input_shape=fixed.input_shape)
+    floats = NetworkSpec(
+        layers=tuple(
+            LayerSpec(
+                name=l.name,
+                weight=l.weight.astype(float),
+                neuron=NeuronSpec(
+                    du=np.ones(l.out_size), dv=np.zeros(l.out_size), vth=np.ones(l.out_size)
+                ),
+                shape=l.shape,
+            )
+            for l in fixed.layers
+        ),
+        input_shape=fixed.input_shape,
+    )
     with pytest.raises(ValueError, match="float NetworkSpec.*quantize it first"):
         emulate(floats, torch.zeros(3, 1, fixed.input_size))
     with pytest.raises(TypeError, match="expected a fixed-point lava_bridge.NetworkSpec"):

@@ -37,7 +37,9 @@ def _assert_bit_exact(spec: NetworkSpec, x: np.ndarray) -> int:
     total = 0
     for i in range(spec.num_layers):
         where = f"layer {i} of\n{spec.summary()}"
-        np.testing.assert_array_equal(r.layer_spikes[i][:, 0].numpy().astype(np.int64), spikes[i], err_msg=f"spikes, {where}")
+        np.testing.assert_array_equal(
+            r.layer_spikes[i][:, 0].numpy().astype(np.int64), spikes[i], err_msg=f"spikes, {where}"
+        )
         np.testing.assert_array_equal(r.u[i][:, 0].numpy(), us[i], err_msg=f"u, {where}")
         np.testing.assert_array_equal(r.v[i][:, 0].numpy(), vs[i], err_msg=f"v, {where}")
         total += int(spikes[i].sum())
@@ -74,17 +76,53 @@ EDGE_CASES = {
     # u passes ±2**23 and wraps (one wrap, as Lava)
     "u_wraps": _layer([[255, 255, 255, -3], [-256, -256, -256, 1]], e=7, du=100, dv=50, vth=131071),
     # a_in << 6 overflows int32 in Lava's arrays
-    "int32_activation": _layer([[255, 200, 255, 7], [-256, -256, -256, 3]], e=20, du=4095, dv=10, vth=131071),
+    "int32_activation": _layer(
+        [[255, 200, 255, 7], [-256, -256, -256, 3]], e=20, du=4095, dv=10, vth=131071
+    ),
     # the accumulation overflows Lava's int32 channel
-    "int32_channel": _layer([[255, 200, 255, 7], [-256, -256, -256, 3]], e=24, du=4095, dv=10, vth=1000),
+    "int32_channel": _layer(
+        [[255, 200, 255, 7], [-256, -256, -256, 3]], e=24, du=4095, dv=10, vth=1000
+    ),
     # v saturates at ±(2**23 - 1) (a large positive bias channel, no leak)
-    "v_saturates": _layer([[255, 255, 255, 255], [-255, -255, -255, -255]], e=5, du=4000, dv=0, vth=131071, bias=[255, -255], bias_exp=7),
+    "v_saturates": _layer(
+        [[255, 255, 255, 255], [-255, -255, -255, -255]],
+        e=5,
+        du=4000,
+        dv=0,
+        vth=131071,
+        bias=[255, -255],
+        bias_exp=7,
+    ),
     # inhibitory matrix (mirrored clipping), negative states, slow current decay
-    "inhibitory_negative_states": _layer([[-3, -5, -255, 0], [-1, -300, 0, 0]], e=3, du=10, dv=4095, vth=10, bias=[120, 7], bias_exp=3),
+    "inhibitory_negative_states": _layer(
+        [[-3, -5, -255, 0], [-1, -300, 0, 0]],
+        e=3,
+        du=10,
+        dv=4095,
+        vth=10,
+        bias=[120, 7],
+        bias_exp=3,
+    ),
     # reduced precision: 5 weight bits, mixed (drops 4 LSBs), odd mantissas, negative exponent
-    "five_bits_odd": _layer([[3, 5, -7, 9], [11, -13, 15, 17]], e=-2, nwb=5, du=2000, dv=3000, vth=1, bias=[-7, 9], bias_exp=1),
+    "five_bits_odd": _layer(
+        [[3, 5, -7, 9], [11, -13, 15, 17]],
+        e=-2,
+        nwb=5,
+        du=2000,
+        dv=3000,
+        vth=1,
+        bias=[-7, 9],
+        bias_exp=1,
+    ),
     # long delays (up to the limit 62) with a negative weight exponent
-    "long_delays": _layer([[40, -41, 43, 45], [-50, 60, 70, 81]], e=-1, du=3000, dv=100, vth=20, delay=[[0, 62, 5, 9], [62, 1, 30, 2]]),
+    "long_delays": _layer(
+        [[40, -41, 43, 45], [-50, 60, 70, 81]],
+        e=-1,
+        du=3000,
+        dv=100,
+        vth=20,
+        delay=[[0, 62, 5, 9], [62, 1, 30, 2]],
+    ),
 }
 
 
@@ -124,14 +162,24 @@ def test_quantized_model_through_lava_bridge_build_equals_emulator():
 
     torch.manual_seed(0)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
-    model = nn.Sequential(nn.Linear(6, 8), snn.Leaky(beta=0.8, **kw), nn.Linear(8, 3), snn.Leaky(beta=0.9, output=True, **kw))
+    model = nn.Sequential(
+        nn.Linear(6, 8),
+        snn.Leaky(beta=0.8, **kw),
+        nn.Linear(8, 3),
+        snn.Leaky(beta=0.9, output=True, **kw),
+    )
     with torch.no_grad():
         model[0].weight.mul_(3)
         model[2].weight.mul_(3)
     spec = quantize(convert(model, (6,))).spec
     x = random_spikes(3, 20, 1, 6, rate=0.4)[:, 0]
     out = run_spec(spec, x, record_layers=True)  # pads with L zero steps
-    ours = emulate(spec, torch.cat([torch.tensor(x), torch.zeros(2, 6, dtype=torch.int64)])[:, None])
+    ours = emulate(
+        spec, torch.cat([torch.tensor(x), torch.zeros(2, 6, dtype=torch.int64)])[:, None]
+    )
     for i in range(spec.num_layers):
-        np.testing.assert_array_equal(np.asarray(out.layer_spikes[i]).astype(np.int64), ours.layer_spikes[i][:, 0].numpy().astype(np.int64))
+        np.testing.assert_array_equal(
+            np.asarray(out.layer_spikes[i]).astype(np.int64),
+            ours.layer_spikes[i][:, 0].numpy().astype(np.int64),
+        )
     assert ours.spikes.sum() > 0

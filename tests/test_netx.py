@@ -23,8 +23,17 @@ def _model(seed, bias=True, delays=False):
 
     torch.manual_seed(seed)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
-    second = sa.DelayedLinear(10, 4, max_delay=3, seed=seed, bias=bias) if delays else nn.Linear(10, 4, bias=bias)
-    model = nn.Sequential(nn.Linear(6, 10, bias=bias), snn.Leaky(beta=0.8, **kw), second, snn.Leaky(beta=0.7, output=True, **kw))
+    second = (
+        sa.DelayedLinear(10, 4, max_delay=3, seed=seed, bias=bias)
+        if delays
+        else nn.Linear(10, 4, bias=bias)
+    )
+    model = nn.Sequential(
+        nn.Linear(6, 10, bias=bias),
+        snn.Leaky(beta=0.8, **kw),
+        second,
+        snn.Leaky(beta=0.7, output=True, **kw),
+    )
     with torch.no_grad():
         model[0].weight.mul_(3)
         model[2].weight.mul_(3)
@@ -46,7 +55,10 @@ def test_layout_read_back_with_h5py(tmp_path):
             g = f[f"layer/{i}"]
             assert g["type"][0] == b"dense"
             assert g["shape"][()].tolist() == [layer.out_size]
-            assert int(g["inFeatures"][()]) == layer.in_size and int(g["outFeatures"][()]) == layer.out_size
+            assert (
+                int(g["inFeatures"][()]) == layer.in_size
+                and int(g["outFeatures"][()]) == layer.out_size
+            )
             np.testing.assert_array_equal(g["weight"][()], layer.weight)  # weight_exp = 0
             np.testing.assert_array_equal(g["bias"][()], layer.bias << layer.bias_exp)
             n = g["neuron"]
@@ -72,7 +84,13 @@ def test_round_trip_without_lava(tmp_path):
 
 def test_positive_weight_exp_is_written_as_effective_weights(tmp_path):
     w = np.array([[3, -4], [5, 1]])
-    layer = LayerSpec(name="l", weight=w, neuron=NeuronSpec(du=[4095, 4095], dv=[0, 0], vth=[5, 5]), shape=(2,), weight_exp=2)
+    layer = LayerSpec(
+        name="l",
+        weight=w,
+        neuron=NeuronSpec(du=[4095, 4095], dv=[0, 0], vth=[5, 5]),
+        shape=(2,),
+        weight_exp=2,
+    )
     spec = NetworkSpec(layers=(layer,), input_shape=(2,), fixed_point=True)
     with h5py.File(export_netx(spec, tmp_path / "e.net"), "r") as f:
         assert f["layer/0/weight"][()].tolist() == [[12, -16], [20, 4]]
@@ -85,15 +103,39 @@ def test_errors(tmp_path):
     assert any(layer.weight_exp > 0 for layer in big.layers)
     with pytest.raises(LoihiLimitError, match="outside netx's 8-bit range.*weight_exp=0"):
         export_netx(big, tmp_path / "g.net")
-    odd = LayerSpec(name="o", weight=np.array([[3]]), neuron=NeuronSpec(du=[4095], dv=[0], vth=[1]), shape=(1,), weight_exp=-1)
+    odd = LayerSpec(
+        name="o",
+        weight=np.array([[3]]),
+        neuron=NeuronSpec(du=[4095], dv=[0], vth=[1]),
+        shape=(1,),
+        weight_exp=-1,
+    )
     with pytest.raises(LoihiLimitError, match="no exact netx form"):
-        export_netx(NetworkSpec(layers=(odd,), input_shape=(1,), fixed_point=True), tmp_path / "h.net")
-    per_neuron = LayerSpec(name="p", weight=np.array([[3], [4]]), neuron=NeuronSpec(du=[4095, 4095], dv=[0, 1], vth=[1, 1]), shape=(2,))
+        export_netx(
+            NetworkSpec(layers=(odd,), input_shape=(1,), fixed_point=True), tmp_path / "h.net"
+        )
+    per_neuron = LayerSpec(
+        name="p",
+        weight=np.array([[3], [4]]),
+        neuron=NeuronSpec(du=[4095, 4095], dv=[0, 1], vth=[1, 1]),
+        shape=(2,),
+    )
     with pytest.raises(LoihiLimitError, match="one dv .* per layer"):
-        export_netx(NetworkSpec(layers=(per_neuron,), input_shape=(1,), fixed_point=True), tmp_path / "i.net")
-    syn_bias = LayerSpec(name="s", weight=np.array([[3]]), bias=np.array([2]), neuron=NeuronSpec(du=[100], dv=[0], vth=[1]), shape=(1,))
+        export_netx(
+            NetworkSpec(layers=(per_neuron,), input_shape=(1,), fixed_point=True),
+            tmp_path / "i.net",
+        )
+    syn_bias = LayerSpec(
+        name="s",
+        weight=np.array([[3]]),
+        bias=np.array([2]),
+        neuron=NeuronSpec(du=[100], dv=[0], vth=[1]),
+        shape=(1,),
+    )
     with pytest.raises(LoihiLimitError, match="du = 4095.*bias=False"):
-        export_netx(NetworkSpec(layers=(syn_bias,), input_shape=(1,), fixed_point=True), tmp_path / "j.net")
+        export_netx(
+            NetworkSpec(layers=(syn_bias,), input_shape=(1,), fixed_point=True), tmp_path / "j.net"
+        )
     (tmp_path / "not.net").write_bytes(b"nope")
     with pytest.raises(SpecFormatError, match="cannot be opened as an HDF5 netx file"):
         read_netx(tmp_path / "not.net")
@@ -116,4 +158,6 @@ def test_lava_network_rebuilt_from_the_file_spikes_identically(tmp_path, delays)
     ours = emulate(spec, torch.tensor(x)[:, None])
     assert sum(int(s.sum()) for s in lava_spikes) > 0
     for i in range(spec.num_layers):
-        np.testing.assert_array_equal(lava_spikes[i], ours.layer_spikes[i][:, 0].numpy().astype(np.int64))
+        np.testing.assert_array_equal(
+            lava_spikes[i], ours.layer_spikes[i][:, 0].numpy().astype(np.int64)
+        )

@@ -21,8 +21,14 @@ def _model(seed, *, reset="zero", synaptic=False, delays=False, per_neuron=False
     kw = dict(reset_mechanism=reset, reset_delay=False, init_hidden=True)
     beta = torch.rand(12) * 0.5 + 0.45 if per_neuron else 0.8
     thr = torch.rand(12) * 0.5 + 0.75 if per_neuron else 1.0
-    first = snn.Synaptic(alpha=0.6, beta=beta, threshold=thr, **kw) if synaptic else snn.Leaky(beta=beta, threshold=thr, **kw)
-    second = sa.DelayedLinear(12, 5, max_delay=3, seed=seed) if delays else nn.Linear(12, 5, bias=False)
+    first = (
+        snn.Synaptic(alpha=0.6, beta=beta, threshold=thr, **kw)
+        if synaptic
+        else snn.Leaky(beta=beta, threshold=thr, **kw)
+    )
+    second = (
+        sa.DelayedLinear(12, 5, max_delay=3, seed=seed) if delays else nn.Linear(12, 5, bias=False)
+    )
     model = nn.Sequential(nn.Linear(8, 12), first, second, snn.Leaky(beta=0.7, output=True, **kw))
     with torch.no_grad():
         model[0].weight.mul_(3)
@@ -38,10 +44,13 @@ def test_parameter_conventions_by_hand():
     model = _model(0, synaptic=True)
     g = export_nir(convert(model, (8,), dt=0.5))
     assert g.metadata["dt"] == 0.5
-    assert [type(g.nodes[k]).__name__ for k in ("input", "0.synapse", "0.neuron", "1.synapse", "1.neuron", "output")] == [
-        "Input", "Affine", "CubaLIF", "Linear", "LIF", "Output"]
+    assert [
+        type(g.nodes[k]).__name__
+        for k in ("input", "0.synapse", "0.neuron", "1.synapse", "1.neuron", "output")
+    ] == ["Input", "Affine", "CubaLIF", "Linear", "LIF", "Output"]
     cuba, lif = g.nodes["0.neuron"], g.nodes["1.neuron"]
-    # alpha = 0.6 -> tau_syn = dt/(1-alpha) = 1.25, w_in = tau_syn/dt = 2.5; beta = 0.8 -> tau_mem = 2.5, r = 5
+    # alpha = 0.6 -> tau_syn = dt/(1-alpha) = 1.25, w_in = tau_syn/dt = 2.5;
+    # beta = 0.8 -> tau_mem = 2.5, r = 5
     np.testing.assert_allclose(cuba.tau_syn, np.full(12, 1.25), rtol=1e-6)
     np.testing.assert_allclose(cuba.w_in, np.full(12, 2.5), rtol=1e-6)
     np.testing.assert_allclose(cuba.tau_mem, np.full(12, 2.5), rtol=1e-6)
@@ -53,7 +62,9 @@ def test_parameter_conventions_by_hand():
     assert lif.metadata["reset_mechanism"] == "zero" and lif.metadata["reset_delay"] is False
 
 
-@pytest.mark.parametrize("case", [dict(), dict(synaptic=True), dict(per_neuron=True), dict(delays=True)])
+@pytest.mark.parametrize(
+    "case", [dict(), dict(synaptic=True), dict(per_neuron=True), dict(delays=True)]
+)
 def test_round_trip_through_files_gives_the_same_spikes(tmp_path, case):
     model = _model(1, **case)
     spec = convert(model, (8,))
@@ -95,7 +106,9 @@ def test_foreign_gain_is_folded_into_the_weights():
         nodes={
             "in": nir.Input(input_type={"input": np.array([2])}),
             "w": nir.Linear(weight=np.array([[0.5, 1.0]])),
-            "n": nir.LIF(tau=np.array([4.0]), r=np.array([8.0]), v_leak=np.zeros(1), v_threshold=np.ones(1)),
+            "n": nir.LIF(
+                tau=np.array([4.0]), r=np.array([8.0]), v_leak=np.zeros(1), v_threshold=np.ones(1)
+            ),
             "out": nir.Output(output_type={"output": np.array([1])}),
         },
         edges=[("in", "w"), ("w", "n"), ("n", "out")],
@@ -114,7 +127,9 @@ def test_errors():
         nodes={
             "in": nir.Input(input_type={"input": np.array([1])}),
             "w": nir.Linear(weight=np.ones((1, 1))),
-            "n": nir.LIF(tau=np.ones(1) * 2, r=np.ones(1) * 2, v_leak=np.ones(1), v_threshold=np.ones(1)),
+            "n": nir.LIF(
+                tau=np.ones(1) * 2, r=np.ones(1) * 2, v_leak=np.ones(1), v_threshold=np.ones(1)
+            ),
             "out": nir.Output(output_type={"output": np.array([1])}),
         },
         edges=[("in", "w"), ("w", "n"), ("n", "out")],

@@ -28,7 +28,11 @@ def _model(seed=0, sizes=(12, 16, 5), synaptic=False):
         with torch.no_grad():
             lin.weight.mul_(3)
         out = i == len(sizes) - 2
-        neuron = snn.Synaptic(alpha=0.6, beta=0.8, output=out, **kw) if synaptic and i == 0 else snn.Leaky(beta=0.85, learn_beta=True, output=out, **kw)
+        neuron = (
+            snn.Synaptic(alpha=0.6, beta=0.8, output=out, **kw)
+            if synaptic and i == 0
+            else snn.Leaky(beta=0.85, learn_beta=True, output=out, **kw)
+        )
         mods += [lin, neuron]
     return nn.Sequential(*mods)
 
@@ -37,7 +41,9 @@ def _spikes(seed, T=20, B=8, n=12):
     return (torch.rand(T, B, n, generator=torch.Generator().manual_seed(seed)) < 0.3).float()
 
 
-@pytest.mark.parametrize("settings", [QuantizeSettings(), QuantizeSettings.slayer(), QuantizeSettings(num_weight_bits=4)])
+@pytest.mark.parametrize(
+    "settings", [QuantizeSettings(), QuantizeSettings.slayer(), QuantizeSettings(num_weight_bits=4)]
+)
 def test_quantize_reproduces_the_fake_quantized_values(settings):
     model = _model(1, synaptic=True)
     if settings.scale is not None:  # SLAYER's grid needs weights within [-4, 4)
@@ -50,8 +56,12 @@ def test_quantize_reproduces_the_fake_quantized_values(settings):
     fixed = quantize(spec, settings).spec
     for f, x in zip(spec.layers, fixed.layers):
         s = x.meta["scale"]
-        np.testing.assert_allclose(x.weight * 2.0**x.weight_exp / s, f.weight, rtol=0, atol=1e-6 * np.abs(f.weight).max())
-        np.testing.assert_allclose(x.bias * 2.0**x.bias_exp / s, f.bias, rtol=0, atol=1e-6 * np.abs(f.weight).max())
+        np.testing.assert_allclose(
+            x.weight * 2.0**x.weight_exp / s, f.weight, rtol=0, atol=1e-6 * np.abs(f.weight).max()
+        )
+        np.testing.assert_allclose(
+            x.bias * 2.0**x.bias_exp / s, f.bias, rtol=0, atol=1e-6 * np.abs(f.weight).max()
+        )
         np.testing.assert_allclose(x.neuron.vth / s, f.neuron.vth, rtol=1e-6)
         np.testing.assert_allclose(x.neuron.dv / 4096, f.neuron.dv, atol=1e-7)
         np.testing.assert_allclose((x.neuron.du + 1) / 4096, f.neuron.du, atol=1e-7)
@@ -141,7 +151,13 @@ def test_fit_under_qat():
     y = torch.arange(16) % 5
     with qat(model, (12,)):
         before = model[0].weight.detach().clone()
-        fit(model, [(x, y)], scheduler=sa.LayerSync(), config=TrainConfig(epochs=2, lr=1e-2), progress=False)
+        fit(
+            model,
+            [(x, y)],
+            scheduler=sa.LayerSync(),
+            config=TrainConfig(epochs=2, lr=1e-2),
+            progress=False,
+        )
         assert not torch.equal(model[0].weight, before)
 
 
@@ -165,9 +181,20 @@ def test_digits_qat_fixed_point_loses_at_most_one_point():
     x, y = next(iter(make_loader(digits.test, batch_size=300)))
     torch.manual_seed(0)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
-    model = nn.Sequential(nn.Linear(64, 32), snn.Leaky(beta=0.9, **kw), nn.Linear(32, 10), snn.Leaky(beta=0.9, output=True, **kw))
+    model = nn.Sequential(
+        nn.Linear(64, 32),
+        snn.Leaky(beta=0.9, **kw),
+        nn.Linear(32, 10),
+        snn.Leaky(beta=0.9, output=True, **kw),
+    )
     with qat(model, (64,)):
-        fit(model, train, scheduler=sa.LayerSync(), config=TrainConfig(epochs=1, lr=1e-2, max_batches=12), progress=False)
+        fit(
+            model,
+            train,
+            scheduler=sa.LayerSync(),
+            config=TrainConfig(epochs=1, lr=1e-2, max_batches=12),
+            progress=False,
+        )
         with torch.no_grad():
             acc_float = float((sa.simulate(model, x).spikes.sum(0).argmax(1) == y).float().mean())
         spec = quantize(convert(model, (64,))).spec

@@ -11,7 +11,13 @@ from torch import nn
 from lava_bridge import LoihiLimitError, convert
 from lava_bridge.convert import check_loihi_limits
 from lava_bridge.emulator import emulate, loihi_weights
-from lava_bridge.quantize import QuantizeSettings, layer_grid, mantissa_range, quantize, quantize_decays
+from lava_bridge.quantize import (
+    QuantizeSettings,
+    layer_grid,
+    mantissa_range,
+    quantize,
+    quantize_decays,
+)
 from lava_bridge.spec import LayerSpec, NetworkSpec, NeuronSpec
 from snntorch_async.reference import run_snntorch
 
@@ -79,12 +85,20 @@ def test_current_guard_lowers_the_exponent():
 @pytest.mark.parametrize("seed", range(4))
 def test_mantissas_are_on_lavas_grid_and_within_limits(seed):
     model = _model(seed)
-    for settings in (QuantizeSettings(), QuantizeSettings(num_weight_bits=5), QuantizeSettings.slayer()):
+    for settings in (
+        QuantizeSettings(),
+        QuantizeSettings(num_weight_bits=5),
+        QuantizeSettings.slayer(),
+    ):
         spec = quantize(convert(model, (12,)), settings).spec
         check_loihi_limits(spec)
         for layer in spec.layers:
-            np.testing.assert_array_equal(loihi_weights(layer.weight, layer.num_weight_bits), layer.weight)
-            np.testing.assert_array_equal(loihi_weights(layer.bias[:, None], layer.num_weight_bits)[:, 0], layer.bias)
+            np.testing.assert_array_equal(
+                loihi_weights(layer.weight, layer.num_weight_bits), layer.weight
+            )
+            np.testing.assert_array_equal(
+                loihi_weights(layer.bias[:, None], layer.num_weight_bits)[:, 0], layer.bias
+            )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -119,7 +133,10 @@ def test_fixed_point_follows_the_float_model(seed):
 
 
 def test_threshold_that_cannot_fit_is_an_error():
-    with pytest.raises(LoihiLimitError, match=r"Layer 0 \('fc'\): no weight exponent in -8..7 fits.*threshold mantissa"):
+    with pytest.raises(
+        LoihiLimitError,
+        match=r"Layer 0 \('fc'\): no weight exponent in -8..7 fits.*threshold mantissa",
+    ):
         quantize(_float_spec([[1e-6, 2e-6]], vth=1.0))
 
 
