@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import lava_bridge
+from lava_bridge.quantize import QuantizeSettings
 import snntorch_async as sa
 
 
@@ -55,7 +56,9 @@ def main() -> None:
     fixed = lava_bridge.quantize(spec).spec
     emulated = lava_bridge.emulate(fixed, inputs)
     print(f"fixed-point emulator: {int(emulated.spikes[-1].sum())} output spikes")
-    lava_bridge.export_netx(fixed, out / "net.h5")
+    # netx has no weight exponent: quantize with exponent 0 for it
+    netx_spec = lava_bridge.quantize(spec, QuantizeSettings(weight_exp=0)).spec
+    lava_bridge.export_netx(netx_spec, out / "net.h5")
     lava_bridge.export_nir(spec, out / "net.nir")
     print(f"wrote {out / 'net.h5'} (lava-dl netx) and {out / 'net.nir'} (NIR)")
 

@@ -372,6 +372,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export(args) -> int:
     import lava_bridge as lb
+    from lava_bridge.quantize import QuantizeSettings
 
     model, meta = _model_from_checkpoint(args.checkpoint)
     out = Path(args.out)
@@ -386,7 +387,9 @@ def cmd_export(args) -> int:
     stem = Path(args.checkpoint).stem
     writers = {
         "spec": (".npz", lambda path: spec.save(path)),
-        "netx": (".h5", lambda path: lb.export_netx(lb.quantize(spec).spec, path)),
+        # netx has no weight exponent: quantize with exponent 0 for it
+        "netx": (".h5", lambda path: lb.export_netx(
+            lb.quantize(spec, QuantizeSettings(weight_exp=0)).spec, path)),
         "nir": (".nir", lambda path: lb.export_nir(spec, path)),
     }
     written = []
