@@ -40,6 +40,31 @@ def _python_version() -> tuple[int, int, int]:
     return tuple(sys.version_info[:3])  # type: ignore[return-value]
 
 
+def _import_lava_runtime() -> None:
+    """Import Lava's runtime, tolerating an already-set multiprocessing start method.
+
+    Lava calls ``multiprocessing.set_start_method('fork')`` when first imported, which raises
+    "context has already been set" once anything (e.g. a tqdm progress bar creating its lock)
+    has fixed the start method, even to ``'fork'``. During this one import, a request for the
+    method already in effect is accepted as a no-op; any other request still raises.
+    """
+    import multiprocessing as mp
+
+    original = mp.set_start_method
+
+    def set_start_method(method, force=False):
+        if not force and mp.get_start_method(allow_none=True) == method:
+            return
+        original(method, force=force)
+
+    mp.set_start_method = set_start_method
+    try:
+        import lava.magma.core.run_configs  # noqa: F401
+        import lava.magma.runtime.runtime  # noqa: F401
+    finally:
+        mp.set_start_method = original
+
+
 def require_lava() -> None:
     """Raise :class:`LavaUnavailableError` unless Lava can be imported here."""
     v = _python_version()
@@ -51,7 +76,7 @@ def require_lava() -> None:
             "`pip install 'snntorch-async[lava]'` (or run `make test`, which does)."
         )
     try:
-        import lava.magma.core.run_configs  # noqa: F401
+        _import_lava_runtime()
     except ImportError as e:
         raise LavaUnavailableError(
             f"Lava (lava-nc) cannot be imported in Python {version} ({e}). Fix: "

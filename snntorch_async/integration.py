@@ -212,31 +212,14 @@ def lava_check(model: nn.Module, inputs: Tensor, *, echo: Callable[[str], None])
 
 
 def preload_lava() -> None:
-    """Import Lava's runtime now (if installed), tolerating an already-set start method.
-
-    Lava calls ``multiprocessing.set_start_method('fork')`` when first imported, which raises
-    "context has already been set" once anything (e.g. a tqdm progress bar creating its lock)
-    has fixed the start method, even to ``'fork'``. During this one import, a request for the
-    method that is already in effect is accepted as a no-op; any other request still raises.
-    """
+    """Import Lava's runtime now, if installed (see ``lava_bridge.build._import_lava_runtime``:
+    it tolerates a start method already set by a progress bar)."""
     if not lava_available():
         return
-    import multiprocessing as mp
-
-    original = mp.set_start_method
-
-    def set_start_method(method, force=False):
-        if not force and mp.get_start_method(allow_none=True) == method:
-            return
-        original(method, force=force)
-
-    mp.set_start_method = set_start_method
     try:
-        importlib.import_module("lava.magma.runtime.runtime")
-    except RuntimeError as exc:  # report it where Lava is used
+        importlib.import_module("lava_bridge.build").require_lava()
+    except Exception as exc:  # report it where Lava is used
         log.warning("Lava could not be imported: %s", exc)
-    finally:
-        mp.set_start_method = original
 
 
 def lava_available() -> bool:
