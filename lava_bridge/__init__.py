@@ -39,13 +39,21 @@ from .verify import VerifyResult, align_pipeline, simulate_spec, verify
 #: Public names of part B's modules, imported on first use: name -> submodule.
 _LAZY = {
     "quantize": "quantize",
+    "QuantizeSettings": "quantize",
     "emulate": "emulator",
+    "EmulationResult": "emulator",
     "export_netx": "netx",
+    "read_netx": "netx",
     "export_nir": "nir",
+    "import_nir": "nir",
+    "model_from_spec": "nir",
+    "prepare_qat": "qat",
+    "remove_qat": "qat",
+    "qat": "qat",
 }
 #: Public functions that share their module's name: importing the submodule must not replace
 #: the function on the package (Python binds a submodule to its package on first import).
-_SHADOWED = {"build", "run", "convert", "verify", "quantize"}
+_SHADOWED = {"build", "run", "convert", "verify", "quantize", "qat"}
 
 
 class _Package(types.ModuleType):
