@@ -196,6 +196,8 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         bases.append(base)
         cand.append(c)
         cand_any.append(c.flatten(1).any(1))
+    any_cand = bool(torch.stack(cand_any).any())
+    track_membrane = sched.uses_membrane_priority
     acc = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
     fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
     evaluated = [torch.zeros_like(f) for f in fired]
@@ -286,8 +288,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 # only fired spikes become pending (a silent neuron's zero output must not ride
                 # along with a later spike of the same neuron: that would double its gradient)
                 pending[g] = pending[g] + (spk * new).flatten(1)
-                prio[g] = torch.where(new.flatten(1), mem.detach().flatten(1), prio[g])
-            else:
+                if track_membrane:
+                    prio[g] = torch.where(new.flatten(1), mem.detach().flatten(1), prio[g])
+            elif sched.stop_on_output is not None:
                 hit = new.flatten(1).any(1) & (out_at < 0)
                 out_at = torch.where(hit, fsteps, out_at)
 
@@ -315,8 +318,11 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     while True:
         pmask = torch.cat([p.detach() != 0 for p in pending] + [no_source], 1)
         has_pending = pmask.any(1)
-        unreached_cand = torch.stack([cand_any[l] & ~reached[:, l] for l in range(L)], 1)
-        active = ~stopped & (has_pending | unreached_cand.any(1))
+        if any_cand:
+            unreached_cand = torch.stack([cand_any[l] & ~reached[:, l] for l in range(L)], 1)
+            active = ~stopped & (has_pending | unreached_cand.any(1))
+        else:  # (common case: no neuron can fire without input, nothing to settle)
+            active = ~stopped & has_pending
         if sched.max_forward_steps is not None:
             active &= fsteps < sched.max_forward_steps
         if sched.stop_on_output is not None:
@@ -356,7 +362,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         # settle: samples with nothing pending reach their lowest unreached candidate layer
         settle = None
         lone = active & ~has_pending
-        if bool(lone.any()):
+        if any_cand and bool(lone.any()):
             first_l = torch.argmax(unreached_cand.long(), 1)
             settle = torch.zeros((B, L), device=dev, dtype=torch.bool)
             settle[torch.arange(B, device=dev), first_l] = True

@@ -133,6 +133,9 @@ class AsyncScheduler(Scheduler):
                 )
 
     # -- scheduling strategy --------------------------------------------------------------
+    #: Whether :meth:`priority` reads the recorded pre-spike membranes (else they are not kept).
+    uses_membrane_priority = False
+
     def priority(self, keys: "PriorityInputs") -> Tensor:
         """Priority of every source ``[B, S]`` (higher goes first); pending-ness is applied later."""
         raise NotImplementedError
@@ -234,6 +237,7 @@ class MomentumAsync(AsyncScheduler):
     """
 
     jitter: float = 1e-6
+    uses_membrane_priority = True
 
     def priority(self, keys: PriorityInputs) -> Tensor:
         noise = torch.rand(
