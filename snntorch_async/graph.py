@@ -116,6 +116,11 @@ class Layer:
     def numel(self) -> int:
         return self.neuron.numel
 
+    @property
+    def has_bias(self) -> bool:
+        """Whether a weighted op of the layer adds a bias current."""
+        return any(op.weighted and op.module.bias is not None for op in self.ops)
+
     def dense_synops(self) -> int:
         """Synaptic operations of one dense (every synapse) evaluation of this layer per sample."""
         return sum(

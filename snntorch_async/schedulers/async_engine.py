@@ -145,8 +145,7 @@ def _layer_current(
         lin = lone_linear(layer)
         if lin is not None and SPARSE_RATIO * int((x.detach() != 0).sum()) < x.numel():
             return _sparse_linear_current(lin, x, first, synops, cache if cache is not None else {})
-    has_bias = any(op.weighted and op.module.bias is not None for op in layer.ops)
-    n_first = int(first.sum()) if has_bias else 0
+    n_first = int(first.sum()) if layer.has_bias else 0
     if n_first == 0:
         return _apply_chain(layer, x, False, pools, synops)
     if n_first == first.numel():
@@ -168,6 +167,12 @@ def _received_count(layer, x: Tensor) -> Tensor:
         else:
             c = op.deliver(c)
     return c
+
+
+def _take(buf: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Split ``buf`` by ``mask`` (broadcastable): ``(the masked entries, buf with them zeroed)``."""
+    zero = torch.zeros_like(buf)
+    return torch.where(mask, buf, zero), torch.where(mask, zero, buf)
 
 
 def _bview(mask: Tensor, like: Tensor) -> Tensor:
@@ -358,14 +363,12 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             s = sel[:, starts[g] : starts[g] + sizes[g]]
             if not bool(s.any()):
                 continue
-            d = torch.where(s, pending[g], torch.zeros_like(pending[g]))
-            pending[g] = torch.where(s, torch.zeros_like(pending[g]), pending[g])
+            d, pending[g] = _take(pending[g], s)
             is_in = off and g == 0
             d = drop(d, sched.input_dropout if is_in else sched.spike_dropout)
             if silent is not None and not is_in and g < n_regular:
-                going = s.any(1, keepdim=True)
-                d = d + torch.where(going, silent[g], torch.zeros_like(silent[g]))
-                silent[g] = torch.where(going, torch.zeros_like(silent[g]), silent[g])
+                carry, silent[g] = _take(silent[g], s.any(1, keepdim=True))
+                d = d + carry
             if g >= n_regular:  # a delayed arrival group (layer, k)
                 la, k = arrivals[g - n_regular]
                 late.setdefault(la, []).append((k, d))
@@ -384,8 +387,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                     m = settle[:, l : l + 1]
                     if bool(m.any()):
                         g = l - 1 + off
-                        carry = torch.where(m, silent[g], torch.zeros_like(silent[g]))
-                        silent[g] = torch.where(m, torch.zeros_like(silent[g]), silent[g])
+                        carry, silent[g] = _take(silent[g], m)
                         deliveries[l] = deliveries[l] + carry if l in deliveries else carry
         forward_step(deliveries, settle, active, partial, late)
         if sched.stop_on_output is not None:
@@ -436,7 +438,6 @@ def zero_currents(ctx: SimContext) -> list[Tensor]:
     out = []
     for layer in ctx.graph.layers:
         z = torch.zeros((1, *layer.in_shape), device=ctx.device, dtype=ctx.dtype)
-        out.append(layer.forward_current(z) if any(
-            op.weighted and op.module.bias is not None for op in layer.ops
-        ) else torch.zeros((1, *layer.shape), device=ctx.device, dtype=ctx.dtype))
+        out.append(layer.forward_current(z) if layer.has_bias
+                   else torch.zeros((1, *layer.shape), device=ctx.device, dtype=ctx.dtype))
     return out
