@@ -9,6 +9,9 @@ Targets (issue 3): asynchronous inference within 3x of LayerSync at F = 64 and w
 F = 1; an asynchronous training step (F = 64) within 5x of a LayerSync training step with peak
 autograd memory within 2x. Also printed: how time grows with F (1, 8, 64, all) and with T.
 
+Inference runs through the native forward-step kernel (``snntorch_async.native``) when it is
+available; the same runs through the torch code (kernel off) are printed beside them.
+
 Times are medians of interleaved repeats (the machine is noisy: only the ratios measured in the
 same run mean something). Memory is the bytes of tensors saved for backward (counted with
 ``torch.autograd.graph.saved_tensors_hooks``), which is what grows with T and F.
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 import snntorch_async as sa
+from snntorch_async import native
 
 
 def build(gain: float, seed: int = 0) -> nn.Sequential:
@@ -77,6 +81,11 @@ def saved_bytes(fn) -> int:
     return total
 
 
+def without_kernel(net, x, sched):
+    with native.use_native(False):
+        return sa.simulate(net, x, scheduler=sched)
+
+
 def train_step(net, x, y, sched):
     net.zero_grad()
     spk = sa.simulate(net, x, scheduler=sched).spikes
@@ -94,8 +103,9 @@ def main() -> None:
     reps = 1 if args.quick else args.repeats
     torch.manual_seed(0)
     net = build(args.gain)
+    kernel = native.available()
     print(f"784-256-256-10 Leaky, T={T}, batch {B}, CPU threads={torch.get_num_threads()}, "
-          f"gain={args.gain}")
+          f"gain={args.gain}, native kernel {'on' if kernel else 'unavailable'} (inference)")
     async64 = sa.RandomAsync(forward_group_size=64, seed=0)
     for rate in (0.1, 0.3):
         x = (torch.rand(T, B, 784) < rate).float()
@@ -107,6 +117,9 @@ def main() -> None:
                 "F=64": lambda: sa.simulate(net, x, scheduler=async64),
                 "F=1": lambda: sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1)),
             }
+            if kernel:  # the same runs through the torch code (kernel off)
+                fns["F=64 torch"] = lambda: without_kernel(net, x, async64)
+                fns["F=1 torch"] = lambda: without_kernel(net, x, sa.RandomAsync(forward_group_size=1))
             t = interleaved(fns, reps)
             fs = {
                 F: float(sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=F))
@@ -118,6 +131,9 @@ def main() -> None:
               f"({t['F=64'] / t['LayerSync']:.2f}x, target <= 3x, {fs[64]:.1f} forward steps/step) "
               f"| F=1 {t['F=1']:.3f} s ({t['F=1'] / t['LayerSync']:.2f}x, target <= 15x, "
               f"{fs[1]:.1f} forward steps/step)")
+        if kernel:
+            print(f"  (torch code, native kernel off: F=64 {t['F=64 torch'] / t['LayerSync']:.2f}x, "
+                  f"F=1 {t['F=1 torch'] / t['LayerSync']:.2f}x)")
         y = torch.randint(0, 10, (B,))
         tt = interleaved({
             "sync": lambda: train_step(net, x, y, sa.LayerSync()),

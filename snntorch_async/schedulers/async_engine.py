@@ -117,13 +117,25 @@ def _sparse_linear_current(
     b_idx, j_idx = (xf.detach() != 0).nonzero(as_tuple=True)
     wt = cache.get(id(op))
     if wt is None:  # rows of Wᵀ are contiguous: gathering them is cheap (once per time step)
-        wt = cache[id(op)] = op.module.weight.t().contiguous()
+        wt = cache[id(op)] = transposed_weight(op, cache.get("sim"))
     contrib = wt[j_idx] * xf[b_idx, j_idx].unsqueeze(1)
     cur = torch.zeros((xf.shape[0], wt.shape[1]), device=xf.device, dtype=xf.dtype)
     cur = cur.index_add(0, b_idx, contrib)
     if op.module.bias is not None and bool(first.any()):
         cur = cur + first.unsqueeze(1).to(cur.dtype) * op.module.bias
     return cur
+
+
+def transposed_weight(op: LinearOp, cache: dict | None = None) -> Tensor:
+    """``Wᵀ`` contiguous (rows = inputs). In inference (no gradient recorded) it is kept in
+    ``cache`` (the simulation's scratch space) so that it is built once per simulation."""
+    w = op.module.weight
+    if cache is None or (torch.is_grad_enabled() and w.requires_grad):
+        return w.t().contiguous()
+    key = ("wt", id(op))
+    if key not in cache:
+        cache[key] = w.detach().t().contiguous()
+    return cache[key]
 
 
 #: A partial delivery gathers weight rows when it holds fewer events than 1/SPARSE_RATIO of its
@@ -133,17 +145,21 @@ SPARSE_RATIO = 32
 
 def _layer_current(
     layer, x: Tensor, first: Tensor, pools: dict, synops: Tensor, sparse: bool = False,
-    cache: dict | None = None,
+    cache: dict | None = None, exact: bool = False,
 ) -> Tensor:
     """Current into ``layer`` from delivered spikes; samples in ``first`` also get the bias.
 
     With ``sparse`` (a partial group was delivered) a lone ``nn.Linear`` gathers the delivered
     columns instead of multiplying a mostly-zero matrix; otherwise the dense path calls the
     modules exactly as LayerSync does (bit-identical currents for whole-layer deliveries).
+    With ``exact`` a lone ``nn.Linear`` always gathers (the inference arithmetic, which the
+    native kernel reproduces bit for bit).
     """
-    if sparse:
+    if sparse or exact:
         lin = lone_linear(layer)
-        if lin is not None and SPARSE_RATIO * int((x.detach() != 0).sum()) < x.numel():
+        if lin is not None and (
+            exact or SPARSE_RATIO * int((x.detach() != 0).sum()) < x.numel()
+        ):
             return _sparse_linear_current(lin, x, first, synops, cache if cache is not None else {})
     n_first = int(first.sum()) if layer.has_bias else 0
     if n_first == 0:
@@ -180,7 +196,7 @@ def _bview(mask: Tensor, like: Tensor) -> Tensor:
 
 
 def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState", x: Tensor, t: int):
-    from .asynchronous import AsyncState, PriorityInputs
+    from .asynchronous import AsyncState
 
     graph, params = ctx.graph, ctx.params
     layers = graph.layers
@@ -200,6 +216,29 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     sizes = [p.shape[1] for p in pending]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     total = sum(sizes)
+    F = sched.forward_group_size
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in graph.model.parameters())
+    )
+    # Inference on the CPU with partial groups: every delivery after the input frame gathers
+    # weight columns in source order (the arithmetic the native kernel reproduces bit for bit).
+    exact = not needs_grad and dev.type == "cpu" and F is not None and F < sum(sizes[:n_regular])
+
+    # keys of the pending sources (higher goes first), fixed when a source becomes pending
+    mode = sched.key_mode
+    index = torch.arange(total, device=dev)
+    noise = clock = None
+    if mode == "random":  # exponential race: key = -(clock + Exp(1)), see docs/async.md
+        noise = torch.empty((B, total), device=dev, dtype=dt).exponential_(generator=gen)
+        keys = -noise
+        clock = torch.zeros(B, device=dev, dtype=dt)
+    elif mode == "membrane":
+        noise = sched.jitter * torch.rand((B, total), generator=gen, device=dev, dtype=dt)
+        keys = torch.cat([p.detach() for p in prio] + [noise[:, :0]], 1) + noise
+        if off:  # non-prioritised input events go before every neuron spike
+            keys[:, : sizes[0]] = float("inf")
+    else:
+        keys = (-index.to(dt)).expand(B, -1).clone()
 
     # 1. leak; candidates = neurons that fire with the bias alone
     zero_cur = state.zero_current
@@ -213,8 +252,8 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         cand.append(c)
         cand_any.append(c.flatten(1).any(1))
     any_cand = bool(torch.stack(cand_any).any())
-    wt_cache: dict = {}  # transposed weights for sparse deliveries, built once per time step
-    track_membrane = sched.uses_membrane_priority
+    # transposed weights for sparse deliveries: once per time step (per simulation in inference)
+    wt_cache: dict = {"sim": ctx.cache}
     acc = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
     fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
     evaluated = [torch.zeros_like(f) for f in fired]
@@ -241,6 +280,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         active: Tensor,
         sparse: bool = False,
         arrived: dict[int, list[tuple[int, Tensor]]] | None = None,
+        exact_ok: bool = True,
     ) -> None:
         """Deliver ``deliveries[l]`` (source values ``[B, n]``) into layer ``l``; integrate; fire."""
         nonlocal out_at
@@ -272,7 +312,8 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                                 [queues[i][: k - 1], (queues[i][k - 1] + src.flatten(1))[None],
                                  queues[i][k:]], 0)
             else:
-                cur = _layer_current(layer, xin, first, pools[l], synops[:, l], sparse, wt_cache)
+                cur = _layer_current(layer, xin, first, pools[l], synops[:, l], sparse, wt_cache,
+                                     exact and exact_ok)
             reached[:, l] |= first
             ev = cur.detach() != 0
             if sched.full_layer_evaluation:
@@ -302,11 +343,19 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 g = l + off
                 if silent is not None:
                     silent[g] = silent[g] + (spk_all * (can & ~new)).flatten(1)
+                newf = new.flatten(1)
+                s0, s1 = starts[g], starts[g] + sizes[g]
+                if mode == "random":  # a source already pending keeps its key
+                    fresh = newf & (pending[g].detach() == 0)
+                    keys[:, s0:s1] = torch.where(
+                        fresh, -(clock[:, None] + noise[:, s0:s1]), keys[:, s0:s1])
+                elif mode == "membrane":
+                    memf = mem.detach().flatten(1)
+                    prio[g] = torch.where(newf, memf, prio[g])
+                    keys[:, s0:s1] = torch.where(newf, memf + noise[:, s0:s1], keys[:, s0:s1])
                 # only fired spikes become pending (a silent neuron's zero output must not ride
                 # along with a later spike of the same neuron: that would double its gradient)
                 pending[g] = pending[g] + (spk * new).flatten(1)
-                if track_membrane:
-                    prio[g] = torch.where(new.flatten(1), mem.detach().flatten(1), prio[g])
             elif sched.stop_on_output is not None:
                 hit = new.flatten(1).any(1) & (out_at < 0)
                 out_at = torch.where(hit, fsteps, out_at)
@@ -323,16 +372,22 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 g = n_regular + i
                 late0.append((k, drop(pending[g], sched.input_dropout)))
                 pending[g] = torch.zeros_like(pending[g])
-        forward_step({0: xin}, frame, torch.ones(B, device=dev, dtype=torch.bool), False, {0: late0})
+        forward_step({0: xin}, frame, torch.ones(B, device=dev, dtype=torch.bool), False, {0: late0},
+                     exact_ok=False)
     else:
         pending[0] = pending[0] + x.flatten(1)
 
     # 3. forward steps
     no_source = torch.zeros((B, 0), device=dev, dtype=torch.bool)  # (single-layer networks)
-    index = torch.arange(total, device=dev)
-    is_input = (index < sizes[0]) if off else torch.zeros(total, device=dev, dtype=torch.bool)
-    F = sched.forward_group_size
-    while True:
+    lib = None
+    if exact and not arrivals and sync is None and dt == torch.float32:
+        lib = _native_library(sched, graph, training)
+    if lib is not None:
+        acc, fired, evaluated, spikes, pending, prio = _run_native(
+            lib, sched, ctx, layers, params, bases, cand if any_cand else None, acc, fired,
+            evaluated, spikes, pending, prio, keys, noise, clock, reached, synops, fsteps, out_at,
+            off)
+    while lib is None:
         pmask = torch.cat([p.detach() != 0 for p in pending] + [no_source], 1)
         has_pending = pmask.any(1)
         if any_cand:
@@ -351,12 +406,13 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
         partial = not (F is None or F >= int(n_pend.max()))
         if not partial:
             sel = pmask
-        else:
-            keys = sched.priority(
-                PriorityInputs(torch.cat(prio, 1), is_input.expand(B, -1), index, gen)
-            ).masked_fill(~pmask, float("-inf"))
-            idx = keys.topk(F, dim=1).indices
+        else:  # the F highest keys; ties: lower source index first (as the native kernel)
+            ranked = keys.masked_fill(~pmask, float("-inf"))
+            idx = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :F]
             sel = torch.zeros_like(pmask).scatter_(1, idx, True) & pmask
+        if mode == "random" and total:  # the race clock moves to the last selected key
+            kmin = keys.masked_fill(~sel, float("inf")).amin(1)
+            clock = torch.where(sel.any(1), -kmin, clock)
         deliveries: dict[int, Tensor] = {}
         late: dict[int, list[tuple[int, Tensor]]] = {}
         for g in range(len(pending)):
@@ -441,3 +497,114 @@ def zero_currents(ctx: SimContext) -> list[Tensor]:
         out.append(layer.forward_current(z) if layer.has_bias
                    else torch.zeros((1, *layer.shape), device=ctx.device, dtype=ctx.dtype))
     return out
+
+
+def _heaviside_forward(neuron) -> bool:
+    """Whether the neuron's ``spike_grad`` is a plain Heaviside step forward (``x > 0`` → 1)."""
+    fn = neuron.module.spike_grad
+    hit = neuron.__dict__.get("_heaviside")
+    if hit is None or hit[0] is not fn:
+        probe = torch.tensor([-1.0, -1e-30, 0.0, 1e-30, 1.0, 3.0])
+        with torch.no_grad():
+            try:
+                out = neuron.spike_fn(probe)
+                ok = bool(torch.equal(out, torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])))
+            except Exception:  # noqa: BLE001 - anything unusual: use the torch path
+                ok = False
+        hit = neuron.__dict__["_heaviside"] = (fn, ok)
+    return hit[1]
+
+
+def _native_library(sched, graph, training: bool):
+    """The native kernel if it can run this network's forward steps, else ``None``."""
+    from .. import native
+    from ..neurons import LeakyNeuron
+
+    if not native.enabled():
+        return None
+    if training and (sched.spike_dropout > 0 or sched.input_dropout > 0):
+        return None
+    for layer in graph.layers:
+        lin = lone_linear(layer)
+        if lin is None or getattr(lin, "stateful", False) or type(layer.neuron) is not LeakyNeuron:
+            return None
+        if lin.module.weight.dtype != torch.float32 or not _heaviside_forward(layer.neuron):
+            return None
+    return native.library()
+
+
+def _ptr(t: Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+def _run_native(lib, sched, ctx, layers, params, bases, cand, acc, fired, evaluated, spikes,
+                pending, prio, keys, noise, clock, reached, synops, fsteps, out_at, off):
+    """Run the remaining forward steps of the time step in the native kernel (in place on flat
+    copies of the per-layer buffers) and return the per-layer buffers as views of them."""
+    import ctypes
+
+    from ..neurons import SUBTRACT
+
+    L, B = len(layers), fsteps.shape[0]
+    n = [layer.neuron.numel for layer in layers]
+    lay_off = [0]
+    for k in n:
+        lay_off.append(lay_off[-1] + k)
+    G = len(pending)
+    grp_off = [0]
+    for p in pending:
+        grp_off.append(grp_off[-1] + p.shape[1])
+    N, S = lay_off[-1], grp_off[-1]
+    grp_tgt = [g + 1 - off for g in range(G)]
+    lay_grp = [l + off if l < L - 1 else -1 for l in range(L)]
+
+    def flat(ts, dtype=None):
+        return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
+
+    lins = [lone_linear(layer) for layer in layers]
+    wts = [transposed_weight(op, ctx.cache) for op in lins]
+    biases = [None if op.module.bias is None else op.module.bias.detach().contiguous()
+              for op in lins]
+    fan = torch.cat([lins[grp_tgt[g]]._fanout((pending[g].shape[1],), torch.float32).reshape(-1)
+                     for g in range(G)] + [torch.zeros(0)]).contiguous()
+    thr = torch.cat([torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
+                     for l, layer in enumerate(layers)]).to(torch.float32).contiguous()
+    shapes = [(B, *layer.shape) for layer in layers]
+    dec = flat([bases[l].decayed.detach().expand(shapes[l]) for l in range(L)])
+    subs = [layer.neuron.reset == SUBTRACT for layer in layers]
+    sub = flat([(bases[l].reset * params[l].threshold).detach().expand(shapes[l]) if subs[l]
+                else torch.zeros(shapes[l]) for l in range(L)])
+    acc_f, spk_f = flat(acc), flat(spikes)
+    cand_f = flat(cand) if cand is not None else None
+    fired_f, ev_f = flat(fired), flat(evaluated)
+    pend_f = flat(pending) if G else torch.zeros((B, 0))
+    membrane = sched.key_mode == "membrane"
+    prio_f = flat(prio) if (membrane and G) else None
+    mode = {"random": 0, "membrane": 1, "index": 2}[sched.key_mode]
+    noise_f = noise if noise is not None else torch.zeros((B, S))
+    i64 = lambda v: (ctypes.c_int64 * len(v))(*v)  # noqa: E731
+    vp = lambda ts: (ctypes.c_void_p * len(ts))(*[_ptr(t) for t in ts])  # noqa: E731
+    u8 = lambda v: (ctypes.c_uint8 * len(v))(*[int(b) for b in v])  # noqa: E731
+    F = sched.forward_group_size
+    rc = lib.sa_async_steps(
+        B, L, G, N, S, i64(lay_off), i64(grp_off), i64(grp_tgt), i64(lay_grp), vp(wts), vp(biases),
+        u8(subs), u8([layer.neuron.reset == ZERO for layer in layers]), _ptr(fan), _ptr(thr),
+        _ptr(cand_f),
+        _ptr(dec), _ptr(sub), _ptr(acc_f), _ptr(fired_f), _ptr(ev_f), _ptr(spk_f), _ptr(pend_f),
+        _ptr(keys), _ptr(prio_f), _ptr(noise_f), _ptr(clock), mode, _ptr(reached), _ptr(synops),
+        _ptr(fsteps), _ptr(out_at), F,
+        -1 if sched.max_forward_steps is None else sched.max_forward_steps,
+        -1 if sched.stop_on_output is None else sched.stop_on_output,
+        int(bool(sched.full_layer_evaluation)),
+    )
+    if rc != 0:
+        raise MemoryError("snntorch_async native kernel: out of memory")
+
+    def split(t, offs, shp):
+        return [t[:, offs[i]: offs[i + 1]].reshape(shp[i]) for i in range(len(offs) - 1)]
+
+    gshapes = [(B, p.shape[1]) for p in pending]
+    return (split(acc_f, lay_off, shapes), split(fired_f, lay_off, shapes),
+            split(ev_f, lay_off, shapes), split(spk_f, lay_off, shapes),
+            split(pend_f, grp_off, gshapes),
+            split(prio_f, grp_off, gshapes) if prio_f is not None else prio)

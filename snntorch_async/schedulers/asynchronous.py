@@ -133,12 +133,16 @@ class AsyncScheduler(Scheduler):
                 )
 
     # -- scheduling strategy --------------------------------------------------------------
-    #: Whether :meth:`priority` reads the recorded pre-spike membranes (else they are not kept).
-    uses_membrane_priority = False
+    #: How pending spikes are ordered (higher key goes first, ties: lower source index first):
+    #: ``"random"``: uniformly random order (exponential race, see docs/async.md);
+    #: ``"membrane"``: the source's pre-spike membrane plus ``jitter`` noise (inputs first);
+    #: ``"index"``: layer order, then neuron index.
+    key_mode = "random"
 
-    def priority(self, keys: "PriorityInputs") -> Tensor:
-        """Priority of every source ``[B, S]`` (higher goes first); pending-ness is applied later."""
-        raise NotImplementedError
+    @property
+    def uses_membrane_priority(self) -> bool:
+        """Whether the recorded pre-spike membranes are kept (momentum ordering)."""
+        return self.key_mode == "membrane"
 
     # -- protocol --------------------------------------------------------------------------
     def check(self, graph: NetworkGraph) -> None:
@@ -205,24 +209,11 @@ class AsyncScheduler(Scheduler):
         return detach_tree(state)._replace(zero_current=tuple(zero_currents(ctx)))
 
 
-class PriorityInputs(NamedTuple):
-    """What a strategy may use to order pending spikes (all ``[B, S]`` over the source groups)."""
-
-    membrane: Tensor  # recorded pre-spike membrane (detached); 0 for inputs
-    is_input: Tensor  # bool
-    index: Tensor  # global source index (layer order), ``[S]``
-    generator: torch.Generator
-
-
 @dataclass(frozen=True, kw_only=True, eq=False)
 class RandomAsync(AsyncScheduler):
     """Pending spikes are delivered in a uniformly random order (per sample, seeded)."""
 
-    def priority(self, keys: PriorityInputs) -> Tensor:
-        return torch.rand(
-            keys.membrane.shape, generator=keys.generator, device=keys.membrane.device,
-            dtype=keys.membrane.dtype,
-        )
+    key_mode = "random"
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -237,15 +228,7 @@ class MomentumAsync(AsyncScheduler):
     """
 
     jitter: float = 1e-6
-    uses_membrane_priority = True
-
-    def priority(self, keys: PriorityInputs) -> Tensor:
-        noise = torch.rand(
-            keys.membrane.shape, generator=keys.generator, device=keys.membrane.device,
-            dtype=keys.membrane.dtype,
-        )
-        key = keys.membrane + self.jitter * noise
-        return torch.where(keys.is_input, torch.full_like(key, math.inf), key)
+    key_mode = "membrane"
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -256,8 +239,7 @@ class LayerOrderedAsync(AsyncScheduler):
     reproduces :class:`~snntorch_async.LayerSync` spike for spike (the anchor test).
     """
 
-    def priority(self, keys: PriorityInputs) -> Tensor:
-        return (-keys.index.to(keys.membrane.dtype)).expand_as(keys.membrane)
+    key_mode = "index"
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -44,6 +44,8 @@ class SimContext:
         steps: Number of time steps T.
         device: Device of the model and inputs.
         dtype: Floating dtype of the model and inputs.
+        cache: Per-simulation scratch space of the schedulers (e.g. transposed weights, valid
+            while the simulation runs: parameters cannot change during one).
     """
 
     graph: NetworkGraph
@@ -53,6 +55,7 @@ class SimContext:
     steps: int
     device: torch.device
     dtype: torch.dtype
+    cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 class StepOutput(NamedTuple):
