@@ -104,7 +104,7 @@ def _build() -> ctypes.CDLL:
     fn.restype = ctypes.c_int
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     fn.argtypes = (
-        [i64] * 5 + [ptr] * 4 + [ctypes.POINTER(ptr)] * 2 + [ptr] * 16 + [i64] + [ptr] * 4
+        [i64] * 5 + [ptr] * 4 + [ctypes.POINTER(ptr)] * 2 + [ptr] * 17 + [i64] + [ptr] * 4
         + [i64] * 4
     )
     return lib

@@ -52,19 +52,19 @@ def _inputs(seed, T=8, B=5, n=20, p=0.4, graded=False):
 
 def _run_both(net, x, sched):
     calls = []
-    real = async_engine._run_native
+    real = async_engine._native_time_step
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
     with torch.no_grad():
-        async_engine._run_native = counting
+        async_engine._native_time_step = counting
         try:
             with native.use_native(True):
                 r1 = sa.simulate(net, x, scheduler=sched, record=REC)
         finally:
-            async_engine._run_native = real
+            async_engine._native_time_step = real
         with native.use_native(False):
             r2 = sa.simulate(net, x, scheduler=sched, record=REC)
     return r1, r2, len(calls)
@@ -168,8 +168,8 @@ def test_kernel_not_used_where_it_does_not_apply():
     x = _inputs(1)
     sched = sa.RandomAsync(forward_group_size=2)
     calls = []
-    real = async_engine._run_native
-    async_engine._run_native = lambda *a, **k: calls.append(1) or real(*a, **k)
+    real = async_engine._native_time_step
+    async_engine._native_time_step = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
         sa.simulate(net, x, scheduler=sched)  # gradients are recorded: torch code
         with torch.no_grad():
@@ -182,7 +182,7 @@ def test_kernel_not_used_where_it_does_not_apply():
             sa.simulate(net, x, scheduler=sched)
         assert calls
     finally:
-        async_engine._run_native = real
+        async_engine._native_time_step = real
 
 
 def test_missing_compiler_falls_back_with_one_warning(monkeypatch):

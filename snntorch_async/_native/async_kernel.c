@@ -59,6 +59,8 @@ int sa_async_steps(
     const float *fan,         /* [S] non-zero fan-out of each source (synaptic operations) */
     const float *thr,         /* [N] threshold */
     const uint8_t *cand,      /* [B, N] candidates: fire on the bias alone, or NULL (none) */
+    const float *frame_cur,   /* [B, n_0] the input frame's current into layer 0 (bias included),
+                                 delivered in a first forward step; NULL: no input frame */
     const float *decayed,     /* [B, N] */
     const float *sub,         /* [B, N] reset * threshold (read where lay_sub) */
     float *acc,               /* [B, N] in/out: the step's accumulated current */
@@ -124,9 +126,14 @@ int sa_async_steps(
             if (cd) for (int64_t k = lay_off[l]; k < lay_off[l + 1]; k++) if (cd[k]) { cany[l] = 1; break; }
         }
 
+        int frame = frame_cur != NULL;
         for (;;) {
-            int64_t settle = -1;  /* nothing pending: reach the lowest unreached candidate layer */
-            if (np == 0) {
+            int64_t settle = -1, ns = 0;
+            if (frame) {  /* the prioritised input frame: always one forward step */
+                fs += 1;
+                goto deliver;
+            }
+            if (np == 0) {  /* nothing pending: reach the lowest unreached candidate layer */
                 for (int64_t l = 0; l < L; l++) if (cany[l] && !re[l]) { settle = l; break; }
                 if (settle < 0) break;
             }
@@ -134,7 +141,6 @@ int sa_async_steps(
             if (stop_k >= 0 && oa >= 0 && fs >= oa + stop_k) break;
             fs += 1;
 
-            int64_t ns = 0;
             if (settle < 0) {
                 /* select */
                 if (F >= np) {
@@ -170,13 +176,20 @@ int sa_async_steps(
                 }
             }
 
+        deliver:;
             /* deliver, layer by layer (groups are in layer order, sel is ascending) */
             int64_t i = 0;
             for (int64_t t = 0; t < L; t++) {
                 int64_t g = tgt_grp[t];
                 int64_t n0 = lay_off[t], nt = lay_off[t + 1] - n0;
-                int touched = 0;
-                if (t == settle) {
+                int touched = 0, with_bias = 1;
+                if (frame) {
+                    if (t != 0) continue;
+                    const float *fc = frame_cur + b * nt;
+                    touched = 1;
+                    with_bias = 0;
+                    for (int64_t n = 0; n < nt; n++) cur[n] = fc[n];
+                } else if (t == settle) {
                     touched = 1;
                     for (int64_t n = 0; n < nt; n++) cur[n] = 0.0f;
                 } else if (g >= 0 && i < ns && sel[i] < grp_off[g + 1]) {
@@ -194,7 +207,7 @@ int sa_async_steps(
                 if (!touched) continue;
                 int first = !re[t];
                 re[t] = 1;
-                if (first && bias[t]) {
+                if (first && with_bias && bias[t]) {
                     const float *bt = bias[t];
                     for (int64_t n = 0; n < nt; n++) cur[n] = cur[n] + bt[n];
                 }
@@ -234,6 +247,7 @@ int sa_async_steps(
                     }
                 }
             }
+            frame = 0;
         }
         fsteps[b] = fs;
         out_at[b] = oa;

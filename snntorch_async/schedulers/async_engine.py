@@ -195,7 +195,31 @@ def _bview(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _initial_keys(sched, prio, sizes, off, gen, B, dev, dt):
+    """Keys of the pending sources at the start of a time step (higher goes first; a source's key
+    is fixed when it becomes pending), the step's noise draws and the race clock."""
+    total = sum(sizes)
+    mode = sched.key_mode
+    noise = clock = None
+    if mode == "random":  # exponential race: key = -(clock + Exp(1)), see docs/async.md
+        u = torch.rand((B, total), generator=gen, device=dev, dtype=dt)
+        noise = u.neg_().add_(1).log_().neg_()  # -log(1 - U): Exp(1), finite (U < 1)
+        keys = -noise
+        clock = torch.zeros(B, device=dev, dtype=dt)
+    elif mode == "membrane":
+        noise = sched.jitter * torch.rand((B, total), generator=gen, device=dev, dtype=dt)
+        keys = torch.cat([p.detach() for p in prio] + [noise[:, :0]], 1) + noise
+        if off:  # non-prioritised input events go before every neuron spike
+            keys[:, : sizes[0]] = float("inf")
+    else:
+        keys = (-torch.arange(total, device=dev).to(dt)).expand(B, -1).clone()
+    return keys, noise, clock
+
+
 def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState", x: Tensor, t: int):
+    lib = _native_for(sched, ctx, state, x)
+    if lib is not None:
+        return _native_time_step(lib, sched, ctx, state, x)
     from .asynchronous import AsyncState
 
     graph, params = ctx.graph, ctx.params
@@ -217,28 +241,13 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     total = sum(sizes)
     F = sched.forward_group_size
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in graph.model.parameters())
-    )
+    needs_grad = _needs_grad(ctx, x)
     # Inference on the CPU with partial groups: every delivery after the input frame gathers
     # weight columns in source order (the arithmetic the native kernel reproduces bit for bit).
     exact = not needs_grad and dev.type == "cpu" and F is not None and F < sum(sizes[:n_regular])
 
-    # keys of the pending sources (higher goes first), fixed when a source becomes pending
     mode = sched.key_mode
-    index = torch.arange(total, device=dev)
-    noise = clock = None
-    if mode == "random":  # exponential race: key = -(clock + Exp(1)), see docs/async.md
-        noise = torch.empty((B, total), device=dev, dtype=dt).exponential_(generator=gen)
-        keys = -noise
-        clock = torch.zeros(B, device=dev, dtype=dt)
-    elif mode == "membrane":
-        noise = sched.jitter * torch.rand((B, total), generator=gen, device=dev, dtype=dt)
-        keys = torch.cat([p.detach() for p in prio] + [noise[:, :0]], 1) + noise
-        if off:  # non-prioritised input events go before every neuron spike
-            keys[:, : sizes[0]] = float("inf")
-    else:
-        keys = (-index.to(dt)).expand(B, -1).clone()
+    keys, noise, clock = _initial_keys(sched, prio, sizes, off, gen, B, dev, dt)
 
     # 1. leak; candidates = neurons that fire with the bias alone
     zero_cur = state.zero_current
@@ -379,15 +388,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
 
     # 3. forward steps
     no_source = torch.zeros((B, 0), device=dev, dtype=torch.bool)  # (single-layer networks)
-    lib = None
-    if exact and not arrivals and sync is None and dt == torch.float32:
-        lib = _native_library(sched, graph, training)
-    if lib is not None:
-        acc, fired, evaluated, spikes, pending, prio = _run_native(
-            lib, sched, ctx, layers, params, bases, cand if any_cand else None, acc, fired,
-            evaluated, spikes, pending, prio, keys, noise, clock, reached, synops, fsteps, out_at,
-            off)
-    while lib is None:
+    while True:
         pmask = torch.cat([p.detach() != 0 for p in pending] + [no_source], 1)
         has_pending = pmask.any(1)
         if any_cand:
@@ -515,96 +516,173 @@ def _heaviside_forward(neuron) -> bool:
     return hit[1]
 
 
-def _native_library(sched, graph, training: bool):
-    """The native kernel if it can run this network's forward steps, else ``None``."""
+def _needs_grad(ctx: SimContext, x: Tensor) -> bool:
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in ctx.graph.model.parameters())
+    )
+
+
+def _native_for(sched, ctx: SimContext, state, x: Tensor):
+    """The native kernel if it runs this simulation's time steps (decided once per simulation:
+    see docs/async.md, "The native kernel"), else ``None``."""
+    key = "native_lib"
+    if key in ctx.cache:
+        return ctx.cache[key]
     from .. import native
     from ..neurons import LeakyNeuron
 
-    if not native.enabled():
-        return None
-    if training and (sched.spike_dropout > 0 or sched.input_dropout > 0):
-        return None
-    for layer in graph.layers:
+    graph, F = ctx.graph, sched.forward_group_size
+    ok = (
+        native.enabled() and not _needs_grad(ctx, x) and ctx.device.type == "cpu"
+        and ctx.dtype == torch.float32 and F is not None and not arrival_groups(graph)
+        and F < sum(p.shape[1] for p in state.pending)
+        and sched.sync_threshold is None
+        and not (graph.model.training and (sched.spike_dropout > 0 or sched.input_dropout > 0))
+    )
+    for layer in graph.layers if ok else ():
         lin = lone_linear(layer)
-        if lin is None or getattr(lin, "stateful", False) or type(layer.neuron) is not LeakyNeuron:
-            return None
-        if lin.module.weight.dtype != torch.float32 or not _heaviside_forward(layer.neuron):
-            return None
-    return native.library()
+        if (lin is None or getattr(lin, "stateful", False) or type(layer.neuron) is not LeakyNeuron
+                or lin.module.weight.dtype != torch.float32 or not _heaviside_forward(layer.neuron)):
+            ok = False
+            break
+    ctx.cache[key] = native.library() if ok else None
+    return ctx.cache[key]
 
 
-def _ptr(t: Tensor | None):
-    return None if t is None else t.data_ptr()
-
-
-def _run_native(lib, sched, ctx, layers, params, bases, cand, acc, fired, evaluated, spikes,
-                pending, prio, keys, noise, clock, reached, synops, fsteps, out_at, off):
-    """Run the remaining forward steps of the time step in the native kernel (in place on flat
-    copies of the per-layer buffers) and return the per-layer buffers as views of them."""
+def _native_plan(sched, ctx: SimContext, state) -> dict:
+    """What stays fixed for the kernel during one simulation (offsets, weights, thresholds)."""
+    plan = ctx.cache.get("native_plan")
+    if plan is not None:
+        return plan
     import ctypes
 
     from ..neurons import SUBTRACT
 
-    L, B = len(layers), fsteps.shape[0]
-    n = [layer.neuron.numel for layer in layers]
-    lay_off = [0]
-    for k in n:
-        lay_off.append(lay_off[-1] + k)
-    G = len(pending)
-    grp_off = [0]
-    for p in pending:
+    layers, params = ctx.graph.layers, ctx.params
+    L, B = len(layers), ctx.batch
+    off = 0 if sched.prioritize_input else 1
+    lay_off, grp_off = [0], [0]
+    for layer in layers:
+        lay_off.append(lay_off[-1] + layer.neuron.numel)
+    for p in state.pending:
         grp_off.append(grp_off[-1] + p.shape[1])
-    N, S = lay_off[-1], grp_off[-1]
+    G = len(state.pending)
     grp_tgt = [g + 1 - off for g in range(G)]
-    lay_grp = [l + off if l < L - 1 else -1 for l in range(L)]
-
-    def flat(ts, dtype=None):
-        return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
-
     lins = [lone_linear(layer) for layer in layers]
     wts = [transposed_weight(op, ctx.cache) for op in lins]
     biases = [None if op.module.bias is None else op.module.bias.detach().contiguous()
               for op in lins]
-    fan = torch.cat([lins[grp_tgt[g]]._fanout((pending[g].shape[1],), torch.float32).reshape(-1)
-                     for g in range(G)] + [torch.zeros(0)]).contiguous()
+    fan = torch.cat([lins[grp_tgt[g]]._fanout((grp_off[g + 1] - grp_off[g],), torch.float32)
+                     .reshape(-1) for g in range(G)] + [torch.zeros(0)]).contiguous()
     thr = torch.cat([torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
                      for l, layer in enumerate(layers)]).to(torch.float32).contiguous()
-    shapes = [(B, *layer.shape) for layer in layers]
-    dec = flat([bases[l].decayed.detach().expand(shapes[l]) for l in range(L)])
+
+    def i64(v):
+        return (ctypes.c_int64 * len(v))(*v)
+
+    def vp(ts):
+        return (ctypes.c_void_p * len(ts))(*[None if t is None else t.data_ptr() for t in ts])
+
+    def u8(v):
+        return (ctypes.c_uint8 * len(v))(*[int(b) for b in v])
+
     subs = [layer.neuron.reset == SUBTRACT for layer in layers]
-    sub = flat([(bases[l].reset * params[l].threshold).detach().expand(shapes[l]) if subs[l]
-                else torch.zeros(shapes[l]) for l in range(L)])
-    acc_f, spk_f = flat(acc), flat(spikes)
-    cand_f = flat(cand) if cand is not None else None
-    fired_f, ev_f = flat(fired), flat(evaluated)
-    pend_f = flat(pending) if G else torch.zeros((B, 0))
+    plan = dict(
+        keep=(wts, biases, fan, thr), L=L, G=G, N=lay_off[-1], S=grp_off[-1], lay_off=lay_off,
+        grp_off=grp_off, subs=subs, shapes=[(B, *layer.shape) for layer in layers],
+        args=(i64(lay_off), i64(grp_off), i64(grp_tgt),
+              i64([l + off if l < L - 1 else -1 for l in range(L)]), vp(wts), vp(biases),
+              u8(subs), u8([layer.neuron.reset == ZERO for layer in layers]), fan.data_ptr(),
+              thr.data_ptr()),
+        mode={"random": 0, "membrane": 1, "index": 2}[sched.key_mode],
+        limits=(sched.forward_group_size,
+                -1 if sched.max_forward_steps is None else sched.max_forward_steps,
+                -1 if sched.stop_on_output is None else sched.stop_on_output,
+                int(bool(sched.full_layer_evaluation))),
+    )
+    ctx.cache["native_plan"] = plan
+    return plan
+
+
+def _native_time_step(lib, sched, ctx: SimContext, state, x: Tensor):
+    """One time step with the forward steps in the native kernel: the same leak, candidates,
+    keys, input frame and finish as :func:`run_time_step` (and the same values, bit for bit)."""
+    from .asynchronous import AsyncState
+
+    layers, params = ctx.graph.layers, ctx.params
+    L, B, dev, dt = len(layers), ctx.batch, ctx.device, ctx.dtype
+    plan = _native_plan(sched, ctx, state)
+    gen, zero_cur = state.generator, state.zero_current
+    off = 0 if sched.prioritize_input else 1
+    pending, prio = list(state.pending), list(state.priority)
+    sizes = [p.shape[1] for p in pending]
+    keys, noise, clock = _initial_keys(sched, prio, sizes, off, gen, B, dev, dt)
+
+    bases, cand = [], []
+    for l, layer in enumerate(layers):  # leak; candidates fire with the bias alone
+        base = layer.neuron.begin(params[l], state.neurons[l])
+        mem0, _ = layer.neuron.membrane(params[l], base, zero_cur[l])
+        bases.append(base)
+        cand.append((layer.neuron.fire(params[l], mem0) > 0).expand(plan["shapes"][l]))
+
+    def flat(ts):
+        return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
+
+    N, S, shapes = plan["N"], plan["S"], plan["shapes"]
+    dec = flat([bases[l].decayed.expand(shapes[l]) for l in range(L)])
+    sub = flat([(bases[l].reset * params[l].threshold).expand(shapes[l]) if plan["subs"][l]
+                else torch.zeros(shapes[l], dtype=dt) for l in range(L)])
+    cand_f = flat(cand)
+    acc_f = torch.zeros((B, N), dtype=dt)
+    spk_f = torch.zeros((B, N), dtype=dt)
+    fired_f = torch.zeros((B, N), dtype=torch.bool)
+    ev_f = torch.zeros((B, N), dtype=torch.bool)
+    reached = torch.zeros((B, L), dtype=torch.bool)
+    synops = torch.zeros((B, L), dtype=dt)
+    fsteps = torch.zeros(B, dtype=torch.long)
+    out_at = torch.full((B,), -1, dtype=torch.long)
+    frame = None
+    if sched.prioritize_input:  # the input frame's current: the same module call as LayerSync
+        xin = x.flatten(1).view(B, *layers[0].in_shape)
+        first = torch.ones(B, dtype=torch.bool)
+        frame = _layer_current(layers[0], xin, first, {}, synops[:, 0]).reshape(B, -1).contiguous()
+    else:
+        pending[0] = pending[0] + x.flatten(1)
+    pend_f = flat(pending) if pending else torch.zeros((B, 0), dtype=dt)
     membrane = sched.key_mode == "membrane"
-    prio_f = flat(prio) if (membrane and G) else None
-    mode = {"random": 0, "membrane": 1, "index": 2}[sched.key_mode]
-    noise_f = noise if noise is not None else torch.zeros((B, S))
-    i64 = lambda v: (ctypes.c_int64 * len(v))(*v)  # noqa: E731
-    vp = lambda ts: (ctypes.c_void_p * len(ts))(*[_ptr(t) for t in ts])  # noqa: E731
-    u8 = lambda v: (ctypes.c_uint8 * len(v))(*[int(b) for b in v])  # noqa: E731
-    F = sched.forward_group_size
+    prio_f = flat(prio) if (membrane and prio) else None
+    noise_f = noise if noise is not None else torch.zeros((B, S), dtype=dt)
+
+    def ptr(t):
+        return None if t is None else t.data_ptr()
+
     rc = lib.sa_async_steps(
-        B, L, G, N, S, i64(lay_off), i64(grp_off), i64(grp_tgt), i64(lay_grp), vp(wts), vp(biases),
-        u8(subs), u8([layer.neuron.reset == ZERO for layer in layers]), _ptr(fan), _ptr(thr),
-        _ptr(cand_f),
-        _ptr(dec), _ptr(sub), _ptr(acc_f), _ptr(fired_f), _ptr(ev_f), _ptr(spk_f), _ptr(pend_f),
-        _ptr(keys), _ptr(prio_f), _ptr(noise_f), _ptr(clock), mode, _ptr(reached), _ptr(synops),
-        _ptr(fsteps), _ptr(out_at), F,
-        -1 if sched.max_forward_steps is None else sched.max_forward_steps,
-        -1 if sched.stop_on_output is None else sched.stop_on_output,
-        int(bool(sched.full_layer_evaluation)),
+        B, L, plan["G"], N, S, *plan["args"], ptr(cand_f), ptr(frame), ptr(dec), ptr(sub),
+        ptr(acc_f), ptr(fired_f), ptr(ev_f), ptr(spk_f), ptr(pend_f), ptr(keys), ptr(prio_f),
+        ptr(noise_f), ptr(clock), plan["mode"], ptr(reached), ptr(synops), ptr(fsteps),
+        ptr(out_at), *plan["limits"],
     )
     if rc != 0:
-        raise MemoryError("snntorch_async native kernel: out of memory")
+        raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
 
-    def split(t, offs, shp):
-        return [t[:, offs[i]: offs[i + 1]].reshape(shp[i]) for i in range(len(offs) - 1)]
-
-    gshapes = [(B, p.shape[1]) for p in pending]
-    return (split(acc_f, lay_off, shapes), split(fired_f, lay_off, shapes),
-            split(ev_f, lay_off, shapes), split(spk_f, lay_off, shapes),
-            split(pend_f, grp_off, gshapes),
-            split(prio_f, grp_off, gshapes) if prio_f is not None else prio)
+    lay_off, grp_off = plan["lay_off"], plan["grp_off"]
+    new_states, spikes, counts = [], [], torch.zeros((B, L), dtype=dt)
+    for l, layer in enumerate(layers):  # finish, as run_time_step
+        acc = acc_f[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l])
+        spk = spk_f[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l])
+        missing = ~reached[:, l]
+        if bool(missing.any()):
+            acc = acc + _bview(missing, acc).to(dt) * zero_cur[l]
+        mem, syn = layer.neuron.membrane(params[l], bases[l], acc)
+        new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spk))
+        spikes.append(spk)
+        counts[:, l] = spk.flatten(1).sum(1)
+    pending = [pend_f[:, grp_off[g]: grp_off[g + 1]] for g in range(len(pending))]
+    if prio_f is not None:
+        prio = [prio_f[:, grp_off[g]: grp_off[g + 1]] for g in range(len(prio))]
+    mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
+    out = StepOutput(tuple(spikes), mems, counts, synops, fsteps)
+    new_state = AsyncState(
+        tuple(new_states), tuple(pending), tuple(prio), gen, zero_cur, tuple(state.queues)
+    )
+    return new_state, out
