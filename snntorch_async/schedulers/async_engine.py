@@ -247,7 +247,9 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     exact = not needs_grad and dev.type == "cpu" and F is not None and F < sum(sizes[:n_regular])
 
     mode = sched.key_mode
-    keys, noise, clock = _initial_keys(sched, prio, sizes, off, gen, B, dev, dt)
+    keys = noise = clock = None
+    if F is not None and F < total:  # else every forward step delivers all pending: no order
+        keys, noise, clock = _initial_keys(sched, prio, sizes, off, gen, B, dev, dt)
 
     # 1. leak; candidates = neurons that fire with the bias alone
     zero_cur = state.zero_current
@@ -354,7 +356,10 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                     silent[g] = silent[g] + (spk_all * (can & ~new)).flatten(1)
                 newf = new.flatten(1)
                 s0, s1 = starts[g], starts[g] + sizes[g]
-                if mode == "random":  # a source already pending keeps its key
+                if keys is None:
+                    if mode == "membrane":
+                        prio[g] = torch.where(newf, mem.detach().flatten(1), prio[g])
+                elif mode == "random":  # a source already pending keeps its key
                     fresh = newf & (pending[g].detach() == 0)
                     keys[:, s0:s1] = torch.where(
                         fresh, -(clock[:, None] + noise[:, s0:s1]), keys[:, s0:s1])
@@ -411,7 +416,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             ranked = keys.masked_fill(~pmask, float("-inf"))
             idx = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :F]
             sel = torch.zeros_like(pmask).scatter_(1, idx, True) & pmask
-        if mode == "random" and total:  # the race clock moves to the last selected key
+        if mode == "random" and keys is not None:  # the race clock moves to the last key taken
             kmin = keys.masked_fill(~sel, float("inf")).amin(1)
             clock = torch.where(sel.any(1), -kmin, clock)
         deliveries: dict[int, Tensor] = {}
