@@ -36,7 +36,8 @@ _enabled: bool | None = None  # None: follow the environment variable
 
 
 def _env_enabled() -> bool:
-    return os.environ.get("SNNTORCH_ASYNC_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+    value = os.environ.get("SNNTORCH_ASYNC_NATIVE", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
 
 
 def enabled() -> bool:
@@ -104,7 +105,7 @@ def _build() -> ctypes.CDLL:
     fn.restype = ctypes.c_int
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     fn.argtypes = (
-        [i64] * 5 + [ptr] * 4 + [ctypes.POINTER(ptr)] * 2 + [ptr] * 17 + [i64] + [ptr] * 4
+        [i64] * 4 + [ptr] * 4 + [ctypes.POINTER(ptr)] * 2 + [ptr] * 17 + [i64] + [ptr] * 4
         + [i64] * 4
     )
     return lib

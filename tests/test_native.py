@@ -9,7 +9,6 @@ membranes, counters and carried-over state.
 from __future__ import annotations
 
 import itertools
-import shutil
 import warnings
 
 import pytest

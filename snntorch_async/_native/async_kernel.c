@@ -47,10 +47,10 @@ enum { MODE_RANDOM = 0, MODE_MEMBRANE = 1, MODE_INDEX = 2 };
 
 /* Returns 0 on success, -1 when memory could not be allocated (nothing was changed then). */
 int sa_async_steps(
-    int64_t B, int64_t L, int64_t G, int64_t N, int64_t S,
+    int64_t B, int64_t L, int64_t N, int64_t S,
     const int64_t *lay_off,   /* [L+1] neuron offsets into the [B, N] arrays */
     const int64_t *grp_off,   /* [G+1] source offsets into the [B, S] arrays */
-    const int64_t *grp_tgt,   /* [G] layer that a group's sources feed */
+    const int64_t *tgt_grp,   /* [L] group whose sources feed a layer, -1 for none */
     const int64_t *lay_grp,   /* [L] group fed by a layer's spikes, -1 for the output layer */
     const float *const *wt,   /* [L] transposed weights [in_l, n_l], contiguous */
     const float *const *bias, /* [L] bias [n_l] or NULL */
@@ -94,14 +94,10 @@ int sa_async_steps(
     Item *items = (Item *)malloc(sizeof(Item) * (size_t)(S > 0 ? S : 1));
     float *cur = (float *)malloc(sizeof(float) * (size_t)(max_n > 0 ? max_n : 1));
     uint8_t *cany = (uint8_t *)malloc((size_t)L + 1);
-    int64_t *tgt_grp = (int64_t *)malloc(sizeof(int64_t) * ((size_t)L + 1));
-    if (!plist || !ppos || !sel || !val || !items || !cur || !cany || !tgt_grp) {
-        free(plist); free(ppos); free(sel); free(val); free(items); free(cur);
-        free(cany); free(tgt_grp);
+    if (!plist || !ppos || !sel || !val || !items || !cur || !cany) {
+        free(plist); free(ppos); free(sel); free(val); free(items); free(cur); free(cany);
         return -1;
     }
-    for (int64_t l = 0; l < L; l++) tgt_grp[l] = -1;  /* the group that feeds each layer */
-    for (int64_t g = 0; g < G; g++) tgt_grp[grp_tgt[g]] = g;
 
     for (int64_t b = 0; b < B; b++) {
         float *pd = pend + b * S, *ky = key + b * S, *pr = prio ? prio + b * S : NULL;
@@ -253,7 +249,6 @@ int sa_async_steps(
         out_at[b] = oa;
         if (clock) clock[b] = clk;
     }
-    free(plist); free(ppos); free(sel); free(val); free(items); free(cur);
-    free(cany); free(tgt_grp);
+    free(plist); free(ppos); free(sel); free(val); free(items); free(cur); free(cany);
     return 0;
 }

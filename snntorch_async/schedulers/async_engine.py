@@ -115,9 +115,7 @@ def _sparse_linear_current(
     with torch.no_grad():
         synops += op.synops(xf)
     b_idx, j_idx = (xf.detach() != 0).nonzero(as_tuple=True)
-    wt = cache.get(id(op))
-    if wt is None:  # rows of Wᵀ are contiguous: gathering them is cheap (once per time step)
-        wt = cache[id(op)] = transposed_weight(op, cache.get("sim"))
+    wt = transposed_weight(op, cache)  # rows of Wᵀ are contiguous: gathering them is cheap
     contrib = wt[j_idx] * xf[b_idx, j_idx].unsqueeze(1)
     cur = torch.zeros((xf.shape[0], wt.shape[1]), device=xf.device, dtype=xf.dtype)
     cur = cur.index_add(0, b_idx, contrib)
@@ -126,15 +124,13 @@ def _sparse_linear_current(
     return cur
 
 
-def transposed_weight(op: LinearOp, cache: dict | None = None) -> Tensor:
-    """``Wᵀ`` contiguous (rows = inputs). In inference (no gradient recorded) it is kept in
-    ``cache`` (the simulation's scratch space) so that it is built once per simulation."""
-    w = op.module.weight
-    if cache is None or (torch.is_grad_enabled() and w.requires_grad):
-        return w.t().contiguous()
+def transposed_weight(op: LinearOp, cache: dict) -> Tensor:
+    """``Wᵀ`` contiguous (rows = inputs), built once per ``cache``: the simulation's scratch
+    space in inference, a per-time-step dict when gradients are recorded (autograd then sees a
+    fresh transpose of the parameter in every step, as before)."""
     key = ("wt", id(op))
     if key not in cache:
-        cache[key] = w.detach().t().contiguous()
+        cache[key] = op.module.weight.t().contiguous()
     return cache[key]
 
 
@@ -195,6 +191,20 @@ def _bview(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _leak(ctx: SimContext, state) -> tuple[list, list[Tensor]]:
+    """Each layer's start-of-step base (``Neuron.begin``) and its candidates ``[B, *shape]``:
+    the neurons that fire with no synaptic input at all (bias alone)."""
+    bases, cand = [], []
+    for l, layer in enumerate(ctx.graph.layers):
+        p = ctx.params[l]
+        base = layer.neuron.begin(p, state.neurons[l])
+        with torch.no_grad():
+            mem0, _ = layer.neuron.membrane(p, base, state.zero_current[l])
+            cand.append((layer.neuron.fire(p, mem0) > 0).expand((ctx.batch, *layer.shape)))
+        bases.append(base)
+    return bases, cand
+
+
 def _initial_keys(sched, prio, sizes, off, gen, B, dev, dt):
     """Keys of the pending sources at the start of a time step (higher goes first; a source's key
     is fixed when it becomes pending), the step's noise draws and the race clock."""
@@ -241,10 +251,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     total = sum(sizes)
     F = sched.forward_group_size
-    needs_grad = _needs_grad(ctx, x)
-    # Inference on the CPU with partial groups: every delivery after the input frame gathers
-    # weight columns in source order (the arithmetic the native kernel reproduces bit for bit).
-    exact = not needs_grad and dev.type == "cpu" and F is not None and F < sum(sizes[:n_regular])
+    exact = _exact_inference(sched, ctx, state, x)
 
     mode = sched.key_mode
     keys = noise = clock = None
@@ -253,18 +260,11 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
 
     # 1. leak; candidates = neurons that fire with the bias alone
     zero_cur = state.zero_current
-    bases, cand, cand_any = [], [], []
-    for l, layer in enumerate(layers):
-        base = layer.neuron.begin(params[l], state.neurons[l])
-        with torch.no_grad():
-            mem0, _ = layer.neuron.membrane(params[l], base, zero_cur[l])
-            c = (layer.neuron.fire(params[l], mem0) > 0).expand((B, *layer.shape))
-        bases.append(base)
-        cand.append(c)
-        cand_any.append(c.flatten(1).any(1))
+    bases, cand = _leak(ctx, state)
+    cand_any = [c.flatten(1).any(1) for c in cand]
     any_cand = bool(torch.stack(cand_any).any())
-    # transposed weights for sparse deliveries: once per time step (per simulation in inference)
-    wt_cache: dict = {"sim": ctx.cache}
+    # transposed weights for sparse deliveries: once per simulation in inference, else per step
+    wt_cache: dict = {} if _needs_grad(ctx, x) else ctx.cache
     acc = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
     fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
     evaluated = [torch.zeros_like(f) for f in fired]
@@ -356,17 +356,15 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                     silent[g] = silent[g] + (spk_all * (can & ~new)).flatten(1)
                 newf = new.flatten(1)
                 s0, s1 = starts[g], starts[g] + sizes[g]
-                if keys is None:
-                    if mode == "membrane":
-                        prio[g] = torch.where(newf, mem.detach().flatten(1), prio[g])
-                elif mode == "random":  # a source already pending keeps its key
-                    fresh = newf & (pending[g].detach() == 0)
-                    keys[:, s0:s1] = torch.where(
-                        fresh, -(clock[:, None] + noise[:, s0:s1]), keys[:, s0:s1])
-                elif mode == "membrane":
+                if mode == "membrane":
                     memf = mem.detach().flatten(1)
                     prio[g] = torch.where(newf, memf, prio[g])
-                    keys[:, s0:s1] = torch.where(newf, memf + noise[:, s0:s1], keys[:, s0:s1])
+                    if keys is not None:
+                        keys[:, s0:s1] = torch.where(newf, memf + noise[:, s0:s1], keys[:, s0:s1])
+                elif mode == "random" and keys is not None:  # an already pending source keeps
+                    fresh = newf & (pending[g].detach() == 0)  # its key
+                    keys[:, s0:s1] = torch.where(
+                        fresh, -(clock[:, None] + noise[:, s0:s1]), keys[:, s0:s1])
                 # only fired spikes become pending (a silent neuron's zero output must not ride
                 # along with a later spike of the same neuron: that would double its gradient)
                 pending[g] = pending[g] + (spk * new).flatten(1)
@@ -456,7 +454,24 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
             stopped |= (out_at >= 0) & (fsteps >= out_at + sched.stop_on_output)
 
     # 4. finish
-    new_states, counts = [], torch.zeros((B, L), device=dev, dtype=dt)
+    new_states, counts = _finish(ctx, bases, acc, fired, evaluated, spikes, reached, zero_cur,
+                                 silent, off)
+    mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
+    out = StepOutput(tuple(spikes), mems, counts, synops, fsteps)
+    new_state = AsyncState(
+        tuple(new_states), tuple(pending), tuple(prio), gen, zero_cur, tuple(queues)
+    )
+    return new_state, out
+
+
+def _finish(ctx: SimContext, bases, acc, fired, evaluated, spikes, reached, zero_cur, silent,
+            off) -> tuple[list, Tensor]:
+    """End of a time step: unreached layers get their bias, the neuron kernels turn the step's
+    current and spikes into the new states (snnTorch's reset formulas). Updates ``acc``,
+    ``spikes`` and ``silent`` in place; returns the new states and the spike counts ``[B, L]``."""
+    layers, params = ctx.graph.layers, ctx.params
+    L, B, dt = len(layers), ctx.batch, ctx.dtype
+    new_states, counts = [], torch.zeros((B, L), device=ctx.device, dtype=dt)
     for l, layer in enumerate(layers):
         missing = ~reached[:, l]
         if bool(missing.any()):
@@ -480,12 +495,7 @@ def run_time_step(sched: "AsyncScheduler", ctx: SimContext, state: "AsyncState",
                 silent[g] = silent[g] + quiet.flatten(1)
         new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spikes[l]))
         counts[:, l] = spikes[l].detach().flatten(1).sum(1)
-    mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
-    out = StepOutput(tuple(spikes), mems, counts, synops, fsteps)
-    new_state = AsyncState(
-        tuple(new_states), tuple(pending), tuple(prio), gen, zero_cur, tuple(queues)
-    )
-    return new_state, out
+    return new_states, counts
 
 
 def _sync_threshold(sched, l: int, like: Tensor):
@@ -522,9 +532,25 @@ def _heaviside_forward(neuron) -> bool:
 
 
 def _needs_grad(ctx: SimContext, x: Tensor) -> bool:
-    return torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in ctx.graph.model.parameters())
-    )
+    """Whether this simulation records gradients (decided once per simulation)."""
+    if "needs_grad" not in ctx.cache:
+        ctx.cache["needs_grad"] = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in ctx.graph.model.parameters())
+        )
+    return ctx.cache["needs_grad"]
+
+
+def _exact_inference(sched, ctx: SimContext, state, x: Tensor) -> bool:
+    """Inference on the CPU with partial groups: every delivery after the input frame gathers
+    weight columns in source order (the arithmetic the native kernel reproduces bit for bit)."""
+    if "exact" not in ctx.cache:
+        F = sched.forward_group_size
+        n_regular = len(state.pending) - len(arrival_groups(ctx.graph))
+        ctx.cache["exact"] = (
+            not _needs_grad(ctx, x) and ctx.device.type == "cpu" and F is not None
+            and F < sum(p.shape[1] for p in state.pending[:n_regular])
+        )
+    return ctx.cache["exact"]
 
 
 def _native_for(sched, ctx: SimContext, state, x: Tensor):
@@ -536,11 +562,10 @@ def _native_for(sched, ctx: SimContext, state, x: Tensor):
     from .. import native
     from ..neurons import LeakyNeuron
 
-    graph, F = ctx.graph, sched.forward_group_size
+    graph = ctx.graph
     ok = (
-        native.enabled() and not _needs_grad(ctx, x) and ctx.device.type == "cpu"
-        and ctx.dtype == torch.float32 and F is not None and not arrival_groups(graph)
-        and F < sum(p.shape[1] for p in state.pending)
+        native.enabled() and _exact_inference(sched, ctx, state, x)
+        and ctx.dtype == torch.float32 and not arrival_groups(graph)
         and sched.sync_threshold is None
         and not (graph.model.training and (sched.spike_dropout > 0 or sched.input_dropout > 0))
     )
@@ -572,7 +597,7 @@ def _native_plan(sched, ctx: SimContext, state) -> dict:
     for p in state.pending:
         grp_off.append(grp_off[-1] + p.shape[1])
     G = len(state.pending)
-    grp_tgt = [g + 1 - off for g in range(G)]
+    grp_tgt = [g + 1 - off for g in range(G)]  # the layer each group feeds
     lins = [lone_linear(layer) for layer in layers]
     wts = [transposed_weight(op, ctx.cache) for op in lins]
     biases = [None if op.module.bias is None else op.module.bias.detach().contiguous()
@@ -593,9 +618,10 @@ def _native_plan(sched, ctx: SimContext, state) -> dict:
 
     subs = [layer.neuron.reset == SUBTRACT for layer in layers]
     plan = dict(
-        keep=(wts, biases, fan, thr), L=L, G=G, N=lay_off[-1], S=grp_off[-1], lay_off=lay_off,
+        keep=(wts, biases, fan, thr), N=lay_off[-1], S=grp_off[-1], lay_off=lay_off,
         grp_off=grp_off, subs=subs, shapes=[(B, *layer.shape) for layer in layers],
-        args=(i64(lay_off), i64(grp_off), i64(grp_tgt),
+        args=(i64(lay_off), i64(grp_off),
+              i64([grp_tgt.index(l) if l in grp_tgt else -1 for l in range(L)]),
               i64([l + off if l < L - 1 else -1 for l in range(L)]), vp(wts), vp(biases),
               u8(subs), u8([layer.neuron.reset == ZERO for layer in layers]), fan.data_ptr(),
               thr.data_ptr()),
@@ -623,12 +649,7 @@ def _native_time_step(lib, sched, ctx: SimContext, state, x: Tensor):
     sizes = [p.shape[1] for p in pending]
     keys, noise, clock = _initial_keys(sched, prio, sizes, off, gen, B, dev, dt)
 
-    bases, cand = [], []
-    for l, layer in enumerate(layers):  # leak; candidates fire with the bias alone
-        base = layer.neuron.begin(params[l], state.neurons[l])
-        mem0, _ = layer.neuron.membrane(params[l], base, zero_cur[l])
-        bases.append(base)
-        cand.append((layer.neuron.fire(params[l], mem0) > 0).expand(plan["shapes"][l]))
+    bases, cand = _leak(ctx, state)
 
     def flat(ts):
         return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
@@ -662,7 +683,7 @@ def _native_time_step(lib, sched, ctx: SimContext, state, x: Tensor):
         return None if t is None else t.data_ptr()
 
     rc = lib.sa_async_steps(
-        B, L, plan["G"], N, S, *plan["args"], ptr(cand_f), ptr(frame), ptr(dec), ptr(sub),
+        B, L, N, S, *plan["args"], ptr(cand_f), ptr(frame), ptr(dec), ptr(sub),
         ptr(acc_f), ptr(fired_f), ptr(ev_f), ptr(spk_f), ptr(pend_f), ptr(keys), ptr(prio_f),
         ptr(noise_f), ptr(clock), plan["mode"], ptr(reached), ptr(synops), ptr(fsteps),
         ptr(out_at), *plan["limits"],
@@ -671,17 +692,13 @@ def _native_time_step(lib, sched, ctx: SimContext, state, x: Tensor):
         raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
 
     lay_off, grp_off = plan["lay_off"], plan["grp_off"]
-    new_states, spikes, counts = [], [], torch.zeros((B, L), dtype=dt)
-    for l, layer in enumerate(layers):  # finish, as run_time_step
-        acc = acc_f[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l])
-        spk = spk_f[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l])
-        missing = ~reached[:, l]
-        if bool(missing.any()):
-            acc = acc + _bview(missing, acc).to(dt) * zero_cur[l]
-        mem, syn = layer.neuron.membrane(params[l], bases[l], acc)
-        new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spk))
-        spikes.append(spk)
-        counts[:, l] = spk.flatten(1).sum(1)
+
+    def per_layer(t):
+        return [t[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
+
+    spikes = per_layer(spk_f)
+    new_states, counts = _finish(ctx, bases, per_layer(acc_f), per_layer(fired_f),
+                                 per_layer(ev_f), spikes, reached, zero_cur, None, off)
     pending = [pend_f[:, grp_off[g]: grp_off[g + 1]] for g in range(len(pending))]
     if prio_f is not None:
         prio = [prio_f[:, grp_off[g]: grp_off[g + 1]] for g in range(len(prio))]

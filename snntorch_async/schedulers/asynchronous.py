@@ -12,7 +12,6 @@ and over neurons; the only Python loops are over forward steps and layers.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -138,11 +137,6 @@ class AsyncScheduler(Scheduler):
     #: ``"membrane"``: the source's pre-spike membrane plus ``jitter`` noise (inputs first);
     #: ``"index"``: layer order, then neuron index.
     key_mode = "random"
-
-    @property
-    def uses_membrane_priority(self) -> bool:
-        """Whether the recorded pre-spike membranes are kept (momentum ordering)."""
-        return self.key_mode == "membrane"
 
     # -- protocol --------------------------------------------------------------------------
     def check(self, graph: NetworkGraph) -> None:
