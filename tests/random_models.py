@@ -195,6 +195,26 @@ def _calibrate(model: nn.Module, weighted: list[nn.Module], x: torch.Tensor) -> 
                     w.weight.mul_(0.7)
 
 
+def mlp(sizes, *, reset="zero", reset_delay=False, neuron=snn.Leaky, thr=0.5, seed=0, bias=True,
+        gain=3.0, per_neuron_thr=False) -> nn.Sequential:
+    """A seeded fully connected snnTorch model (``nn.Linear`` + neuron per layer, weights scaled
+    by ``gain`` so that every layer spikes; ``per_neuron_thr`` draws thresholds in [0.3, 1.3))."""
+    torch.manual_seed(seed)
+    mods = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        t = 0.3 + torch.rand(b) if per_neuron_thr else thr
+        kw = dict(beta=0.85, threshold=t, init_hidden=True, reset_mechanism=reset)
+        if neuron is snn.Synaptic:
+            kw["alpha"] = 0.6
+        else:
+            kw["reset_delay"] = reset_delay
+        lin = nn.Linear(a, b, bias=bias)
+        with torch.no_grad():
+            lin.weight.mul_(gain)
+        mods += [lin, neuron(output=i == len(sizes) - 2, **kw)]
+    return nn.Sequential(*mods)
+
+
 def random_inputs(seed: int, steps: int, batch: int, shape: tuple[int, ...], *, p: float = 0.5,
                   real: bool = False, device="cpu", dtype=torch.float32) -> torch.Tensor:
     """Bernoulli(p) spike inputs ``[T, B, *shape]`` (scaled by U(0, 2) if ``real``)."""

@@ -9,26 +9,15 @@ from torch import nn
 
 import snntorch_async as sa
 from snntorch_async.errors import ConfigError, UnsupportedModuleError
-from random_models import random_inputs, random_model
+from random_models import mlp, random_inputs, random_model
 
 STRATEGIES = [sa.LayerOrderedAsync, sa.RandomAsync, sa.MomentumAsync]
 
 
 def _mlp(reset="zero", reset_delay=False, neuron=snn.Leaky, sizes=(12, 16, 10, 4), thr=0.5, seed=0,
          bias=True):
-    torch.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        kw = dict(beta=0.85, threshold=thr, init_hidden=True, reset_mechanism=reset)
-        if neuron is snn.Synaptic:
-            kw["alpha"] = 0.6
-        else:
-            kw["reset_delay"] = reset_delay
-        lin = nn.Linear(a, b, bias=bias)
-        with torch.no_grad():
-            lin.weight.mul_(3.0)
-        mods += [lin, neuron(output=i == len(sizes) - 2, **kw)]
-    return nn.Sequential(*mods)
+    return mlp(sizes, reset=reset, reset_delay=reset_delay, neuron=neuron, thr=thr, seed=seed,
+               bias=bias)
 
 
 def _spikes_in(seed, T=10, B=4, n=12, p=0.4):

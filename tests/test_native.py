@@ -19,26 +19,13 @@ from torch import nn
 import snntorch_async as sa
 from snntorch_async import native
 from snntorch_async.schedulers import async_engine
+from random_models import mlp
 
 needs_compiler = pytest.mark.skipif(
     native._compiler() is None, reason="no C compiler on this machine (the kernel is optional)"
 )
 STRATEGIES = [sa.RandomAsync, sa.MomentumAsync, sa.LayerOrderedAsync]
 REC = sa.Record(membranes=True, layer_spikes=True)
-
-
-def _mlp(sizes, reset="zero", reset_delay=False, bias=True, thr=0.5, gain=3.0, seed=0,
-         per_neuron_thr=False):
-    torch.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        t = 0.3 + torch.rand(b) if per_neuron_thr else thr
-        lin = nn.Linear(a, b, bias=bias)
-        with torch.no_grad():
-            lin.weight.mul_(gain)
-        mods += [lin, snn.Leaky(beta=0.85, threshold=t, init_hidden=True, reset_mechanism=reset,
-                                reset_delay=reset_delay, output=i == len(sizes) - 2)]
-    return nn.Sequential(*mods)
 
 
 def _inputs(seed, T=8, B=5, n=20, p=0.4, graded=False):
@@ -94,7 +81,7 @@ def test_kernel_builds():
 @pytest.mark.parametrize("F", [1, 2, 5])
 @pytest.mark.parametrize("prioritize_input", [True, False])
 def test_kernel_equals_torch_code(strategy, F, prioritize_input):
-    net = _mlp((20, 24, 16, 6))
+    net = mlp((20, 24, 16, 6))
     x = _inputs(F)
     sched = strategy(forward_group_size=F, prioritize_input=prioritize_input, seed=3)
     r1, r2, calls = _run_both(net, x, sched)
@@ -113,7 +100,7 @@ def test_kernel_equals_torch_code(strategy, F, prioritize_input):
 def test_kernel_equals_torch_code_every_neuron_setting(
     reset, reset_delay, bias, per_neuron_thr, full_eval, graded
 ):
-    net = _mlp((20, 24, 16, 6), reset=reset, reset_delay=reset_delay, bias=bias,
+    net = mlp((20, 24, 16, 6), reset=reset, reset_delay=reset_delay, bias=bias,
                per_neuron_thr=per_neuron_thr, seed=7)
     x = _inputs(11, graded=graded)
     for strategy, F in itertools.product(STRATEGIES, (1, 4)):
@@ -127,7 +114,7 @@ def test_kernel_equals_torch_code_every_neuron_setting(
 @needs_compiler
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_kernel_equals_torch_code_with_stop_rules(strategy):
-    net = _mlp((20, 24, 16, 6), seed=2)
+    net = mlp((20, 24, 16, 6), seed=2)
     x = _inputs(4, T=10)
     for kw in (dict(max_forward_steps=3), dict(stop_on_output=0), dict(stop_on_output=2),
                dict(max_forward_steps=6, stop_on_output=1)):
@@ -141,7 +128,7 @@ def test_kernel_equals_torch_code_with_stop_rules(strategy):
 @needs_compiler
 def test_kernel_equals_torch_code_deep_and_single_layer():
     for sizes in ((20, 6), (20, 30, 30, 30, 30, 5)):
-        net = _mlp(sizes, seed=len(sizes))
+        net = mlp(sizes, seed=len(sizes))
         x = _inputs(9)
         for strategy in STRATEGIES:
             r1, r2, calls = _run_both(net, x, strategy(forward_group_size=3, seed=2,
@@ -153,7 +140,7 @@ def test_kernel_equals_torch_code_deep_and_single_layer():
 @needs_compiler
 def test_kernel_equals_torch_code_on_the_benchmark_shape():
     torch.manual_seed(0)
-    net = _mlp((784, 256, 256, 10), gain=4.0, thr=1.0)
+    net = mlp((784, 256, 256, 10), gain=4.0, thr=1.0)
     x = (torch.rand(4, 8, 784) < 0.2).float()
     for strategy, F in itertools.product(STRATEGIES, (1, 16)):
         r1, r2, calls = _run_both(net, x, strategy(forward_group_size=F, seed=9))
@@ -163,7 +150,7 @@ def test_kernel_equals_torch_code_on_the_benchmark_shape():
 
 @needs_compiler
 def test_kernel_not_used_where_it_does_not_apply():
-    net = _mlp((20, 24, 6))
+    net = mlp((20, 24, 6))
     x = _inputs(1)
     sched = sa.RandomAsync(forward_group_size=2)
     calls = []
@@ -188,7 +175,7 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch):
     monkeypatch.setattr(native, "_compiler", lambda: None)
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_tried", False)
-    net = _mlp((20, 24, 6))
+    net = mlp((20, 24, 6))
     x = _inputs(1)
     with native.use_native(True), torch.no_grad():
         with pytest.warns(RuntimeWarning, match="native asynchronous kernel is unavailable"):
@@ -264,7 +251,7 @@ def test_random_groups_are_uniform_subsets():
 @pytest.mark.parametrize("full_eval", [True, False])
 def test_kernel_equals_torch_code_with_candidates_and_settle_steps(full_eval):
     """A bias above threshold makes neurons fire with no input: settle forward steps reach them."""
-    net = _mlp((20, 24, 16, 6), seed=4)
+    net = mlp((20, 24, 16, 6), seed=4)
     with torch.no_grad():
         net[2].bias.fill_(0.2)
         net[2].bias[:5] = 1.0  # above the threshold 0.5: candidates of layer 1
