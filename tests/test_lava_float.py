@@ -6,9 +6,7 @@ import multiprocessing
 
 import numpy as np
 import pytest
-import snntorch as snn
 import torch
-from torch import nn
 
 pytest.importorskip(
     "lava.magma.core.run_configs",

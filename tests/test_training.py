@@ -9,7 +9,7 @@ import snntorch.functional as SF
 import torch
 from snntorch import surrogate
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from snntorch_async import AsyncNetwork, LayerSync, simulate
 from snntorch_async.data import SpikeDataset, collate_time_major, make_loader
