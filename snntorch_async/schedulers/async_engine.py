@@ -468,7 +468,8 @@ def _finish(ctx: SimContext, bases, acc, fired, evaluated, spikes, reached, zero
             off) -> tuple[list, Tensor]:
     """End of a time step: unreached layers get their bias, the neuron kernels turn the step's
     current and spikes into the new states (snnTorch's reset formulas). Updates ``acc``,
-    ``spikes`` and ``silent`` in place; returns the new states and the spike counts ``[B, L]``."""
+    ``spikes`` and ``silent`` in place; returns the new states and the spike counts ``[B, L]``.
+    ``evaluated`` ``None`` (the native kernel's inference): no surrogate-gradient terms to add."""
     layers, params = ctx.graph.layers, ctx.params
     L, B, dt = len(layers), ctx.batch, ctx.dtype
     new_states, counts = [], torch.zeros((B, L), device=ctx.device, dtype=dt)
@@ -477,8 +478,8 @@ def _finish(ctx: SimContext, bases, acc, fired, evaluated, spikes, reached, zero
         if bool(missing.any()):
             acc[l] = acc[l] + _bview(missing, acc[l]).to(dt) * zero_cur[l]
         mem, syn = layer.neuron.membrane(params[l], bases[l], acc[l])
-        quiet_set = evaluated[l] & ~fired[l]
-        if bool(quiet_set.any()):  # value 0: only the surrogate gradient, as in LayerSync
+        quiet_set = evaluated[l] & ~fired[l] if evaluated is not None else None
+        if quiet_set is not None and bool(quiet_set.any()):  # value 0: only the surrogate gradient, as in LayerSync
             spikes[l] = spikes[l] + layer.neuron.fire(params[l], mem) * quiet_set
         if silent is not None and bool(missing.any()):
             # unreached layers are evaluated too (they cannot fire: no candidates), so that the
@@ -697,8 +698,8 @@ def _native_time_step(lib, sched, ctx: SimContext, state, x: Tensor):
         return [t[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
 
     spikes = per_layer(spk_f)
-    new_states, counts = _finish(ctx, bases, per_layer(acc_f), per_layer(fired_f),
-                                 per_layer(ev_f), spikes, reached, zero_cur, None, off)
+    new_states, counts = _finish(ctx, bases, per_layer(acc_f), None, None, spikes, reached,
+                                 zero_cur, None, off)
     pending = [pend_f[:, grp_off[g]: grp_off[g + 1]] for g in range(len(pending))]
     if prio_f is not None:
         prio = [prio_f[:, grp_off[g]: grp_off[g + 1]] for g in range(len(prio))]
