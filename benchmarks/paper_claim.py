@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import snntorch_async as sa
-from snntorch_async import zoo
+from snntorch_async.app import zoo
 from snntorch_async.data import RateEncoding, load_digits_spikes, make_loader
 
 KEYS = ("accuracy", "spike_density", "decision_forward_steps", "decision_step")

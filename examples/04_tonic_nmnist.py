@@ -15,14 +15,14 @@ import torch
 import snntorch_async as sa
 from snntorch_async.data import make_loader
 from snntorch_async.metrics import evaluate
-from snntorch_async.tonic_data import (
+from snntorch_async.data.tonic import (
     DatasetNotFoundError,
     EventFrames,
     SyntheticEvents,
     load_tonic,
 )
 from snntorch_async.training import TrainConfig, fit
-from snntorch_async.zoo import build_zoo_model
+from snntorch_async.app.zoo import build_zoo_model
 
 SENSOR = (34, 34, 2)  # N-MNIST: x, y, polarity
 

@@ -8,38 +8,92 @@ Quick start::
     net = sa.AsyncNetwork(model, scheduler=sa.MomentumAsync(forward_group_size=8))  # nn.Module
 """
 
+import sys
+import types
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from . import delays  # registers DelayedLinear with the model reader
-from .checkpoint import CheckpointError, load_checkpoint
-from .data import CurrentEncoding, LatencyEncoding, RateEncoding, load_digits_spikes, make_loader
-from .delays import DelayedLinear
-from .errors import (
-    ConfigError,
-    InputError,
-    ModelStructureError,
-    SnnTorchAsyncError,
-    UnsupportedModuleError,
-)
-from .graph import Layer, NetworkGraph, read_model
-from .metrics import Metrics, evaluate, sample_metrics
-from .schedulers import (
-    AsyncScheduler,
-    LayerOrderedAsync,
-    LayerSync,
-    MomentumAsync,
-    Pipelined,
-    RandomAsync,
-    Record,
-    Scheduler,
-)
-from .simulate import AsyncNetwork, SimulationResult, simulate
-from .training import History, TrainConfig, TrainingError, TrainingInterrupted, fit, train_step
 
 try:
     __version__ = version("snntorch-async")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
+
+#: Public name -> the submodule defining it. Imported on first use (PEP 562), so that importing
+#: the package (e.g. for ``snntorch-async --help``) does not import torch.
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "CurrentEncoding": "data",
+    "LatencyEncoding": "data",
+    "RateEncoding": "data",
+    "load_digits_spikes": "data",
+    "make_loader": "data",
+    "DelayedLinear": "delays",
+    "ConfigError": "errors",
+    "InputError": "errors",
+    "ModelStructureError": "errors",
+    "SnnTorchAsyncError": "errors",
+    "UnsupportedModuleError": "errors",
+    "WriteError": "errors",
+    "Layer": "graph",
+    "NetworkGraph": "graph",
+    "read_model": "graph",
+    "Metrics": "metrics",
+    "evaluate": "metrics",
+    "sample_metrics": "metrics",
+    "AsyncScheduler": "schedulers",
+    "LayerOrderedAsync": "schedulers",
+    "LayerSync": "schedulers",
+    "MomentumAsync": "schedulers",
+    "Pipelined": "schedulers",
+    "RandomAsync": "schedulers",
+    "Record": "schedulers",
+    "Scheduler": "schedulers",
+    "AsyncNetwork": "simulate",
+    "SimulationResult": "simulate",
+    "simulate": "simulate",
+    "History": "training",
+    "TrainConfig": "training",
+    "TrainingError": "training",
+    "TrainingInterrupted": "training",
+    "fit": "training",
+    "train_step": "training",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snntorch_async' has no attribute {name!r}")
+    import_module(".delays", __name__)  # registers DelayedLinear with the model reader
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """This package's module type, for one name: ``simulate`` is both a submodule and the public
+    function. The import system binds a submodule onto its package when it is first imported
+    (by whichever module imports it first), which would hide the function; a data descriptor
+    keeps ``snntorch_async.simulate`` the function, as an eager ``from .simulate import
+    simulate`` did."""
+
+    @property
+    def simulate(self):
+        import_module(".delays", __name__)
+        return import_module(".simulate", __name__).simulate
+
+    @simulate.setter
+    def simulate(self, value) -> None:  # the import system binding the submodule: kept aside
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     # running
@@ -83,5 +137,6 @@ __all__ = [
     "InputError",
     "ModelStructureError",
     "UnsupportedModuleError",
+    "WriteError",
     "__version__",
 ]

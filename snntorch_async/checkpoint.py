@@ -2,7 +2,9 @@
 
 A checkpoint is a ``dict`` of tensors and primitive containers only (so it loads with
 ``torch.load(..., weights_only=True)``), written to a temporary file in the same folder and moved
-into place with ``os.replace`` (a crash never leaves a half-written checkpoint). The random
+into place with ``os.replace`` (a crash never leaves a half-written checkpoint). Its
+``"metadata"`` entry holds the caller's primitives (``TrainConfig.metadata``; the command line
+stores there how to rebuild the model), so one file is the whole checkpoint. The random
 number generators (torch CPU and CUDA, Python ``random``, NumPy) are stored as tensors and
 primitives; the architecture as a list of strings (module paths and types, tensor names, shapes
 and dtypes) plus its SHA-256 fingerprint, so loading into another architecture fails clearly.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._io import atomic_path
 from .errors import SnnTorchAsyncError
 
 __all__ = [
@@ -80,27 +84,52 @@ def set_rng_state(st: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
+    """``torch.save`` through :func:`snntorch_async._io.atomic_path` (temporary file, fsync,
+    ``os.replace``): a failed save leaves neither a partial checkpoint nor a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, what="checkpoint") as tmp:
+        torch.save(obj, tmp)
+
+
+def _diagnose(path: Path, exc: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in a few words."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes), so it is not a checkpoint"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        return f"it is not a PyTorch checkpoint ({size} bytes that do not start like one)"
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
+        return ("it holds pickled Python objects besides tensors and plain containers, which are "
+                "never loaded (they can run code); fit() never writes such objects")
+    return f"it is truncated or damaged ({size} bytes of an incomplete PyTorch archive)"
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location=None) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`fit` (``weights_only=True``: tensors and primitives)."""
+    """Load a checkpoint written by :func:`fit` (``weights_only=True``: tensors and primitives).
+
+    Raises:
+        CheckpointError: The file is missing, empty, truncated, not a checkpoint, holds pickled
+            code, or was written by something other than :func:`fit`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"The checkpoint {str(path)!r} does not exist. Fix: check the path, "
+                              "or train first (fit with TrainConfig(checkpoint_path=...)).")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with context
+    except Exception as e:  # noqa: BLE001 - diagnosed and re-raised
         raise CheckpointError(
-            f"Could not load the checkpoint {str(path)!r} with torch.load(weights_only=True): "
-            f"{str(e).splitlines()[0]}. Fix: point checkpoint_path at a file written by fit()."
-        ) from e
+            f"Cannot load the checkpoint {str(path)!r}: {_diagnose(path, e)}. Fix: point at a "
+            "complete file written by fit() or `snntorch-async train` (retrain if it was lost)."
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a snntorch_async training checkpoint (format {FORMAT}).")
+        raise CheckpointError(
+            f"{str(path)!r} is a PyTorch file but not a snntorch_async training checkpoint "
+            f"(format {FORMAT}). Fix: point at a file written by fit() or `snntorch-async train`."
+        )
+    ck.setdefault("metadata", None)
     return ck
 
 

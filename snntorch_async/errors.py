@@ -26,3 +26,7 @@ class InputError(SnnTorchAsyncError, ValueError):
 
 class ConfigError(SnnTorchAsyncError, ValueError):
     """A scheduler, record or training setting is out of range."""
+
+
+class WriteError(SnnTorchAsyncError, OSError):
+    """A file could not be written (nothing was left behind: no partial file, no temporary)."""

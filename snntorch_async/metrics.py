@@ -41,6 +41,7 @@ from typing import Iterable, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .data.loading import unpack_batch
 from .errors import InputError
 from .schedulers.base import Scheduler
 from .schedulers.layersync import LayerSync
@@ -69,6 +70,7 @@ class SampleMetrics(NamedTuple):
         correct: 1.0 if ``prediction == target`` (``nan`` without targets).
         tie: 1.0 if the maximal output count is shared by several classes (or is 0).
         spikes: Total spikes of all layers.
+        layer_spikes: Spikes per layer ``[B, L]`` (the one field that is not ``[B]``).
         density: ``spikes / (neurons × T)``.
         synops_ac: Effective synaptic operations counted as accumulates.
         synops_mac: Effective synaptic operations counted as multiply-accumulates.
@@ -85,6 +87,7 @@ class SampleMetrics(NamedTuple):
     correct: Tensor
     tie: Tensor
     spikes: Tensor
+    layer_spikes: Tensor
     density: Tensor
     synops_ac: Tensor
     synops_mac: Tensor
@@ -213,6 +216,7 @@ def sample_metrics(
         correct=correct,
         tie=tie,
         spikes=result.spike_counts.detach().to(torch.float64).sum((0, 2)),
+        layer_spikes=result.spike_counts.detach().to(torch.float64).sum(0),
         density=spike_density(result),
         synops_ac=ac,
         synops_mac=mac,
@@ -283,6 +287,11 @@ class Metrics:
     def activation_sparsity(self) -> float:
         return 1.0 - self.spike_density
 
+    @property
+    def spikes_per_layer(self) -> tuple[float, ...]:
+        """Mean spikes per sample in each layer."""
+        return tuple(float(v) for v in self.samples.layer_spikes.mean(0))
+
     def summary(self) -> dict[str, float]:
         """Averages per sample (``nan``-latencies of undecided samples are left out).
 
@@ -323,18 +332,6 @@ class Metrics:
         return "\n".join(lines)
 
 
-def _unpack(batch) -> tuple[Tensor, Tensor | None]:
-    if torch.is_tensor(batch):
-        return batch, None
-    if isinstance(batch, (tuple, list)) and len(batch) >= 1:
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    raise InputError(
-        f"Expected batches (inputs [T, B, *features], targets [B]); got {type(batch).__name__}. "
-        "Fix: use snntorch_async.data.make_loader or a DataLoader with "
-        "collate_fn=snntorch_async.data.collate_time_major."
-    )
-
-
 def evaluate(
     model: nn.Module,
     data: Iterable,
@@ -354,13 +351,26 @@ def evaluate(
         scheduler: Execution mode (``LayerSync()``, an asynchronous scheduler, ``Pipelined()``).
         max_batches: Stop after this many batches (quick looks).
         device: Move each batch there (default: the model's device).
-        progress: Show a tqdm progress bar.
+        progress: Show a tqdm progress bar (on stderr).
 
     Returns:
         :class:`Metrics` over all evaluated samples.
+
+    Raises:
+        InputError: ``data`` is not an iterable of batches, holds no batch, or a batch is not
+            ``(inputs [T, B, *features], targets [B])``.
     """
     from tqdm.auto import tqdm
 
+    if not isinstance(model, nn.Module):
+        raise InputError(f"evaluate() takes the model first; got {type(model).__name__}. Fix: "
+                         "evaluate(model, data, scheduler=...).")
+    if torch.is_tensor(data) or not isinstance(data, Iterable):
+        raise InputError(
+            f"evaluate() expects data as an iterable of batches (inputs [T, B, *features], "
+            f"targets [B]); got {type(data).__name__}. Fix: pass a DataLoader from "
+            "snntorch_async.data.make_loader, or a list such as [(inputs, targets)]."
+        )
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
@@ -369,13 +379,13 @@ def evaluate(
     batches, info = [], None
     try:
         with torch.no_grad():
-            total = None
-            if max_batches is not None and hasattr(data, "__len__"):
-                total = min(len(data), max_batches)
+            total = len(data) if hasattr(data, "__len__") else None
+            if max_batches is not None:
+                total = max_batches if total is None else min(total, max_batches)
             for i, batch in enumerate(tqdm(data, total=total, disable=not progress, desc="eval")):
                 if max_batches is not None and i >= max_batches:
                     break
-                x, y = _unpack(batch)
+                x, y = unpack_batch(batch, targets=False)
                 x = x.to(device)
                 res = simulate(model, x, scheduler=scheduler)
                 batches.append(sample_metrics(res, y, binary_inputs=is_binary(x)))

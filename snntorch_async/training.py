@@ -49,7 +49,8 @@ from .checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from .errors import ConfigError, SnnTorchAsyncError
+from .data.loading import unpack_batch
+from .errors import ConfigError, InputError, SnnTorchAsyncError
 from .metrics import evaluate, is_binary, sample_metrics
 from .schedulers.asynchronous import AsyncScheduler
 from .schedulers.base import Scheduler
@@ -109,6 +110,9 @@ class TrainConfig:
             chunk's loss (weighted by its share of T) and detach the state between chunks, so
             the autograd graph holds at most ``k`` steps (memory O(k) instead of O(T)).
         device: Move the model and batches there (``None``: the model's device).
+        metadata: Primitives (str, int, float, bool, None, lists and dicts of them) stored in
+            every checkpoint under ``"metadata"`` (the command line stores how to rebuild the
+            model there); read them back with :func:`snntorch_async.load_checkpoint`.
     """
 
     epochs: int = 1
@@ -122,6 +126,7 @@ class TrainConfig:
     max_batches: int | None = None
     truncate_steps: int | None = None
     device: str | torch.device | None = None
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _positive_or_none("epochs", self.epochs)
@@ -182,20 +187,25 @@ class History:
 # One step.
 # --------------------------------------------------------------------------------------------
 def _batch(batch, device) -> tuple[Tensor, Tensor]:
-    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-        raise ConfigError(
-            f"Expected each batch to be (inputs [T, B, *features], targets [B]); got "
-            f"{type(batch).__name__}. Fix: use snntorch_async.data.make_loader, or a DataLoader "
-            "with collate_fn=snntorch_async.data.collate_time_major."
-        )
-    x, y = batch[0], batch[1]
-    if x.dim() < 3 or y.shape[0] != x.shape[1]:
-        raise ConfigError(
-            f"Expected time-major inputs [T, B, *features] with targets [B]; got inputs "
-            f"{list(x.shape)} and targets {list(y.shape)}. Fix: for batch-first data [B, T, ...] "
-            "use x.transpose(0, 1), or collate with snntorch_async.data.collate_time_major."
-        )
+    x, y = unpack_batch(batch, targets=True)
     return x.to(device), y.to(device)
+
+
+def _check_targets(y: Tensor, num_classes: int) -> None:
+    """Refuse targets that are not class indices ``0 .. num_classes - 1``."""
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise InputError(
+            f"The targets must be integer class indices [B]; got dtype {y.dtype} (values "
+            f"{y[:4].tolist()}...). Fix: pass labels as torch.long, e.g. targets.long(), not "
+            "one-hot or probabilities."
+        )
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise InputError(
+            f"The targets must lie in 0 .. {num_classes - 1} (the model has {num_classes} output "
+            f"neurons); got values from {lo} to {hi}. Fix: relabel the classes, or give the "
+            "output layer one neuron per class."
+        )
 
 
 def train_step(
@@ -232,6 +242,8 @@ def train_step(
     state, results, total = None, [], 0.0
     for s in range(0, T, k):
         res = simulate(model, x[s : s + k], scheduler=scheduler, initial_state=state)
+        if s == 0:
+            _check_targets(y, res.spikes.shape[-1])
         loss = loss_fn(res.spikes, y)
         if not torch.is_tensor(loss) or loss.numel() != 1:
             raise TrainingError(f"The loss must return a scalar tensor; got {loss!r}.")
@@ -325,13 +337,18 @@ class _SigintFlag:
         log.warning("Ctrl-C: finishing the current step, then saving and stopping (again: stop now).")
 
     def __enter__(self) -> "_SigintFlag":
+        # Whatever handler was there (default, SIG_IGN in a background job, the caller's own) is
+        # put back on exit. A handler installed outside Python (getsignal() is None) cannot be
+        # put back, so it is left alone and Ctrl-C keeps its behaviour there.
         if threading.current_thread() is threading.main_thread():
-            self._prev = signal.signal(signal.SIGINT, self._handler)
+            if signal.getsignal(signal.SIGINT) is not None:
+                self._prev = signal.signal(signal.SIGINT, self._handler)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._prev is not None:
             signal.signal(signal.SIGINT, self._prev)
+            self._prev = None
 
 
 def _epoch_means(run: dict[str, float]) -> tuple[float, float, float]:
@@ -389,6 +406,12 @@ def fit(
         raise ConfigError(f"scheduler must be a snntorch_async scheduler such as LayerSync(); got {scheduler!r}.")
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig; got {type(config).__name__}.")
+    if hasattr(train_data, "__len__") and len(train_data) == 0:
+        raise InputError(
+            "fit() got train_data with no batches; expected at least one batch (inputs "
+            "[T, B, *features], targets [B]). Fix: check the dataset is not empty (and that "
+            "drop_last did not drop its only batch)."
+        )
     if config.device is not None:
         model.to(config.device)
     p = next(model.parameters(), None)
@@ -435,6 +458,7 @@ def fit(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
             "epoch": ep, "batch": batch, "step": step, "seed": config.seed,
             "scheduler": repr(scheduler), "history": history.to_dict(),
+            "metadata": config.metadata,
         }, path)
         log.debug("Checkpoint saved to %s (epoch %d, batch %d).", path, ep, batch)
 
@@ -501,6 +525,12 @@ def fit(
                 log.warning("Training interrupted at epoch %d, batch %d; checkpoint: %s", epoch, b, last_saved)
                 raise TrainingInterrupted(history, last_saved) from None
             bar.close()
+            if b == 0:
+                raise InputError(
+                    f"fit(): train_data yielded no batches in epoch {epoch + 1}; expected at least "
+                    "one. Fix: pass a re-iterable loader (a DataLoader, not a generator that is "
+                    "used up after one epoch) over a non-empty dataset."
+                )
             loss, acc, dens = _epoch_means(run)
             history.loss.append(loss)
             history.accuracy.append(acc)

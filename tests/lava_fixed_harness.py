@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from snntorch_async.integration import preload_lava
+from lava_bridge import lava_available
 
 # Lava sets the multiprocessing start method when first imported, which fails once anything
 # (e.g. a tqdm lock in an earlier test) has set it: import it now, tolerantly.
-preload_lava()
+lava_available()  # imports Lava now, before anything sets the multiprocessing start method
 
 pytest.importorskip(
     "lava.magma.core.run_configs",
@@ -41,7 +41,7 @@ def run_lava_fixed(spec, x: np.ndarray, *, record_state: bool = False):
         ``(spikes, u, v)``: lists over layers of int64 arrays ``[T, n_l]`` (``u``/``v`` are
         ``None`` unless ``record_state``).
     """
-    preload_lava()
+    lava_available()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.process import Dense, DelayDense

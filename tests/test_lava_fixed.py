@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from snntorch_async.integration import preload_lava
+from lava_bridge import lava_available
 
-preload_lava()  # before anything sets the multiprocessing start method (see the harness)
+lava_available()  # imports Lava now, before anything sets the multiprocessing start method (see the harness)
 
 pytest.importorskip(
     "lava.magma.core.run_configs",

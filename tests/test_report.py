@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from snntorch_async import report as rp
-from snntorch_async.report import DemoResults, EvalRow, OutputFolderError, write_report
+from snntorch_async.app import report as rp
+from snntorch_async.app.report import DemoResults, EvalRow, OutputFolderError, write_report
 
 
 def _row(train, exec_mode, F, acc, density, fw):

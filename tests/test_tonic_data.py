@@ -6,7 +6,7 @@ import torch
 
 tonic = pytest.importorskip("tonic", reason="tonic is in the [data] extra: pip install tonic")
 
-from snntorch_async.tonic_data import (  # noqa: E402
+from snntorch_async.data.tonic import (  # noqa: E402
     TONIC_DATASETS,
     DatasetNotFoundError,
     EventFrames,
@@ -69,7 +69,7 @@ def test_collate_pads_to_longest_time_major():
 
 def test_synthetic_dataset_is_deterministic_and_feeds_simulate():
     from snntorch_async import simulate
-    from snntorch_async.zoo import build_zoo_model
+    from snntorch_async.app.zoo import build_zoo_model
 
     ds = SyntheticEvents(4, (34, 34, 2), num_classes=2, events_per_sample=50, seed=3)
     e0, y0 = ds[1]

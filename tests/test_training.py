@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from snntorch_async import AsyncNetwork, LayerSync, simulate
 from snntorch_async.data import SpikeDataset, collate_time_major, make_loader
-from snntorch_async.errors import ConfigError
+from snntorch_async.errors import ConfigError, InputError
 from snntorch_async.training import (
     CheckpointError,
     TrainConfig,
@@ -121,12 +121,13 @@ class _SigintAt:
 def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(tmp_path):
     loader = lambda: make_loader(_dataset(40), batch_size=8, shuffle=True, seed=1)  # noqa: E731
     straight = fit(_net(dropout=0.1), loader(), scheduler=LayerSync(), config=_cfg(), progress=False)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job
     with pytest.raises(TrainingInterrupted) as info:
         fit(_net(dropout=0.1), loader(), scheduler=LayerSync(),
             config=_cfg(tmp_path, loss=_SigintAt(3)), progress=False)
     assert info.value.history.interrupted and len(info.value.history.step_loss) == 3  # step finished
     assert isinstance(info.value, KeyboardInterrupt)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # whatever handler was there is restored
     ck = load_checkpoint(info.value.checkpoint_path)
     assert (ck["epoch"], ck["batch"]) == (0, 3)
     resumed = fit(_net(seed=3, dropout=0.1), loader(), scheduler=LayerSync(),
@@ -156,9 +157,35 @@ def test_checkpoint_from_another_architecture_or_seed(tmp_path):
     with pytest.raises(CheckpointError, match="seed 0, the config has seed 1"):
         fit(_net(), loader, scheduler=LayerSync(), config=_cfg(tmp_path, seed=1), resume=True,
             progress=False)
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="weights_only=True"):
-        load_checkpoint(tmp_path / "junk.pt")
+
+
+class _Code:  # a pickled object whose unpickling would run code
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_damaged_checkpoints_are_diagnosed_without_unsafe_advice(tmp_path, capsys):
+    good = tmp_path / "ck.pt"
+    fit(_net(), make_loader(_dataset(16), batch_size=8), scheduler=LayerSync(),
+        config=_cfg(tmp_path, epochs=1), progress=False)
+    data = good.read_bytes()
+    cases = {
+        "empty.pt": (b"", "the file is empty \\(0 bytes\\)"),
+        "junk.pt": (b"not a checkpoint", "not a PyTorch checkpoint \\(16 bytes"),
+        "truncated.pt": (data[: len(data) // 2], "truncated or damaged"),
+    }
+    for name, (content, match) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=match) as info:
+            load_checkpoint(tmp_path / name)
+        assert "weights_only=False" not in str(info.value) and "\n" not in str(info.value)
+    torch.save({"format": 1, "x": _Code()}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError, match="holds pickled Python objects.*never loaded"):
+        load_checkpoint(tmp_path / "code.pt")
+    assert "this must never run" not in capsys.readouterr().out
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not a snntorch_async training checkpoint"):
+        load_checkpoint(tmp_path / "list.pt")
 
 
 def test_neuron_without_surrogate_gradient_is_named():
@@ -234,10 +261,10 @@ def test_bad_config_and_batches():
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="lr must be a positive number"):
         TrainConfig(lr=-1)
-    with pytest.raises(ConfigError, match="resume=True\\) needs TrainConfig.checkpoint_path"):
-        fit(_net(), [], scheduler=LayerSync(), config=_cfg(), resume=True)
     bad = [(torch.zeros(4, T, N_IN), torch.zeros(4, dtype=torch.long))]  # batch-first
-    with pytest.raises(ConfigError, match=r"time-major.*x.transpose\(0, 1\)"):
+    with pytest.raises(ConfigError, match="resume=True\\) needs TrainConfig.checkpoint_path"):
+        fit(_net(), bad, scheduler=LayerSync(), config=_cfg(), resume=True)
+    with pytest.raises(InputError, match=r"time-major.*x.transpose\(0, 1\)"):
         fit(_net(), bad, scheduler=LayerSync(), config=_cfg(epochs=1), progress=False)
     with pytest.raises(ConfigError, match="snntorch_async scheduler"):
         fit(_net(), [], scheduler="sync", config=_cfg())
@@ -305,3 +332,46 @@ def test_truncated_bptt_through_an_async_scheduler():
     assert out[3][0] == pytest.approx(out[None][0], rel=1e-6)
     # the bias currents are rebuilt for every chunk (Scheduler.carry), so biases keep learning
     assert out[3][2].abs().sum() > 0 and out[3][1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("handler", [signal.SIG_IGN, "custom"])
+def test_ctrl_c_handler_of_the_caller_is_restored(handler):
+    custom = lambda signum, frame: None  # noqa: E731
+    handler = custom if handler == "custom" else handler
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        with pytest.raises(TrainingInterrupted):
+            fit(_net(), make_loader(_dataset(16), batch_size=8), scheduler=LayerSync(),
+                config=_cfg(epochs=1, loss=_SigintAt(1)), progress=False)
+        assert signal.getsignal(signal.SIGINT) is handler
+        fit(_net(), make_loader(_dataset(16), batch_size=8), scheduler=LayerSync(),
+            config=_cfg(epochs=1), progress=False)
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_no_batches_and_bad_targets_are_refused():
+    with pytest.raises(InputError, match=r"fit\(\) got train_data with no batches"):
+        fit(_net(), [], scheduler=LayerSync(), config=_cfg(epochs=1), progress=False)
+    with pytest.raises(InputError, match="yielded no batches in epoch 1.*re-iterable"):
+        fit(_net(), iter([]), scheduler=LayerSync(), config=_cfg(epochs=1), progress=False)
+    x = torch.zeros(T, 4, N_IN)
+    out_of_range = [(x, torch.tensor([0, 1, 2, 3]))]
+    with pytest.raises(InputError, match=r"targets must lie in 0 .. 2 \(the model has 3 output "
+                       r"neurons\); got values from 0 to 3. Fix"):
+        fit(_net(), out_of_range, scheduler=LayerSync(), config=_cfg(epochs=1), progress=False)
+    negative = [(x, torch.tensor([0, -1, 2, 1]))]
+    with pytest.raises(InputError, match="got values from -1 to 2"):
+        fit(_net(), negative, scheduler=LayerSync(), config=_cfg(epochs=1), progress=False)
+    floats = [(x, torch.tensor([0.0, 1.0, 2.0, 1.0]))]
+    with pytest.raises(InputError, match=r"integer class indices \[B\]; got dtype torch.float32.*"
+                       r"targets.long\(\)"):
+        fit(_net(), floats, scheduler=LayerSync(), config=_cfg(epochs=1), progress=False)
+
+
+def test_checkpoint_metadata_is_stored_inside(tmp_path):
+    fit(_net(), make_loader(_dataset(16), batch_size=8), scheduler=LayerSync(),
+        config=_cfg(tmp_path, epochs=1, metadata={"recipe": [1, "a", None]}), progress=False)
+    assert load_checkpoint(tmp_path / "ck.pt")["metadata"] == {"recipe": [1, "a", None]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]

@@ -6,7 +6,7 @@ import torch
 
 from snntorch_async import simulate
 from snntorch_async.reference import run_snntorch
-from snntorch_async.zoo import ZOO, ModelFileError, build_zoo_model, load_model_file
+from snntorch_async.app.zoo import ZOO, ModelFileError, build_zoo_model, load_model_file
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

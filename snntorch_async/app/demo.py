@@ -4,10 +4,10 @@
 ``LayerSync``, the paper's "sync-trained" baseline, and with an asynchronous scheduler at a stated
 ``F``, "async-trained"), evaluates both under ``LayerSync`` and asynchronous execution at several
 ``F``, exports the async-trained model to Lava (fixed point, emulator, and real Lava when it is
-installed), and writes a report with :func:`snntorch_async.report.write_report`.
+installed), and writes a report with :func:`snntorch_async.app.report.write_report`.
 
-The heavy pieces live elsewhere (``training.fit``, ``metrics``, ``lava_bridge``); this module only
-wires them together, importing each lazily in :mod:`snntorch_async.integration`.
+The heavy pieces live elsewhere (``training.fit``, ``metrics.evaluate``, ``lava_bridge``); this
+module only wires them together.
 """
 
 from __future__ import annotations
@@ -20,10 +20,17 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from . import integration as ig
+from ..data import load_digits_spikes, make_loader
+from ..metrics import evaluate
+from ..schedulers import LayerSync, MomentumAsync, RandomAsync, Record
+from ..simulate import simulate
+from ..training import TrainConfig, fit
+from .lava import lava_check
+from .recipe import take
 from .report import DemoResults, EvalRow, check_writable, write_report
-from .schedulers import LayerSync, Record
+from .zoo import build_zoo_model
 
 __all__ = ["DemoConfig", "FULL", "QUICK", "run_demo"]
 
@@ -81,18 +88,15 @@ QUICK = DemoConfig(
 
 
 def _async_schedulers(cfg: DemoConfig, F: int) -> list[tuple[str, object]]:
-    out = []
-    for name, cls in (("RandomAsync", ig.scheduler_class("RandomAsync")),
-                      ("MomentumAsync", ig.scheduler_class("MomentumAsync"))):
-        if cls is None or (name == "MomentumAsync" and not cfg.momentum):
-            continue
-        out.append((name, cls(forward_group_size=F, seed=cfg.seed)))
+    out = [("RandomAsync", RandomAsync(forward_group_size=F, seed=cfg.seed))]
+    if cfg.momentum:
+        out.append(("MomentumAsync", MomentumAsync(forward_group_size=F, seed=cfg.seed)))
     return out
 
 
 def _evaluate(model, dataset, scheduler, *, train_mode, exec_mode, F) -> EvalRow:
-    ev = ig.evaluate_model(model, dataset, scheduler=scheduler)
-    m = ev.metrics.summary()
+    metrics = evaluate(model, make_loader(dataset, batch_size=256), scheduler=scheduler)
+    m = metrics.summary()
     return EvalRow(
         train_mode=train_mode,
         exec_mode=exec_mode,
@@ -102,13 +106,11 @@ def _evaluate(model, dataset, scheduler, *, train_mode, exec_mode, F) -> EvalRow
         latency_steps=m["decision_step"],
         latency_forward_steps=m["decision_forward_steps"],
         synops=m["synops_effective"],
-        spikes_per_layer=ev.spikes_per_layer,
+        spikes_per_layer=metrics.spikes_per_layer,
     )
 
 
 def _raster(model, x, scheduler) -> tuple[np.ndarray, tuple[int, ...]]:
-    from .simulate import simulate
-
     with torch.no_grad():
         res = simulate(model, x, scheduler=scheduler, record=Record(layer_spikes=True))
     layers = [s[:, 0].flatten(1).numpy() for s in res.layer_spikes]
@@ -130,42 +132,38 @@ def run_demo(
         command: The command line shown in the report.
         echo: Where progress messages go (the CLI passes ``print``; the library stays silent).
     """
+    import lava_bridge
+
     out = check_writable(out)
-    ig.preload_lava()  # before the first progress bar (see integration.preload_lava)
+    lava_bridge.lava_available()  # imports Lava's runtime now, before the first progress bar
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    train, test = ig.digits_data(steps=cfg.steps, seed=cfg.seed)
-    train, test = ig.take(train, cfg.train_samples), ig.take(test, cfg.test_samples)
+    digits = load_digits_spikes(num_steps=cfg.steps, seed=cfg.seed)
+    train, test = take(digits.train, cfg.train_samples), take(digits.test, cfg.test_samples)
     echo(f"digits: {len(train)} training / {len(test)} test samples, T = {cfg.steps}")
-    notes: list[str] = []
 
     F = cfg.train_forward_group_size
     modes: list[tuple[str, object]] = [("sync (LayerSync)", LayerSync())]
     asyncs = _async_schedulers(cfg, F)
-    if not asyncs:
-        notes.append(
-            "The asynchronous schedulers (RandomAsync, MomentumAsync) are not available in this "
-            "installation, so only LayerSync was trained and run."
-        )
-        echo("note: asynchronous schedulers unavailable; running LayerSync only")
     modes += [(f"async ({name} F={F})", sch) for name, sch in asyncs]
 
     models, histories = {}, {}
     for mode, scheduler in modes:
         echo(f"training {mode} for {cfg.epochs} epochs ...")
         torch.manual_seed(cfg.seed)
-        model = ig.build_model("digits_mlp", hidden=cfg.hidden)
-        histories[mode] = ig.train_model(
-            model, train, scheduler=scheduler, epochs=cfg.epochs, lr=cfg.lr,
-            batch_size=cfg.batch_size, seed=cfg.seed,
-        )
+        model = build_zoo_model("digits_mlp", hidden=cfg.hidden)
+        config = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed)
+        data = make_loader(train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+        history = fit(model, data, scheduler=scheduler, config=config)
+        histories[mode] = {k: list(getattr(history, k)) for k in ("loss", "accuracy",
+                                                                  "spike_density")}
         models[mode] = model.eval()
 
     execs: list[tuple[str, object, int | None]] = [("LayerSync", LayerSync(), None)]
     for f in cfg.eval_forward_group_sizes:
         execs += [(name, sch, f) for name, sch in _async_schedulers(cfg, f)]
     rows = []
-    progress = ig.progress(total=len(models) * len(execs), desc="evaluating")
+    progress = tqdm(total=len(models) * len(execs), desc="evaluating", leave=False)
     for mode, model in models.items():
         for name, sch, f in execs:
             rows.append(_evaluate(model, test, sch, train_mode=mode, exec_mode=name, F=f))
@@ -184,8 +182,8 @@ def run_demo(
 
     lava_model = models[list(models)[-1]]
     echo("exporting to Lava ...")
-    x_lava = next(iter(ig.loader(test, batch_size=cfg.lava_samples)))[0]
-    lava_lines = ig.lava_check(lava_model, x_lava, echo=echo)
+    x_lava = next(iter(make_loader(test, batch_size=cfg.lava_samples)))[0]
+    lava_lines = lava_check(lava_model, x_lava, echo=echo)
 
     config = {
         "data": "scikit-learn digits (8x8), rate-coded, "
@@ -202,7 +200,6 @@ def run_demo(
         histories=histories,
         rasters=rasters,
         lava=tuple(lava_lines),
-        notes=tuple(notes),
         command=command,
     )
     return write_report(results, out)
