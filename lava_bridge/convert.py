@@ -53,7 +53,7 @@ def _op_kinds() -> dict:
 
 
 def _is_delayed(op) -> bool:
-    return bool(getattr(op, "stateful", False)) and hasattr(op, "delays")
+    return op.stateful and hasattr(op, "delays")
 
 
 def _check_ops(layer: Layer) -> str:
@@ -96,7 +96,6 @@ def _check_ops(layer: Layer) -> str:
 def _dense(layer: Layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The layer's ops as ``weight [out, in]``, ``delay [out, in]`` or None, ``bias [out]`` or None."""
     import torch
-    from snntorch_async.ops import FlattenOp, IdentityOp, LinearOp
 
     if any(_is_delayed(op) for op in layer.ops):
         op = next(op for op in layer.ops if _is_delayed(op))
@@ -113,45 +112,19 @@ def _dense(layer: Layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | No
             f"matrix ({in_size * out_size:,} weights, over the limit of {MAX_DENSE_ELEMENTS:,}). "
             "Fix: use a smaller input or fewer channels for Lava."
         )
-    ops = [op for op in layer.ops if not isinstance(op, IdentityOp)]
-    core = [op for op in ops if not isinstance(op, FlattenOp)]
-    if len(core) == 1 and isinstance(core[0], LinearOp):  # Flatten is C-order: same columns
-        m = core[0].module
-        w = m.weight.detach().to("cpu", torch.float64).numpy()
-        b = None if m.bias is None else m.bias.detach().to("cpu", torch.float64).numpy()
-        return w, None, b
-
-    def apply(x: torch.Tensor, with_bias: bool) -> torch.Tensor:
-        for op in ops:
-            if op.weighted:
-                x = op._mask_apply(x, op.module.weight.detach().to("cpu", torch.float64))
-                bc = op.bias_current(())
-                if with_bias and bc is not None:
-                    x = x + bc.detach().to("cpu", torch.float64)
-            else:
-                x = op.deliver(x)
-        return x.reshape(x.shape[0], -1)
-
-    cols = []
+    chunk = max(1, min(in_size, MAX_DENSE_ELEMENTS // (8 * max(out_size, 1))))
     with torch.no_grad():
-        chunk = max(1, min(in_size, MAX_DENSE_ELEMENTS // (8 * max(out_size, 1))))
-        for start in range(0, in_size, chunk):
-            n = min(chunk, in_size - start)
-            basis = torch.zeros((n, in_size), dtype=torch.float64)
-            basis[torch.arange(n), torch.arange(start, start + n)] = 1.0
-            cols.append(apply(basis.reshape(n, *layer.in_shape), False))
-        w = torch.cat(cols, 0).T.contiguous().numpy()
-        has_bias = any(op.weighted and op.bias_current(()) is not None for op in ops)
-        b = apply(torch.zeros((1, *layer.in_shape), dtype=torch.float64), True)[0].numpy() if has_bias else None
-    return w, None, b
+        w = layer.dense_matrix(torch.float64, chunk=chunk).numpy()
+        bias = layer.bias_current(torch.float64, "cpu")
+    return w, None, None if bias is None else bias.reshape(-1).numpy()
 
 
 def _neuron(layer: Layer, approximate_reset: bool) -> NeuronSpec:
     import torch
-    from snntorch_async.neurons import RESET_NAMES, ZERO
+    from snntorch_async.neurons import RESET_NAMES
 
     n = layer.neuron
-    exact = n.reset == ZERO and not n.reset_delay
+    exact = layer.exact_on_lava
     if not exact and not approximate_reset:
         raise ConversionError(
             f"Layer {layer.index} ('{layer.path}', {type(n.module).__name__}) uses "

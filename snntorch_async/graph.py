@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, ModelStructureError, UnsupportedModuleError
-from .neurons import LeakyNeuron, Neuron, SynapticNeuron
+from .neurons import ZERO, LeakyNeuron, Neuron, SynapticNeuron
 from .ops import AvgPoolOp, Conv2dOp, FlattenOp, IdentityOp, LinearOp, MaxPoolOp, Op
 
 __all__ = ["Layer", "NetworkGraph", "read_model", "register_op", "OP_TABLE", "NEURON_TABLE"]
@@ -132,6 +132,75 @@ class Layer:
         for op in self.ops:
             x = op.forward(x)
         return x
+
+    @property
+    def lone_linear(self) -> LinearOp | None:
+        """The layer's ``nn.Linear`` op (or ``DelayedLinear``'s) if the other ops are only
+        Flatten, Identity or eval-mode Dropout; else ``None``."""
+        found = None
+        for op in self.ops:
+            if isinstance(op, LinearOp) and found is None:
+                found = op
+            elif isinstance(op, FlattenOp) or (isinstance(op, IdentityOp) and not op.module.training):
+                continue
+            else:
+                return None
+        return found
+
+    @property
+    def exact_on_lava(self) -> bool:
+        """Whether Lava's LIF reproduces this layer's reset rule exactly: zero reset with
+        ``reset_delay=False`` (Lava sets ``v <- 0`` in the step it spikes). The one definition."""
+        return self.neuron.reset == ZERO and not self.neuron.reset_delay
+
+    def bias_current(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor | None:
+        """The layer's constant current per time step, ``[1, *shape]``: its ops applied to an
+        all-zero input with their biases, weights cast to ``dtype`` (default: the weights' own;
+        differentiable); ``None`` when no weighted op has a bias."""
+        if not self.has_bias:
+            return None
+        ref = next(op.module.weight for op in self.ops if op.weighted)
+        dtype = ref.dtype if dtype is None else dtype
+        x = torch.zeros((1, *self.in_shape), device=ref.device if device is None else device,
+                        dtype=dtype)
+        for op in self.ops:
+            if op.weighted:
+                x = op.apply(x, op.module.weight.to(device=x.device, dtype=dtype))
+                b = op.bias_current(())
+                if b is not None:
+                    x = x + b.to(device=x.device, dtype=dtype)
+            else:
+                x = op.forward(x)  # shape ops as the model calls them
+        return x
+
+    def dense_matrix(
+        self, dtype: torch.dtype = torch.float64, chunk: int | None = None
+    ) -> torch.Tensor:
+        """The layer's bias-free ops as one dense matrix ``[numel, prod(in_shape)]`` on the CPU
+        (synaptic delays not included): a lone ``nn.Linear``'s weight, else the ops applied to
+        the unit inputs, ``chunk`` of them at a time (default: all at once)."""
+        core = [op for op in self.ops if not isinstance(op, (IdentityOp, FlattenOp))]
+        if len(core) == 1 and isinstance(core[0], LinearOp):  # Flatten is C-order: same columns
+            return core[0].module.weight.detach().to("cpu", dtype)
+        ops = [op for op in self.ops if not isinstance(op, IdentityOp)]
+        in_size = 1
+        for s in self.in_shape:
+            in_size *= int(s)
+        chunk = in_size if chunk is None else max(1, min(in_size, chunk))
+        cols = []
+        with torch.no_grad():
+            for start in range(0, in_size, chunk):
+                n = min(chunk, in_size - start)
+                x = torch.zeros((n, in_size), dtype=dtype)
+                x[torch.arange(n), torch.arange(start, start + n)] = 1.0
+                x = x.reshape(n, *self.in_shape)
+                for op in ops:
+                    x = op.apply(x, op.module.weight.detach().to("cpu", dtype) if op.weighted
+                                 else None)
+                cols.append(x.reshape(n, -1))
+        return torch.cat(cols, 0).T.contiguous()
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,13 +3,15 @@
 A layer of the network graph is a chain of *ops* (``nn.Linear``, ``nn.Conv2d``, ``nn.Flatten``,
 pooling, dropout, identity) that turns the previous layer's spikes (or the network input) into
 the input current of its neurons. Each op wraps the user's module (parameters are shared, never
-copied) and offers three ways to apply it:
+copied) and offers these ways to apply it:
 
 * :meth:`Op.forward` calls the module itself, exactly as snnTorch's own time loop would (so the
   layer-synchronous scheduler reproduces snnTorch bit for bit);
 * :meth:`Op.deliver` applies the op to a partial set of spikes *without bias*, as the
   asynchronous schedulers do when they deliver a group of spikes (bias is a constant current that
   arrives once per time step, see :meth:`Op.bias_current`);
+* :meth:`Op.apply` is the op's bias-free map with an optional replacement weight (a 0/1 mask
+  to count events, a float64 copy for Lava); shape ops ignore the weight;
 * :meth:`Op.synops` counts effective synaptic operations (spikes times non-zero fan-out) for a
   weighted op, the NeuroBench definition.
 """
@@ -32,6 +34,7 @@ class Op:
     """
 
     weighted = False  #: True for ops with synaptic weights (Linear, Conv2d).
+    stateful = False  #: True for ops with per-simulation state (``DelayedLinearOp``, see delays).
 
     def __init__(self, module: nn.Module, path: str) -> None:
         self.module = module
@@ -44,6 +47,11 @@ class Op:
     def deliver(self, x: Tensor) -> Tensor:
         """Apply the op to delivered spikes without any bias. ``x``: ``[B, *in_shape]``."""
         return self.module(x)
+
+    def apply(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The op's bias-free map of ``x`` ``[B, *in_shape]``; a weighted op uses ``weight`` in
+        place of the module's weight when given (e.g. a 0/1 mask or a float64 copy)."""
+        return self.deliver(x)
 
     def bias_current(self, x_shape: tuple[int, ...]) -> Tensor | None:
         """The constant current this op adds per time step (``None`` when it adds none)."""
@@ -76,8 +84,11 @@ class _WeightedOp(Op):
         super().__init__(module, path)
         self._fanout_cache: tuple[tuple, Tensor] | None = None
 
-    def _mask_apply(self, x: Tensor, w: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def _map(self, x: Tensor, w: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def apply(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        return self._map(x, self.module.weight if weight is None else weight)
 
     def _fan(self, in_shape: tuple[int, ...], weight: Tensor) -> Tensor:
         """Per input element, the summed ``weight`` of the synapses leaving it, ``[*in_shape]``.
@@ -88,11 +99,11 @@ class _WeightedOp(Op):
         probe = torch.zeros((1, *in_shape), device=weight.device, dtype=weight.dtype)
         probe.requires_grad_(True)
         with torch.enable_grad():
-            out = self._mask_apply(probe, weight)
+            out = self._map(probe, weight)
             (fan,) = torch.autograd.grad(out.sum(), probe)
         return fan[0].detach()
 
-    def _fanout(self, in_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    def fanout(self, in_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """Number of non-zero synapses leaving each input element (cached per weight version)."""
         w = self.module.weight
         key = (w._version, w.data_ptr(), tuple(in_shape), str(w.device), dtype)
@@ -103,7 +114,7 @@ class _WeightedOp(Op):
         return self._fanout_cache[1]
 
     def synops(self, x: Tensor) -> Tensor:
-        fan = self._fanout(tuple(x.shape[1:]), x.dtype)
+        fan = self.fanout(tuple(x.shape[1:]), x.dtype)
         # |sign(x)| is the 0/1 activity mask (inputs are finite) and a mat-vec sums it against
         # the fan-out: ~6x cheaper per step on CPU than a boolean mask, a cast and a product.
         active = x.detach().sign().abs_()
@@ -131,7 +142,7 @@ class LinearOp(_WeightedOp):
     def deliver(self, x: Tensor) -> Tensor:
         return F.linear(x, self.module.weight)
 
-    def _mask_apply(self, x: Tensor, w: Tensor) -> Tensor:
+    def _map(self, x: Tensor, w: Tensor) -> Tensor:
         return F.linear(x, w)
 
     def _bias_shaped(self) -> Tensor:
@@ -151,7 +162,7 @@ class Conv2dOp(_WeightedOp):
     def deliver(self, x: Tensor) -> Tensor:
         return self._conv(x, self.module.weight)
 
-    def _mask_apply(self, x: Tensor, w: Tensor) -> Tensor:
+    def _map(self, x: Tensor, w: Tensor) -> Tensor:
         return self._conv(x, w)
 
     def _bias_shaped(self) -> Tensor:

@@ -55,7 +55,7 @@ def delayed_linear(layer):
     """The layer's delay op (``DelayedLinearOp``) if it has synapses with delay > 0 and is the
     layer's only weighted op (behind Flatten / Identity / eval Dropout); else ``None``."""
     lin = lone_linear(layer)
-    if lin is None or not getattr(lin, "stateful", False):
+    if lin is None or not lin.stateful:
         return None
     return lin if any(k > 0 for k in lin.delay_values) else None
 
@@ -173,7 +173,7 @@ def _received_count(layer, x: Tensor) -> Tensor:
     c = (x.detach() != 0).to(x.dtype)
     for op in layer.ops:
         if op.weighted:
-            c = op._mask_apply(c, (op.module.weight.detach() != 0).to(c.dtype))
+            c = op.apply(c, (op.module.weight.detach() != 0).to(c.dtype))
         elif isinstance(op, MaxPoolOp):
             c = op.module(c)
         else:
@@ -572,7 +572,7 @@ def _native_for(sched, ctx: SimContext, state, x: Tensor):
     )
     for layer in graph.layers if ok else ():
         lin = lone_linear(layer)
-        if (lin is None or getattr(lin, "stateful", False) or type(layer.neuron) is not LeakyNeuron
+        if (lin is None or lin.stateful or type(layer.neuron) is not LeakyNeuron
                 or lin.module.weight.dtype != torch.float32 or not _heaviside_forward(layer.neuron)):
             ok = False
             break
@@ -603,7 +603,7 @@ def _native_plan(sched, ctx: SimContext, state) -> dict:
     wts = [transposed_weight(op, ctx.cache) for op in lins]
     biases = [None if op.module.bias is None else op.module.bias.detach().contiguous()
               for op in lins]
-    fan = torch.cat([lins[grp_tgt[g]]._fanout((grp_off[g + 1] - grp_off[g],), torch.float32)
+    fan = torch.cat([lins[grp_tgt[g]].fanout((grp_off[g + 1] - grp_off[g],), torch.float32)
                      .reshape(-1) for g in range(G)] + [torch.zeros(0)]).contiguous()
     thr = torch.cat([torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
                      for l, layer in enumerate(layers)]).to(torch.float32).contiguous()

@@ -143,7 +143,7 @@ class AsyncScheduler(Scheduler):
         for layer in graph.layers:
             seen_weight = False
             for op in layer.ops:
-                if getattr(op, "stateful", False) and lone_linear(layer) is not op:
+                if op.stateful and lone_linear(layer) is not op:
                     raise UnsupportedModuleError(
                         f"{type(self).__name__} does not support the stateful module at "
                         f"'{op.path}' ({type(op.module).__name__}) in this position: a delay "

@@ -20,10 +20,10 @@ class LayerOpState(NamedTuple):
 
 
 def _with_op_states(layer, neuron_state, ctx: SimContext):
-    if not any(getattr(op, "stateful", False) for op in layer.ops):
+    if not any(op.stateful for op in layer.ops):
         return neuron_state
     ops = tuple(
-        op.init_state(ctx.batch, ctx.device, ctx.dtype) if getattr(op, "stateful", False) else None
+        op.init_state(ctx.batch, ctx.device, ctx.dtype) if op.stateful else None
         for op in layer.ops
     )
     return LayerOpState(neuron_state, ops)
@@ -57,7 +57,7 @@ class LayerSync(Scheduler):
             for j, op in enumerate(layer.ops):
                 if op.weighted:
                     weighted_inputs.append((i, op, x))
-                if op_states is not None and getattr(op, "stateful", False):
+                if op_states is not None and op.stateful:
                     x, op_st = op.forward_stateful(x, op_states[j])
                     new_ops.append(op_st)
                 else:

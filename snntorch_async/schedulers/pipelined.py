@@ -38,8 +38,8 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..graph import Layer, NetworkGraph
-from ..neurons import ZERO, NeuronParams
-from .base import Scheduler, SimContext, StepOutput
+from ..neurons import NeuronParams
+from .base import Scheduler, SimContext, StepOutput, detach_tree
 
 __all__ = ["Pipelined", "PipelinedState", "PipelinedLayerState", "LIFState"]
 
@@ -66,11 +66,13 @@ class PipelinedLayerState(NamedTuple):
 
 
 class PipelinedState(NamedTuple):
-    """Pipelined state: the previous input ``[B, *features]``, the layers, and the step count."""
+    """Pipelined state: the previous input ``[B, *features]``, the layers, the step count, and
+    each layer's bias current ``[1, *shape]`` (or ``None``), computed once per simulation."""
 
     source: Tensor
     layers: tuple[PipelinedLayerState, ...]
     step: int
+    biases: tuple = ()
 
 
 class _LIFParams(NamedTuple):
@@ -81,7 +83,7 @@ class _LIFParams(NamedTuple):
 
 def lava_rule(layer: Layer) -> bool:
     """True if Lava's LIF reproduces this layer's reset rule exactly (zero, ``reset_delay=False``)."""
-    return layer.neuron.reset == ZERO and not layer.neuron.reset_delay
+    return layer.exact_on_lava
 
 
 def _lif_params(layer: Layer, p: NeuronParams, dtype: torch.dtype) -> _LIFParams:
@@ -93,11 +95,9 @@ def _lif_params(layer: Layer, p: NeuronParams, dtype: torch.dtype) -> _LIFParams
 
 def _apply_op(op, x: Tensor, st, dtype: torch.dtype):
     """An op's bias-free delivery of ``x`` in ``dtype`` (weights cast, not the module)."""
-    if getattr(op, "stateful", False):
+    if op.stateful:
         return op.deliver_stateful(x, st)
-    if op.weighted:
-        return op._mask_apply(x, op.module.weight.to(dtype)), None
-    return op.deliver(x), None
+    return op.apply(x, op.module.weight.to(dtype) if op.weighted else None), None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,30 +134,22 @@ class Pipelined(Scheduler):
             else:
                 neuron = layer.neuron.init_state(B, dev, dtype)
             ops = tuple(
-                op.init_state(B, dev, dtype) if getattr(op, "stateful", False) else None
+                op.init_state(B, dev, dtype) if op.stateful else None
                 for op in layer.ops
             )
             spk = torch.zeros((B, *layer.shape), device=dev, dtype=ctx.dtype)
             layers.append(PipelinedLayerState(neuron, ops, spk))
         source = torch.zeros_like(inputs[0], dtype=dtype)
-        return PipelinedState(source=source, layers=tuple(layers), step=0)
+        return PipelinedState(source=source, layers=tuple(layers), step=0,
+                              biases=self._biases(ctx))
 
-    def _bias(self, layer: Layer, dtype: torch.dtype, device) -> Tensor | None:
-        """The constant current of the layer's ops: ``ops(0)`` with biases (``[1, *shape]``)."""
-        if not any(op.bias_current(()) is not None for op in layer.ops if op.weighted):
-            return None
-        x = torch.zeros((1, *layer.in_shape), device=device, dtype=dtype)
-        for op in layer.ops:
-            if getattr(op, "stateful", False):
-                x = op.forward_stateful(x, op.init_state(1, device, dtype))[0]
-            elif op.weighted:
-                x = op._mask_apply(x, op.module.weight.to(dtype))
-                b = op.bias_current(())
-                if b is not None:
-                    x = x + b.to(dtype)
-            else:
-                x = op.forward(x)
-        return x
+    def _biases(self, ctx: SimContext) -> tuple:
+        """Each layer's constant current ``ops(0)`` with biases, in the compute dtype."""
+        return tuple(layer.bias_current(self._dtype(ctx), ctx.device) for layer in ctx.graph.layers)
+
+    def carry(self, ctx: SimContext, state: PipelinedState) -> PipelinedState:
+        """Detach a carried state and rebuild the bias currents (they derive from parameters)."""
+        return detach_tree(state)._replace(biases=self._biases(ctx))
 
     def step(self, ctx: SimContext, state: PipelinedState, x: Tensor, t: int):
         dtype = self._dtype(ctx)
@@ -176,7 +168,7 @@ class Pipelined(Scheduler):
                 cur, st = _apply_op(op, cur, ls.ops[j], dtype)
                 new_ops.append(st)
             if state.step >= i + 1:  # the wavefront has arrived: the bias flows from now on
-                b = self._bias(layer, dtype, ctx.device)
+                b = state.biases[i]
                 if b is not None:
                     cur = cur + b
             spk, neuron = self._neuron_step(layer, ctx.params[i], ls.neuron, cur, dtype)
@@ -187,7 +179,8 @@ class Pipelined(Scheduler):
             spikes.append(spk)
             mems.append(neuron.v if isinstance(neuron, LIFState) else neuron.mem)
             src = ls.spikes.to(dtype)  # what this layer sent this step (emitted last step)
-        new_state = PipelinedState(source=x.to(dtype), layers=tuple(new_layers), step=state.step + 1)
+        new_state = PipelinedState(source=x.to(dtype), layers=tuple(new_layers), step=state.step + 1,
+                                   biases=state.biases)
         steps = torch.full((ctx.batch,), L, device=ctx.device, dtype=torch.long)
         out = StepOutput(tuple(spikes), tuple(mems) if ctx.record.membranes else None, counts, synops, steps)
         return new_state, out
