@@ -11,6 +11,7 @@ Quick start::
 from importlib.metadata import PackageNotFoundError, version
 
 from . import delays  # registers DelayedLinear with the model reader
+from .bias_timing import BiasTiming
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import CurrentEncoding, LatencyEncoding, RateEncoding, load_digits_spikes, make_loader
 from .delays import DelayedLinear
@@ -55,6 +56,7 @@ __all__ = [
     "Scheduler",
     "LayerSync",
     "Pipelined",
+    "BiasTiming",
     "AsyncScheduler",
     "RandomAsync",
     "MomentumAsync",
