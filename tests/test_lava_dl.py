@@ -188,3 +188,16 @@ def test_pipelined_lava_timing_equals_native_lava_float(seed, synaptic, delays):
     assert int((ours != native).sum()) == 0
     # the check can fail: the other timing differs from the natively built Lava network
     assert int((synaptic_timing.spikes[:, 0].numpy() != native).sum()) > 0
+
+
+@pytest.mark.timeout(180)
+def test_verify_and_build_honour_lava_timing():
+    """lava_bridge.build with Lava's timing (LIF bias_mant, no bias channel): float and fixed."""
+    from lava_bridge import verify
+
+    m = _net(1, bias=True, synaptic=True)
+    x = torch.tensor(_spikes(9, 30, 6), dtype=torch.float32)[:, None]
+    res = verify(m, x, bias_timing=BiasTiming.LAVA)
+    assert res.spec.bias_timing == "lava" and res.lava.sum() > 5 and res.mismatches == 0
+    fixed = verify(m, x, bias_timing=BiasTiming.LAVA, fixed_point=True)
+    assert fixed.engine == "emulate" and fixed.lava.sum() > 5 and fixed.mismatches == 0
