@@ -2,6 +2,10 @@
 # Both create (once, then reuse) a Python 3.10 virtual environment with the full stack.
 # neurobench is installed without its dependencies (its torchaudio pin does not match our torch;
 # the metric modules used by the cross-check test do not need it).
+# lava-dl (its netx reader: the tests run our netx files in it) is installed without its
+# dependencies too (it pins torch<2.4); its reader needs only opencv, torchvision and matplotlib,
+# pinned below, with torch held at the version already installed (a mismatch fails loudly).
+# Together they add ~150 MB and ~20 s.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,7 +23,10 @@ $(STAMP): pyproject.toml
 	"$$py310" -m venv $(VENV) && \
 	$(PY) -m pip install -q --upgrade pip && \
 	$(PY) -m pip install -q -e '.[lava,data,plot,dev]' && \
-	$(PY) -m pip install -q --no-deps neurobench==2.3.0
+	$(PY) -m pip install -q --no-deps neurobench==2.3.0 lava-dl==0.6.0 && \
+	torch_v="$$($(PY) -c 'import torch; print(torch.__version__.split("+")[0])')" && \
+	$(PY) -m pip install -q "torch==$$torch_v" torchvision==0.29.1 opencv-python-headless==4.11.0.86 \
+		matplotlib==3.10.9
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,7 +8,11 @@ running and how to get Lava (Python 3.10 and ``pip install 'snntorch-async[lava]
 The network, for one sample (Lava runs one sample at a time)::
 
     RingBuffer(input [n_in, num_steps]) ─ Dense/DelayDense(W₀, D₀) ─► LIF₀ ─ Dense(W₁) ─► LIF₁ ...
-    RingBuffer(ones [1, 1]) ─ DelayDense(bias_l [n_l, 1], delay l) ─► LIF_l      (layers with bias)
+    RingBuffer(ones [1, 1]) ─ DelayDense(bias_l [n_l, 1], delay l) ─► LIF_l   (bias, "synaptic")
+    LIF_l(bias_mant = bias_l)                         (bias, "lava": float; fixed: see below)
+
+A ``bias_timing="lava"`` layer's bias is the LIF's own: ``bias_mant = b`` in float, and in
+fixed point ``bias_mant = bias << bias_exp`` with ``bias_exp = 6``, as lava-dl's netx sets it.
     LIF_{L-1} (and every LIF if record_layers) ─► RingBuffer sink [n, num_steps]
 
 Per-neuron ``du``/``dv``/``vth`` that differ within a layer are passed to ``LIF`` as arrays (Lava's
@@ -204,14 +208,20 @@ def build(
         else:
             syn = Dense(weights=w, **kw)
         nrn = layer.neuron
+        lava_bias = layer.bias is not None and layer.bias_timing == "lava"
+        bias_kw: dict = {}
+        if lava_bias and fixed:
+            bias_kw = dict(bias_mant=layer.lif_bias_mant().astype(np.int32), bias_exp=6)
+        elif lava_bias:
+            bias_kw = dict(bias_mant=layer.bias.astype(np.float64))
         lif = LIF(
             shape=(n,), du=_param(nrn.du, fixed), dv=_param(nrn.dv, fixed), vth=_param(nrn.vth, fixed),
-            name=f"lif{i}",
+            name=f"lif{i}", **bias_kw,
         )
         port.connect(syn.s_in)
         syn.a_out.connect(lif.a_in)
         bias_syn = None
-        if layer.bias is not None:
+        if layer.bias is not None and not lava_bias:
             if on is None:
                 on = Source(data=np.ones((1, 1), dtype=wtype))
             bkw = dict(weight_exp=layer.bias_exp, num_weight_bits=layer.num_weight_bits) if fixed else {}

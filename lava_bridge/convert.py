@@ -5,7 +5,7 @@ Mapping (DESIGN §3), per layer, float64::
     nn.Linear.weight [out, in]            -> LayerSpec.weight (same layout)
     DelayedLinear                         -> weight + delay (Lava DelayDense)
     Conv2d (+ AvgPool2d / Flatten ...)    -> one dense [out, in] matrix (logged: "conv2d-as-dense")
-    bias of the layer's ops, ops(0)       -> LayerSpec.bias (a synaptic current, see spec.py)
+    bias of the layer's ops, ops(0)       -> LayerSpec.bias, with the chosen bias_timing (spec.py)
     snn.Leaky(beta, threshold)            -> du = 1,         dv = 1 - beta, vth = threshold
     snn.Synaptic(alpha, beta, threshold)  -> du = 1 - alpha, dv = 1 - beta, vth = threshold
 
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # torch and snntorch_async are imported on first use (lava_bridge imports without torch)
+    from snntorch_async.bias_timing import BiasTiming
     from snntorch_async.graph import Layer, NetworkGraph
     from torch import nn
 
@@ -167,6 +168,7 @@ def convert(
     *,
     approximate_reset: bool = False,
     dt: float = 1.0,
+    bias_timing: BiasTiming | str = "synaptic",
 ) -> NetworkSpec:
     """Convert a model (or its graph) to a float :class:`NetworkSpec` for Lava.
 
@@ -176,12 +178,23 @@ def convert(
         approximate_reset: Convert layers whose reset rule Lava cannot run exactly (subtract,
             none, ``reset_delay=True``) by Lava's zero reset, instead of raising.
         dt: The time step recorded in the spec.
+        bias_timing: When each layer's bias flows (``snntorch_async.BiasTiming``, recorded on
+            every layer): ``SYNAPTIC`` (default) reproduces the model as LayerSync/snnTorch
+            runs it; ``LAVA`` is Lava's LIF bias (into ``v`` from step 0), what netx files and
+            natively built Lava networks do, and what ``Pipelined(bias_timing=BiasTiming.LAVA)``
+            trains.
 
     Raises:
         ConversionError: A layer cannot be converted (reset rule without opt-in, max pooling...).
         LoihiLimitError: Delays outside 0..62.
     """
+    from snntorch_async.bias_timing import BiasTiming
     from snntorch_async.graph import NetworkGraph, read_model
+
+    try:
+        timing = BiasTiming.coerce(bias_timing, "convert(bias_timing=...)")
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
 
     if isinstance(model_or_graph, NetworkGraph):
         graph = model_or_graph
@@ -205,7 +218,7 @@ def convert(
         layers.append(
             LayerSpec(
                 name=layer.path, weight=w, neuron=neuron, shape=tuple(layer.shape), delay=d,
-                bias=b, source=source,
+                bias=b, source=source, bias_timing=timing.value,
             )
         )
     spec = NetworkSpec(layers=tuple(layers), input_shape=tuple(graph.input_shape), dt=dt)

@@ -25,10 +25,12 @@ Per time step ``t`` (0-based; Lava's ``time_step`` is ``t + 1``) and layer, in t
        y = v·(4096 - dv);         v ← clip(sgn(y)·(|y| >> 12) + u + bias, ±(2²³ - 1))
        spike = v > (vth << 6);    v ← 0 where spike        (u is not reset; no refractory time)
 
-   The spec's layer bias is a synaptic current: an always-on source feeds a second synapse
-   ``[out, 1]`` (mantissas ``bias``, exponent ``bias_exp``, delay = layer index ``l``, with
-   its own sign mode), so ``a_in += bias << bias_exp`` from step ``l + 1`` on; the LIF's own
-   ``bias_mant`` stays 0. Intermediate sums are wrapped to int32 where Lava's numpy arrays
+   A layer bias with ``bias_timing="synaptic"`` is a synaptic current: an always-on source
+   feeds a second synapse ``[out, 1]`` (mantissas ``bias``, exponent ``bias_exp``, delay = layer
+   index ``l``, with its own sign mode), so ``a_in += bias << bias_exp`` from step ``l + 1`` on;
+   the LIF's own ``bias_mant`` stays 0. With ``bias_timing="lava"`` it is the LIF's own bias
+   (``bias_mant = bias << bias_exp``, ``bias_exp = 6``, as lava-dl's netx sets it): ``bias =
+   (bias << bias_exp) << 6`` above, from step 0 on. Intermediate sums are wrapped to int32 where Lava's numpy arrays
    are int32 (never reached by a quantized network).
 
 The input source is Lava's ``RingBuffer``: at step ``t`` it sends ``inputs[t]`` (Lava's
@@ -44,6 +46,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
+
+from snntorch_async.bias_timing import BiasTiming
 
 from .spec import LayerSpec, NetworkSpec
 
@@ -155,8 +159,8 @@ def lif_fixed_step(
         state: ``u``, ``v`` int64 ``[B, n]``.
         a_in: Synaptic input int64 ``[B, n]`` (what the Dense process sent).
         du, dv, vth: int64, broadcastable to ``[B, n]``.
-        bias: The LIF's own bias ``bias_mant << bias_exp`` (added to ``v``); the network spec
-            carries its bias as a synaptic current instead, so :func:`emulate` passes 0.
+        bias: The LIF's own bias ``bias_mant << bias_exp`` (added to ``v``): a
+            ``bias_timing="lava"`` layer's bias; 0 for ``"synaptic"`` (a current instead).
 
     Returns:
         ``(spikes bool [B, n], new state)``; the update equations are in the module docstring.
@@ -190,6 +194,7 @@ class _Prepared(NamedTuple):
     fast: bool
     bias_current: Tensor | None  # [out] int64 per step: a_in units (exact) / u units (fast)
     bias_from: int  # first step at which it arrives (layer index + 1)
+    v_bias: Tensor | None  # [out] int64: the LIF's bias_mant << bias_exp (bias_timing "lava")
     clear_u: bool  # du = 4095 everywhere: the current is cleared each step
     keep_u: Tensor  # 4096 - (du + 1)
     keep_v: Tensor  # 4096 - dv
@@ -223,8 +228,10 @@ def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
     else:
         k = layer.max_delay + 1
         stack = np.concatenate([np.where(layer.delay == j, w, 0) for j in range(k)], axis=0)
-    b = None
-    if layer.bias is not None:
+    b = v_bias = None
+    if layer.bias is not None and layer.bias_timing == BiasTiming.LAVA:
+        v_bias = layer.lif_bias_mant() << _ACT_SHIFT  # the LIF's bias_mant << bias_exp (= 6)
+    elif layer.bias is not None:
         # its own [out, 1] Dense: sign mode, clipping and truncation of that column
         b = loihi_weights(layer.bias[:, None], layer.num_weight_bits)[:, 0]
         b = (b << layer.bias_exp) if layer.bias_exp >= 0 else (b >> -layer.bias_exp)
@@ -259,6 +266,7 @@ def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
         fast=fast,
         bias_current=bias,
         bias_from=index + 1,
+        v_bias=None if v_bias is None else vec(v_bias),
         clear_u=bool(du.size and np.all(du == 4095)),
         keep_u=vec(_DECAY_UNITY - (du + 1)),
         keep_v=vec(_DECAY_UNITY - np.asarray(n.dv, dtype=np.int64)),
@@ -293,6 +301,8 @@ def _step_fast(p: _Prepared, state: LIFState, du_in: Tensor) -> tuple[Tensor, LI
     else:
         u = torch.div(state.u * p.keep_u, _DECAY_UNITY, rounding_mode="trunc") + du_in
     v = torch.div(state.v * p.keep_v, _DECAY_UNITY, rounding_mode="trunc") + u
+    if p.v_bias is not None:
+        v = v + p.v_bias
     v = v.clamp_(-_V_LIM, _V_LIM)
     spk = v > (p.vth << _ACT_SHIFT)
     return spk, LIFState(u, v.masked_fill_(spk, 0))
@@ -409,7 +419,10 @@ def emulate(
             if p.fast:
                 spk, states[i] = _step_fast(p, states[i], a_in)
             else:
-                spk, states[i] = lif_fixed_step(states[i], a_in, du=p.du, dv=p.dv, vth=p.vth)
+                spk, states[i] = lif_fixed_step(
+                    states[i], a_in, du=p.du, dv=p.dv, vth=p.vth,
+                    bias=0 if p.v_bias is None else p.v_bias,
+                )
             spk_rec[i].append(spk)
             if record_state:
                 u_rec[i].append(states[i].u)

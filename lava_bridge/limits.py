@@ -18,6 +18,7 @@ LOIHI_LIMITS = {
     "decay": (0, 4095),  # du, dv: 12 bits
     "vth": (0, 2**17 - 1),  # 17-bit threshold mantissa
     "num_weight_bits": (1, 8),
+    "bias_mant": (-4096, 4095),  # LIF bias_mant: 13-bit signed (bias_timing "lava")
 }
 
 
@@ -77,3 +78,11 @@ def check_loihi_limits(spec: NetworkSpec) -> None:
             lo, hi = LOIHI_LIMITS[key]
             if not lo <= v <= hi:
                 raise _range_error(where, what, (lo, hi), v, v, "Fix: re-quantize the spec.")
+        if layer.bias is not None and layer.bias_timing == "lava" and layer.bias.size:
+            b = layer.lif_bias_mant()
+            lo, hi = LOIHI_LIMITS["bias_mant"]
+            if b.min() < lo or b.max() > hi:
+                raise _range_error(
+                    where, "the LIF bias_mant (bias << bias_exp, bias_timing 'lava')", (lo, hi),
+                    int(b.min()), int(b.max()), "Fix: quantize with a smaller weight scale.",
+                )

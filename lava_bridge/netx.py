@@ -1,8 +1,9 @@
 """Write (and read back) lava-dl's netx HDF5 network description, with h5py only.
 
-lava-dl (``lava.lib.dl.netx.hdf5.Network``) cannot be installed beside our torch, so this module
-writes its format from a fixed-point :class:`~lava_bridge.spec.NetworkSpec`. Layout (lava-dl's
-netx README and reader, ``hdf5.py`` / ``utils.py``)::
+This module writes the format that lava-dl's reader (``lava.lib.dl.netx.hdf5.Network``) loads,
+from a :class:`~lava_bridge.spec.NetworkSpec` (the tests run our files in that reader and
+compare with :func:`lava_bridge.emulate`, spike for spike). Layout (lava-dl's netx README and
+reader, ``hdf5.py`` / ``utils.py``)::
 
     /layer/<i>/type            b"dense" (fixed-length ascii, shape (1,))
     /layer/<i>/shape           [n]             neurons of the layer
@@ -21,14 +22,17 @@ netx README and reader, ``hdf5.py`` / ``utils.py``)::
 The netx reader has no weight exponent: it stores *effective* integer weights and re-derives
 mantissa, exponent and bit count itself (``optimize_weight_bits``), which is exact for integer
 weights in ``[-256, 254]`` (mixed sign) or 8-bit one-signed. So a layer is written only if
-``Wq · 2^weight_exp`` is such an integer matrix; quantize with
-``QuantizeSettings(weight_exp=0)`` (or ``QuantizeSettings.slayer()``) to be sure.
+``Wq · 2^weight_exp`` is such an integer matrix. :func:`export_netx` takes care of that grid: a
+float spec is quantized on :data:`NETX_GRID` (weight exponent 0); a fixed-point spec is written
+as it is if it has an exact netx form.
 
 Bias: netx gives its ``bias`` to the LIF (``bias_mant``, ``bias_exp = 6``), which adds it to
-``v`` from the first step on, while our spec's bias is a synaptic current that reaches layer
-``l`` at step ``l + 1`` (with the first input). For Leaky layers (``du = 4095``) the two agree
-from step ``l + 1`` on; the first ``l + 1`` steps differ (logged). A bias on a layer whose current
-decays slowly (``du < 4095``, Synaptic) is refused.
+``v`` from the first step on: the spec's ``bias_timing="lava"`` (convert with
+``bias_timing=BiasTiming.LAVA``), written exactly. A biased ``"synaptic"`` layer (a current that
+reaches layer ``l`` at step ``l + 1``) has no netx form: it is refused, or, on the explicit opt-in
+``approximate_bias_timing=inputs``, written with Lava's timing after measuring, on those inputs,
+how many spikes the change moves (:func:`bias_timing_mismatch`, both timings emulated); the
+measured count is logged, never guessed.
 """
 
 from __future__ import annotations
@@ -38,15 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LoihiLimitError, SpecFormatError
+from typing import NamedTuple
+
+from .errors import ConversionError, LoihiLimitError, SpecFormatError
 from .limits import check_loihi_limits
+from .quantize import QuantizeSettings, quantize
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
-__all__ = ["export_netx", "read_netx"]
+__all__ = ["NETX_GRID", "TimingMismatch", "bias_timing_mismatch", "export_netx", "read_netx"]
 
 log = logging.getLogger(__name__)
-
-_BIAS_LIMIT = 4095  # LIF bias_mant is a 13-bit signed field
 
 
 def _uniform(a: np.ndarray, what: str, where: str) -> int:
@@ -84,33 +89,130 @@ def _effective_weights(layer: LayerSpec, where: str) -> np.ndarray:
     return eff
 
 
+#: The grid :func:`export_netx` quantizes a float spec on: netx has no weight exponent.
+NETX_GRID = QuantizeSettings(weight_exp=0)
+
+
+class TimingMismatch(NamedTuple):
+    """Spikes moved by giving every layer Lava's bias timing (:func:`bias_timing_mismatch`).
+
+    Attributes:
+        mismatches: Output spike slots (step, sample, neuron) that differ.
+        compared: Output spike slots compared.
+        layer_mismatches: Per layer, the spike slots that differ.
+    """
+
+    mismatches: int
+    compared: int
+    layer_mismatches: tuple[int, ...]
+
+    def __str__(self) -> str:
+        rate = 100 * self.mismatches / max(self.compared, 1)
+        return (
+            f"{self.mismatches} / {self.compared} output spike slots differ ({rate:.2f} %); per "
+            f"layer {list(self.layer_mismatches)}"
+        )
+
+
+def _with_timing(spec: NetworkSpec, timing: str) -> NetworkSpec:
+    from dataclasses import replace
+
+    return replace(spec, layers=tuple(replace(l, bias_timing=timing) for l in spec.layers))
+
+
+def bias_timing_mismatch(spec: NetworkSpec, inputs) -> TimingMismatch:
+    """Measure what Lava's bias timing changes: ``spec`` emulated as it is and with ``"lava"``.
+
+    Args:
+        spec: A fixed-point spec.
+        inputs: Binary spikes ``[T, B, *input_shape]`` (torch tensor or numpy array).
+
+    Returns:
+        A :class:`TimingMismatch` (0 mismatches when the spec already has Lava's timing).
+    """
+    import torch
+
+    from .emulator import emulate
+
+    x = torch.as_tensor(np.asarray(inputs) if not torch.is_tensor(inputs) else inputs)
+    ours = emulate(spec, x)
+    lava = emulate(_with_timing(spec, "lava"), x)
+    per_layer = tuple(int((a != b).sum()) for a, b in zip(ours.layer_spikes, lava.layer_spikes))
+    return TimingMismatch(
+        mismatches=per_layer[-1], compared=int(ours.spikes.numel()), layer_mismatches=per_layer
+    )
+
+
+def _netx_spec(spec, approximate_bias_timing) -> NetworkSpec:
+    """The fixed-point, Lava-timed spec that is written (quantized, measured as needed)."""
+    if not isinstance(spec, NetworkSpec):
+        raise SpecFormatError(
+            f"export_netx() expected a lava_bridge.NetworkSpec; got {type(spec).__name__}. Fix: "
+            "export_netx(lava_bridge.convert(model, input_shape, bias_timing='lava'), path)."
+        )
+    if not spec.fixed_point:
+        spec = quantize(spec, NETX_GRID).spec
+    late = [
+        f"{i} ('{l.name}')"
+        for i, l in enumerate(spec.layers)
+        if l.bias is not None and l.bias_timing != "lava"
+    ]
+    if not late:
+        return spec
+    if approximate_bias_timing is None:
+        raise ConversionError(
+            f"export_netx(): layers {', '.join(late)} carry their bias with bias_timing "
+            "'synaptic' (a current from the step the first input arrives), but netx gives a "
+            "layer's bias to Lava's LIF, which adds it to v from step 0; the early bias stays in "
+            "the membranes and moves spikes long after. Fix: convert with "
+            "bias_timing=BiasTiming.LAVA (and train with Pipelined(bias_timing=BiasTiming.LAVA) "
+            "for hardware), or pass approximate_bias_timing=inputs to write Lava's timing anyway "
+            "and log the spike mismatch measured on those inputs."
+        )
+    measured = bias_timing_mismatch(spec, approximate_bias_timing)
+    log.warning(
+        "export_netx: layers %s written with Lava's bias timing (into v from step 0) instead of "
+        "'synaptic'; measured on the given inputs (emulate, both timings): %s.",
+        ", ".join(late),
+        measured,
+    )
+    return _with_timing(spec, "lava")
+
+
 def _ascii(group, name: str, text: str) -> None:
     group.create_dataset(name, (1,), "S10", [text.encode("ascii")])
 
 
-def export_netx(spec: NetworkSpec, path: str | Path, *, num_steps: int | None = None) -> Path:
-    """Write a fixed-point spec as a lava-dl netx HDF5 file.
+def export_netx(
+    spec: NetworkSpec,
+    path: str | Path,
+    *,
+    num_steps: int | None = None,
+    approximate_bias_timing=None,
+) -> Path:
+    """Write a spec as a lava-dl netx HDF5 file (nothing is written if it has no exact form).
 
     Args:
-        spec: A fixed-point :class:`~lava_bridge.spec.NetworkSpec` (``quantize(...).spec``).
+        spec: A float spec (quantized here on :data:`NETX_GRID`, weight exponent 0) or a
+            fixed-point spec with an exact netx form. Biased layers need
+            ``bias_timing="lava"``.
         path: The file to write (conventionally ``*.net``).
         num_steps: Steps per sample, written as ``/simulation/tSample`` (omitted if ``None``).
+        approximate_bias_timing: Opt-in for biased ``"synaptic"`` layers: inputs
+            ``[T, B, *input_shape]`` (0/1) on which the mismatch of writing Lava's timing is
+            measured and logged (see :func:`bias_timing_mismatch`).
 
     Returns:
         The path written.
 
     Raises:
-        SpecFormatError: The spec is not fixed point.
+        SpecFormatError: Not a NetworkSpec.
+        ConversionError: A biased layer with ``"synaptic"`` timing, without the opt-in.
         LoihiLimitError: A layer has no exact netx form (see the module docstring).
     """
     import h5py
 
-    if not isinstance(spec, NetworkSpec) or not spec.fixed_point:
-        raise SpecFormatError(
-            "export_netx() writes Loihi fixed-point networks; got "
-            f"{'a float NetworkSpec' if isinstance(spec, NetworkSpec) else type(spec).__name__}. "
-            "Fix: export_netx(quantize(spec, QuantizeSettings(weight_exp=0)).spec, path)."
-        )
+    spec = _netx_spec(spec, approximate_bias_timing)
     check_loihi_limits(spec)
     path = Path(path)
     rows = []
@@ -124,30 +226,8 @@ def export_netx(spec: NetworkSpec, path: str | Path, *, num_steps: int | None = 
             dv=_uniform(n.dv, "dv (voltage decay)", where),
             vth=_uniform(n.vth, "vth (threshold)", where),
         )
-        if layer.bias is not None:
-            if du != 4095:
-                raise LoihiLimitError(
-                    f"{where}: netx adds a layer's bias to the voltage, our spec to the current; "
-                    f"they agree only when the current clears each step (du = 4095), here du = "
-                    f"{du}. Fix: train this Synaptic layer without bias "
-                    "(nn.Linear(..., bias=False))."
-                )
-            b = layer.bias.astype(np.int64)
-            b = b << layer.bias_exp if layer.bias_exp >= 0 else b >> -layer.bias_exp
-            if np.abs(b).max(initial=0) > _BIAS_LIMIT:
-                raise LoihiLimitError(
-                    f"{where}: the effective bias reaches {int(np.abs(b).max())}, beyond netx's "
-                    f"13-bit bias_mant (±{_BIAS_LIMIT}). Fix: quantize with a smaller scale."
-                )
-            row["bias"] = b
-            log.warning(
-                "%s: netx applies the bias to v from step 0; our spec's bias current reaches "
-                "layer %d at step %d: spikes of the first %d steps may differ.",
-                where,
-                i,
-                i + 1,
-                i + 1,
-            )
+        if layer.bias is not None:  # "lava" timing (checked above), range by check_loihi_limits
+            row["bias"] = layer.lif_bias_mant()
         rows.append(row)
     with h5py.File(path, "w") as f:
         layers = f.create_group("layer")
@@ -188,8 +268,8 @@ def read_netx(path: str | Path) -> NetworkSpec:
     """Read a netx file of dense CUBA layers back into a fixed-point spec (``weight_exp = 0``).
 
     The weights are the file's effective integers and ``du = iDecay - 1``, ``dv = vDecay``,
-    ``vth = vThMant`` (lava-dl's reading). A ``bias`` becomes the spec's bias current
-    (``bias_exp = 0``; see the module docstring for the timing of its first steps).
+    ``vth = vThMant`` (lava-dl's reading). A ``bias`` becomes a ``bias_timing="lava"`` bias
+    (``bias_exp = 0``: the LIF's ``bias_mant``, as netx gives it).
 
     Raises:
         SpecFormatError: The file is not a netx description of dense CUBA layers.
@@ -241,6 +321,7 @@ def read_netx(path: str | Path) -> NetworkSpec:
                     ),
                     bias=np.asarray(lg["bias"][()]).astype(np.int64) if "bias" in lg else None,
                     source="dense",
+                    bias_timing="lava",
                 )
             )
         dt = float(f["simulation/Ts"][()]) if "simulation/Ts" in f else 1.0

@@ -10,7 +10,9 @@ when (NIR's conventions, as snnTorch's own exporter uses them)::
     CubaLIF:  τ_syn = dt / (1 - α),  w_in = τ_syn / dt,  τ_mem = dt / (1 - β),  r = τ_mem / dt
               I ← α·I + S,   v ← β·v + I
 
-(``β = 1`` gives ``τ = inf``). Every parameter is an array with one value per neuron (scalars
+(``β = 1`` gives ``τ = inf``). ``dt`` defaults to :data:`SNNTORCH_DT` = 1e-4, the value snnTorch's
+importer (``snntorch.import_nir.import_from_nir``) assumes (it ignores metadata), so our files
+read there with the source model's β and α; ``dt`` is also in the graph's metadata. Every parameter is an array with one value per neuron (scalars
 are broadcast). NIR resets to ``v_reset`` in the step a neuron fires (snnTorch's zero reset with
 ``reset_delay=False``); the snnTorch rule the spec came from is kept in each neuron node's
 metadata (``reset_mechanism``, ``reset_delay``) and the graph's metadata holds ``dt``. NIR has no
@@ -19,7 +21,16 @@ per-synapse delay node: a ``DelayDense`` matrix is stored in the weight node's m
 
 :func:`import_nir` reads such a graph (a path or a ``nir.NIRGraph``) back into a float spec,
 folding any input gain (``r·dt/τ``, ``w_in·dt/τ_syn``) that is not 1 into the weights, and
-:func:`model_from_spec` builds the snnTorch ``nn.Sequential`` that snntorch-async runs.
+:func:`model_from_spec` builds the snnTorch ``nn.Sequential`` that snntorch-async runs. A graph
+without ``dt`` in its metadata is read with the writer's convention: snnTorch's exporter writes
+none and means 1e-4 (the default); norse's ``to_nir`` means its ``dt`` (1e-3 by default): pass
+``import_nir(path, dt=1e-3)``.
+
+Bias timing: NIR readers run the graph layer-synchronously, with an ``Affine`` bias flowing from
+step 0 in every layer, which is what a ``"synaptic"`` spec's model does under LayerSync. A
+``"lava"`` spec's layer bias (Lava's pipelined timing) has no NIR form; it is written as an
+``Affine`` bias (the timing recorded in the weight node's metadata, ``bias_timing``) with a
+warning.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ __all__ = ["export_nir", "import_nir", "model_from_spec"]
 log = logging.getLogger(__name__)
 
 PRODUCER = "snntorch-async"
+#: The time step snnTorch's NIR importer assumes (``snntorch.import_nir``: ``dt = 1e-4``).
+SNNTORCH_DT = 1e-4
 
 
 def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
@@ -62,7 +75,11 @@ def _neuron_node(n: NeuronSpec, dt: float) -> nir.NIRNode:
 
 
 def export_nir(
-    source, path: str | Path | None = None, *, input_shape: tuple[int, ...] | None = None
+    source,
+    path: str | Path | None = None,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    dt: float = SNNTORCH_DT,
 ) -> nir.NIRGraph:
     """Export a float spec (or a model) to a NIR graph, and write it if ``path`` is given.
 
@@ -72,6 +89,8 @@ def export_nir(
             NIR records the reset rule rather than approximating it).
         path: Write the graph there with ``nir.write`` (HDF5).
         input_shape: Per-sample input shape, for a model.
+        dt: The time step the time constants are expressed with (``τ = dt / (1 - β)``), also
+            written to the metadata. Default 1e-4: snnTorch's importer's convention.
 
     Returns:
         The ``nir.NIRGraph``.
@@ -91,7 +110,9 @@ def export_nir(
             "export_nir() writes float networks (NIR's parameters are real numbers); got a "
             "fixed-point spec. Fix: export the float spec from lava_bridge.convert(model, ...)."
         )
-    dt = float(spec.dt)
+    dt = float(dt)
+    if not (np.isfinite(dt) and dt > 0):
+        raise SpecFormatError(f"export_nir(dt=...) must be a positive time step; got {dt!r}.")
     nodes: dict[str, nir.NIRNode] = {
         "input": nir.Input(input_type={"input": np.array(spec.input_shape or (spec.input_size,))})
     }
@@ -104,7 +125,15 @@ def export_nir(
         edges.append((prev, "flatten"))
         prev = "flatten"
     for i, layer in enumerate(spec.layers):
-        meta = {"name": layer.name, "source": layer.source}
+        meta = {"name": layer.name, "source": layer.source, "bias_timing": layer.bias_timing}
+        if layer.bias is not None and layer.bias_timing == "lava":
+            log.warning(
+                "Layer %d ('%s'): its bias has Lava's pipelined timing, which NIR cannot express; "
+                "NIR readers apply the Affine bias from step 0 in every layer (the 'synaptic' "
+                "timing under LayerSync).",
+                i,
+                layer.name,
+            )
         if layer.delay is not None:
             meta["delay"] = layer.delay.astype(np.int64)
             log.warning(
@@ -123,7 +152,9 @@ def export_nir(
         prev = f"{i}.neuron"
     nodes["output"] = nir.Output(output_type={"output": np.array([spec.output_size])})
     edges.append((prev, "output"))
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": dt, "producer": PRODUCER})
+    graph = nir.NIRGraph(
+        nodes=nodes, edges=edges, metadata={"dt": dt, "producer": PRODUCER, "spec_dt": spec.dt}
+    )
     if path is not None:
         nir.write(str(path), graph)
         log.info("wrote NIR graph %s (%d layers, dt=%g)", path, spec.num_layers, dt)
@@ -160,7 +191,8 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
 
     Args:
         source: A path to a NIR HDF5 file, or a ``nir.NIRGraph``.
-        dt: The time step; default the graph's ``metadata["dt"]`` (required if absent).
+        dt: The time step; default the graph's ``metadata["dt"]``, else 1e-4 (snnTorch's
+            exporter writes no dt and means 1e-4; for norse's ``to_nir`` pass its dt, 1e-3).
 
     Returns:
         A float :class:`~lava_bridge.spec.NetworkSpec`.
@@ -170,14 +202,16 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
             other than 0 (no counterpart in snnTorch's Leaky/Synaptic or Lava's LIF).
     """
     graph = nir.read(str(source)) if isinstance(source, (str, Path)) else source
-    if dt is None:
-        if "dt" not in (graph.metadata or {}):
-            raise SpecFormatError(
-                "The NIR graph has no 'dt' in its metadata; its neurons are continuous-time. Fix: "
-                "import_nir(path, dt=...) with the time step it was trained with (snnTorch's own "
-                "exporter uses 1e-4)."
-            )
-        dt = float(graph.metadata["dt"])
+    meta_dt = (graph.metadata or {}).get("dt")
+    if dt is None and meta_dt is None:
+        dt = SNNTORCH_DT
+        log.info(
+            "import_nir: the graph has no 'dt' in its metadata; reading it with snnTorch's "
+            "convention dt=%g (pass dt=... for another writer, e.g. norse: 1e-3).",
+            dt,
+        )
+    elif dt is None:
+        dt = float(np.asarray(meta_dt).reshape(-1)[0])
     order = _chain(graph)
     input_node = graph.nodes[order[0]]
     input_shape = tuple(int(s) for s in np.asarray(input_node.input_type["input"]).reshape(-1))
@@ -261,11 +295,14 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
                 ),
                 shape=(n,),
                 source=_text(wmeta.get("source", "dense")),
+                bias_timing=_text(wmeta.get("bias_timing", "synaptic")),
             )
         )
     if not layers:
         raise SpecFormatError("The NIR graph has no Affine/Linear + LIF/CubaLIF layers.")
-    return NetworkSpec(layers=tuple(layers), input_shape=input_shape, dt=dt)
+    spec_dt = (graph.metadata or {}).get("spec_dt")
+    spec_dt = dt if spec_dt is None else float(np.asarray(spec_dt).reshape(-1)[0])
+    return NetworkSpec(layers=tuple(layers), input_shape=input_shape, dt=spec_dt)
 
 
 def model_from_spec(spec: NetworkSpec):

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 VTH_MAX = 2**17 - 1
 U_LIMIT = 2**23  # |u| must stay below this or Lava wraps it
+LIF_BIAS_MAX = 4095  # LIF bias_mant: 13-bit signed (a bias_timing "lava" bias, bias_exp 6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +168,8 @@ def layer_grid(
     bias: np.ndarray | None,
     settings: QuantizeSettings,
     where: str = "layer",
+    *,
+    lif_bias: bool = False,
 ) -> LayerGrid:
     """Choose the scale and exponents of one layer (the rule in the module docstring).
 
@@ -177,6 +180,8 @@ def layer_grid(
         bias: Float bias currents ``[out]`` or ``None``.
         settings: The quantization settings.
         where: The layer's name for error messages.
+        lif_bias: The bias goes to Lava's LIF (``bias_timing="lava"``): ``bias << bias_exp``
+            must also fit its 13-bit ``bias_mant`` (|.| <= 4095).
 
     Raises:
         LoihiLimitError: No exponent satisfies the limits (the message says which and the fix).
@@ -224,6 +229,11 @@ def layer_grid(
         if be > hi_e:
             problems.append(f"weight_exp={e}: bias exponent {be} > {hi_e}")
             continue
+        if lif_bias and bias is not None:
+            peak = float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
+            if peak > LIF_BIAS_MAX:
+                problems.append(f"weight_exp={e}: LIF bias_mant up to {peak:.0f} > {LIF_BIAS_MAX}")
+                continue
         if settings.guard_current:
             wq = _on_grid(wq_real, wrange)
             worst = max(
@@ -311,7 +321,10 @@ def _quantize_layer(
     layer: LayerSpec, settings: QuantizeSettings, where: str
 ) -> tuple[LayerSpec, LayerQuantReport]:
     n = layer.neuron
-    grid = layer_grid(layer.weight, n.vth, n.du, layer.bias, settings, where)
+    grid = layer_grid(
+        layer.weight, n.vth, n.du, layer.bias, settings, where,
+        lif_bias=layer.bias_timing == "lava",
+    )
     s, e, be = grid.scale, grid.weight_exp, grid.bias_exp
     wq = _on_grid(layer.weight * s / 2.0**e, grid.weight_range)
     vth_q = np.round(n.vth * s).astype(np.int64)
@@ -366,6 +379,7 @@ def _quantize_layer(
         num_weight_bits=settings.num_weight_bits,
         source=layer.source,
         meta={**dict(layer.meta), "scale": s},
+        bias_timing=layer.bias_timing,
     )
     return fixed, report
 

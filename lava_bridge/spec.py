@@ -5,25 +5,32 @@ Lava ``LIF`` neurons connected by ``Dense`` / ``DelayDense`` synapses, in *Lava'
 
     layer l, per time step s (s = 0, 1, ...):
         a[s] = Σ_j weight[i, j] · src_j[s - 1 - delay[i, j]]      (one hop = one step, + delay)
-             + bias[i] · [s ≥ l + 1]                              (always-on channel, delay l)
+             + bias[i] · [s ≥ l + 1]              (bias_timing "synaptic": channel of delay l)
         u[s] = u[s-1] · (1 - du) + a[s]
         v[s] = v[s-1] · (1 - dv) + u[s]
+             + bias[i]                            (bias_timing "lava": LIF bias, every s ≥ 0)
         spike if v[s] > vth;  spiking neurons set v ← 0 (u is not reset)
 
 ``src`` is layer l-1's spikes, or the network input for layer 0 (a RingBuffer source sends input
 ``x[t]`` at step t, so it reaches layer 0 at step t+1 and the output layer at step t+L).
-The layer bias is a *synaptic current* (into ``u``, as snnTorch adds it to the input current),
-carried by an always-on input channel through a ``DelayDense`` of delay l, so it reaches layer l
-together with the first input (the "wavefront"). With this choice a converted snnTorch model
-(zero reset, ``reset_delay=False``) runs in Lava exactly as in snnTorch, shifted by L steps.
+Each layer records its *bias timing* (``LayerSpec.bias_timing``, the token of
+:class:`snntorch_async.BiasTiming`): ``"synaptic"`` (the default) makes the bias a synaptic
+current (into ``u``, as snnTorch adds it to the input current), carried by an always-on input
+channel through a ``DelayDense`` of delay l, so it reaches layer l together with the first input
+(the "wavefront"); a converted snnTorch model (zero reset, ``reset_delay=False``) then runs in
+Lava exactly as in snnTorch, shifted by L steps. ``"lava"`` makes it Lava's own LIF bias
+(``bias_mant``), added to ``v`` from step 0, as lava-dl's netx files do; it reproduces
+``Pipelined(bias_timing=BiasTiming.LAVA)``.
 
 Float and fixed-point specs (``NetworkSpec.fixed_point``) share the fields; the field docstrings
 say what each holds in both. Fixed-point values are integers in Lava's ``fixed_pt`` units:
 
 * ``LayerSpec.weight``: int weight mantissas (8-bit, ``num_weight_bits``) and ``weight_exp``: Lava
   ``Dense.weight_exp`` (the accumulated sum is shifted by it; arithmetic, floor).
-* ``LayerSpec.bias``: int mantissas of the always-on channel's weights and ``bias_exp``: that
-  channel's ``weight_exp`` (the channel is a second ``Dense``/``DelayDense``).
+* ``LayerSpec.bias``: int mantissas and ``bias_exp``; ``bias << bias_exp`` is the bias in ``a``
+  units (like an accumulated weight sum). ``"synaptic"``: the always-on channel's weights and its
+  ``weight_exp`` (a second ``DelayDense``, with Dense's sign mode and truncation). ``"lava"``:
+  the LIF gets ``bias_mant = bias << bias_exp`` and ``bias_exp = 6`` (v units), as netx does.
 * ``NeuronSpec.du``, ``dv``: 12-bit ints 0..4095 (4095 = the current clears each step).
 * ``NeuronSpec.vth``: the threshold mantissa (Lava compares ``v > vth << 6``).
 
@@ -46,6 +53,7 @@ from .errors import SpecFormatError, SpecVersionError
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "BIAS_TIMINGS",
     "MAX_DELAY",
     "NEURON_KINDS",
     "RESET_RULES",
@@ -58,8 +66,11 @@ __all__ = [
 
 #: Identifies our ``.npz`` files.
 FORMAT_NAME = "snntorch-async-network-spec"
-#: Bumped whenever the file layout or the meaning of a field changes.
-FORMAT_VERSION = 1
+#: Bumped whenever the file layout or the meaning of a field changes. Version 2 added each
+#: layer's ``bias_timing``; version 1 files are read as ``"synaptic"`` (what they meant).
+FORMAT_VERSION = 2
+#: Versions :func:`load` reads.
+READABLE_VERSIONS = (1, 2)
 #: Largest synaptic delay (in time steps) that Lava runs: 63 is accepted by Lava's model but 64
 #: hangs its child process, and lava-dl netx clamps at 62.
 MAX_DELAY = 62
@@ -67,6 +78,9 @@ MAX_DELAY = 62
 RESET_RULES = ("zero", "subtract", "none")
 #: The snnTorch neuron a layer came from.
 NEURON_KINDS = ("leaky", "synaptic")
+#: The bias timings a layer can record: the tokens (``.value``) of ``snntorch_async.BiasTiming``,
+#: which the spec cannot import (it stays free of torch); a test pins their equality.
+BIAS_TIMINGS = ("synaptic", "lava")
 #: How a layer's dense weight matrix was made.
 SOURCE_KINDS = ("linear", "delayed-linear", "conv2d-as-dense", "dense")
 
@@ -173,9 +187,10 @@ class LayerSpec:
         shape: Per-sample shape of the layer's neurons (``prod(shape) == out``).
         delay: Optional ``[out, in]`` int synaptic delays in time steps (``DelayDense``); a
             delayed spike arrives ``1 + delay`` steps after it was sent. ``None`` = no delays.
-        bias: Optional ``[out]`` constant synaptic current per step (see the module docstring:
-            an always-on channel of delay = layer index). Float: the bias. Fixed point: int
-            mantissas of that channel's weights.
+        bias: Optional ``[out]`` constant bias per step (see the module docstring and
+            ``bias_timing``). Float: the bias. Fixed point: int mantissas.
+        bias_timing: ``"synaptic"`` (a current from step ``l + 1``) or ``"lava"`` (Lava's LIF
+            bias, into ``v`` from step 0); the token of ``snntorch_async.BiasTiming``.
         weight_exp: Fixed point: Lava ``Dense.weight_exp`` of the weights (0 in float).
         bias_exp: Fixed point: ``weight_exp`` of the bias channel (0 in float).
         num_weight_bits: Fixed point: Lava ``num_weight_bits`` (8 in float too, unused there).
@@ -196,6 +211,7 @@ class LayerSpec:
     num_weight_bits: int = 8
     source: str = "linear"
     meta: Mapping[str, Any] = field(default_factory=dict)
+    bias_timing: str = "synaptic"
 
     @property
     def out_size(self) -> int:
@@ -208,6 +224,16 @@ class LayerSpec:
     @property
     def max_delay(self) -> int:
         return 0 if self.delay is None or self.delay.size == 0 else int(self.delay.max())
+
+    def lif_bias_mant(self) -> np.ndarray:
+        """Fixed point: ``bias << bias_exp`` (floor for a negative exponent), int64 ``[out]``.
+
+        The bias in ``a`` units; a ``bias_timing="lava"`` layer gives it to Lava's LIF as
+        ``bias_mant`` with ``bias_exp = 6`` (added to ``v`` as ``bias_mant << 6``), as lava-dl's
+        netx reader does with a file's ``bias``.
+        """
+        b = np.asarray(self.bias, dtype=np.int64)
+        return (b << self.bias_exp) if self.bias_exp >= 0 else (b >> -self.bias_exp)
 
     def _validated(self, fixed: bool, in_size: int, where: str) -> LayerSpec:
         where = f"{where} ('{self.name}')"
@@ -231,6 +257,12 @@ class LayerSpec:
         bias = None if self.bias is None else _arr(self.bias, fixed=fixed, what=f"{where}.bias", shape=(out,))
         if self.source not in SOURCE_KINDS:
             raise SpecFormatError(f"{where}: source must be one of {SOURCE_KINDS}; got {self.source!r}.")
+        timing = getattr(self.bias_timing, "value", self.bias_timing)  # a BiasTiming or its token
+        if timing not in BIAS_TIMINGS:
+            raise SpecFormatError(
+                f"{where}: bias_timing must be one of {BIAS_TIMINGS} (snntorch_async.BiasTiming); "
+                f"got {self.bias_timing!r}."
+            )
         try:
             meta = json.loads(json.dumps(dict(self.meta)))
         except (TypeError, ValueError) as e:
@@ -247,13 +279,14 @@ class LayerSpec:
             bias_exp=int(self.bias_exp),
             num_weight_bits=int(self.num_weight_bits),
             meta=meta,
+            bias_timing=str(timing),
         )
 
     def equals(self, other: LayerSpec) -> bool:
         """Exact equality of every field (arrays compared element for element and by dtype)."""
         if not isinstance(other, LayerSpec):
             return False
-        scalars = ("name", "shape", "weight_exp", "bias_exp", "num_weight_bits", "source")
+        scalars = ("name", "shape", "weight_exp", "bias_exp", "num_weight_bits", "source", "bias_timing")
         return (
             all(getattr(self, k) == getattr(other, k) for k in scalars)
             and dict(self.meta) == dict(other.meta)
@@ -338,6 +371,21 @@ class NetworkSpec:
         """True if every layer's reset rule maps exactly (no ``approximate_reset`` used)."""
         return all(layer.neuron.exact for layer in self.layers)
 
+    @property
+    def bias_timing(self) -> str:
+        """The bias timing token every layer records (``"synaptic"`` or ``"lava"``).
+
+        Raises:
+            SpecFormatError: The layers record different timings (convert gives them one).
+        """
+        timings = sorted({layer.bias_timing for layer in self.layers})
+        if len(timings) > 1:
+            raise SpecFormatError(
+                f"The spec's layers record different bias timings {timings}; one network runs "
+                "one timing. Fix: convert the model again with one bias_timing."
+            )
+        return timings[0]
+
     def output_lag(self) -> int:
         """Steps by which the output lags the input in Lava: one per synaptic hop (L)."""
         return self.num_layers
@@ -359,7 +407,7 @@ class NetworkSpec:
         lines = [f"NetworkSpec v{self.version} ({kind}, dt={self.dt}): input {list(self.input_shape)}"]
         for i, l in enumerate(self.layers):
             extra = f", delays 0..{l.max_delay}" if l.delay is not None else ""
-            extra += ", bias" if l.bias is not None else ""
+            extra += f", bias ({l.bias_timing})" if l.bias is not None else ""
             lines.append(
                 f"layer {i} '{l.name}': {l.source} {l.in_size}->{l.out_size} "
                 f"{l.neuron.kind}{extra} (source reset {l.neuron.source_reset})"
@@ -394,6 +442,7 @@ class NetworkSpec:
                     "meta": l.meta,
                     "has_delay": l.delay is not None,
                     "has_bias": l.bias is not None,
+                    "bias_timing": l.bias_timing,
                     "neuron": {
                         "kind": l.neuron.kind,
                         "source_reset": l.neuron.source_reset,
@@ -451,10 +500,10 @@ def load(path: str | Path) -> NetworkSpec:
         raise SpecFormatError(f"Spec file '{path}' has an unreadable header ({e}). {_NPZ_HINT}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise SpecFormatError(f"'{path}' is an .npz file but not a network spec. {_NPZ_HINT}")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise SpecVersionError(
             f"Spec file '{path}' has format version {header.get('version')!r}; this snntorch-async "
-            f"reads version {FORMAT_VERSION}. Fix: convert and save the model again with this "
+            f"reads version {FORMAT_VERSION} (and version 1 files). Fix: convert and save the model again with this "
             "version (or load the file with the snntorch-async version that wrote it)."
         )
     try:
@@ -483,6 +532,8 @@ def load(path: str | Path) -> NetworkSpec:
                     num_weight_bits=h["num_weight_bits"],
                     source=h["source"],
                     meta=h["meta"],
+                    # version 1 had no timing field: its bias was the synaptic channel
+                    bias_timing=h["bias_timing"] if header["version"] >= 2 else "synaptic",
                 )
             )
         return NetworkSpec(

@@ -80,12 +80,15 @@ def simulate_spec(spec: NetworkSpec, inputs) -> np.ndarray:
                 a = np.zeros((B, layer.out_size))
                 for k in np.unique(layer.delay):
                     a = a + hist[k] @ np.where(layer.delay == k, layer.weight, 0.0).T
-            if layer.bias is not None and s >= i + 1:
-                a = a + layer.bias
+            lava_bias = layer.bias is not None and layer.bias_timing == "lava"
+            if layer.bias is not None and not lava_bias and s >= i + 1:
+                a = a + layer.bias  # "synaptic": a current from the wavefront on
             nrn = layer.neuron
             u = st["u"] * (1 - nrn.du)
             u += a
             v = st["v"] * (1 - nrn.dv) + u
+            if lava_bias:
+                v = v + layer.bias  # "lava": the LIF's bias_mant, into v from step 0
             spk = v > nrn.vth
             v[spk] = 0
             src, st["u"], st["v"], st["spk"] = st["spk"], u, v, spk.astype(np.float64)
@@ -148,6 +151,7 @@ def verify(
     *,
     fixed_point: bool = False,
     approximate_reset: bool = False,
+    bias_timing: Any = "synaptic",
     timeout: float = RUN_TIMEOUT,
 ) -> VerifyResult:
     """Run our engine and Lava on the same inputs and count spike mismatches.
@@ -161,6 +165,8 @@ def verify(
             ``lava_bridge.quantize`` first; a fixed-point spec is used as is).
         approximate_reset: Convert subtract/none reset models anyway (see ``convert``); the
             result's ``mismatches`` then measures the approximation.
+        bias_timing: For a model: the ``convert`` bias timing (``snntorch_async.BiasTiming``);
+            ``Pipelined`` then runs the same timing. A spec's own timing is always used.
         timeout: Seconds allowed per Lava run.
 
     Returns:
@@ -179,7 +185,9 @@ def verify(
         from .convert import convert
 
         model = model_or_spec
-        spec = convert(model, tuple(x.shape[2:]), approximate_reset=approximate_reset)
+        spec = convert(
+            model, tuple(x.shape[2:]), approximate_reset=approximate_reset, bias_timing=bias_timing
+        )
     if fixed_point and not spec.fixed_point:
         try:
             from .quantize import quantize
@@ -209,7 +217,8 @@ def verify(
         ref = model.parameter() if isinstance(model, NetworkGraph) else next(model.parameters(), None)
         dtype = torch.float32 if ref is None else ref.dtype
         with torch.no_grad():
-            res = simulate(model, torch.as_tensor(padded, dtype=dtype), scheduler=Pipelined(float64=True))
+            sched = Pipelined(float64=True, bias_timing=spec.bias_timing)
+            res = simulate(model, torch.as_tensor(padded, dtype=dtype), scheduler=sched)
         ours = _as_numpy(res.spikes).astype(np.float64)
         engine = "Pipelined(float64=True)"
     else:

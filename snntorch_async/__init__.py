@@ -35,6 +35,7 @@ _EXPORTS = {
     "SnnTorchAsyncError": "errors",
     "UnsupportedModuleError": "errors",
     "WriteError": "errors",
+    "BiasTiming": "bias_timing",
     "Layer": "graph",
     "NetworkGraph": "graph",
     "read_model": "graph",
@@ -104,6 +105,7 @@ __all__ = [
     "read_model",
     "NetworkGraph",
     "Layer",
+    "BiasTiming",
     "DelayedLinear",
     # schedulers
     "Scheduler",

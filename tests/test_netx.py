@@ -11,7 +11,9 @@ import torch
 from fixed_specs import random_spikes
 from torch import nn
 
-from lava_bridge import LoihiLimitError, SpecFormatError, convert
+from dataclasses import replace
+
+from lava_bridge import ConversionError, LoihiLimitError, SpecFormatError, convert
 from lava_bridge.emulator import emulate
 from lava_bridge.netx import export_netx, read_netx
 from lava_bridge.quantize import QuantizeSettings, quantize
@@ -41,7 +43,8 @@ def _model(seed, bias=True, delays=False):
 
 
 def _fixed(seed, **kw):
-    return quantize(convert(_model(seed, **kw), (6,)), QuantizeSettings(weight_exp=0)).spec
+    spec = convert(_model(seed, **kw), (6,), bias_timing="lava")  # netx's bias timing
+    return quantize(spec, QuantizeSettings(weight_exp=0)).spec
 
 
 def test_layout_read_back_with_h5py(tmp_path):
@@ -97,9 +100,12 @@ def test_positive_weight_exp_is_written_as_effective_weights(tmp_path):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(SpecFormatError, match="fixed-point.*QuantizeSettings\\(weight_exp=0\\)"):
-        export_netx(convert(_model(0), (6,)), tmp_path / "f.net")
-    big = quantize(convert(_model(0), (6,))).spec  # chosen exponents > 0: out of netx's range
+    # a float spec is put on netx's grid by export_netx itself (weight exponent 0)
+    own = read_netx(export_netx(convert(_model(0), (6,), bias_timing="lava"), tmp_path / "f.net"))
+    assert all(a.weight.tolist() == b.weight.tolist() for a, b in zip(own.layers, _fixed(0).layers))
+    with pytest.raises(SpecFormatError, match="expected a lava_bridge.NetworkSpec"):
+        export_netx("net.npz", tmp_path / "f2.net")
+    big = quantize(convert(_model(0), (6,), bias_timing="lava")).spec  # chosen exponents > 0: out of netx's range
     assert any(layer.weight_exp > 0 for layer in big.layers)
     with pytest.raises(LoihiLimitError, match="outside netx's 8-bit range.*weight_exp=0"):
         export_netx(big, tmp_path / "g.net")
@@ -132,10 +138,16 @@ def test_errors(tmp_path):
         neuron=NeuronSpec(du=[100], dv=[0], vth=[1]),
         shape=(1,),
     )
-    with pytest.raises(LoihiLimitError, match="du = 4095.*bias=False"):
+    with pytest.raises(ConversionError, match="bias_timing 'synaptic'.*BiasTiming.LAVA"):
         export_netx(
             NetworkSpec(layers=(syn_bias,), input_shape=(1,), fixed_point=True), tmp_path / "j.net"
         )
+    assert not (tmp_path / "j.net").exists()
+    lava_bias = replace(syn_bias, bias_timing="lava")  # Lava's timing: a Synaptic bias is fine
+    with h5py.File(
+        export_netx(NetworkSpec(layers=(lava_bias,), input_shape=(1,), fixed_point=True), tmp_path / "k.net"), "r"
+    ) as f:
+        assert f["layer/0/bias"][()].tolist() == [2]
     (tmp_path / "not.net").write_bytes(b"nope")
     with pytest.raises(SpecFormatError, match="cannot be opened as an HDF5 netx file"):
         read_netx(tmp_path / "not.net")

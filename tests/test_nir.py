@@ -42,7 +42,8 @@ def _x(seed, T=25, B=6, n=8):
 
 def test_parameter_conventions_by_hand():
     model = _model(0, synaptic=True)
-    g = export_nir(convert(model, (8,), dt=0.5))
+    assert export_nir(convert(model, (8,))).metadata["dt"] == 1e-4  # snnTorch's importer's dt
+    g = export_nir(convert(model, (8,)), dt=0.5)
     assert g.metadata["dt"] == 0.5
     assert [
         type(g.nodes[k]).__name__
@@ -119,10 +120,12 @@ def test_foreign_gain_is_folded_into_the_weights():
 
 
 def test_errors():
-    g = export_nir(convert(_model(3), (8,)))
-    g.metadata = {}
-    with pytest.raises(SpecFormatError, match="no 'dt'.*import_nir\\(path, dt=...\\)"):
-        import_nir(g)
+    spec = convert(_model(3), (8,))
+    g = export_nir(spec)
+    g.metadata = {}  # as snnTorch's exporter writes it: no dt, meaning 1e-4
+    np.testing.assert_allclose(import_nir(g).layers[0].neuron.dv, spec.layers[0].neuron.dv, rtol=1e-9)
+    with pytest.raises(SpecFormatError, match="positive time step"):
+        export_nir(spec, dt=0.0)
     leak = nir.NIRGraph(
         nodes={
             "in": nir.Input(input_type={"input": np.array([1])}),

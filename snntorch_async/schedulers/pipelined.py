@@ -9,9 +9,12 @@ steps: Lava ``DelayDense``). :class:`Pipelined` runs the user's model with this 
     src_l[s] = spk_{l-1}[s - 1]              (zero at s = 0)
     I_l[s]   = ops_l(src_l[s]) + b_l · [s ≥ l + 1]
 
-The layer bias ``b_l`` is a synaptic current that starts with the *wavefront* (step ``l + 1``, when
-the first input arrives), so a layer is at rest until then, and every layer runs exactly what
-:class:`~snntorch_async.LayerSync` runs, ``l + 1`` steps later. The output lags the input by
+By default (``bias_timing=BiasTiming.SYNAPTIC``) the layer bias ``b_l`` is a synaptic current
+that starts with the *wavefront* (step ``l + 1``, when the first input arrives), so a layer is at
+rest until then, and every layer runs exactly what :class:`~snntorch_async.LayerSync` runs,
+``l + 1`` steps later. With ``bias_timing=BiasTiming.LAVA`` the bias is added to ``v`` from step 0
+in every layer, as Lava's ``LIF(bias_mant=b)`` and lava-dl's netx do
+(``v ← v·(1 - dv) + u + b``; see :mod:`snntorch_async.bias_timing`). The output lags the input by
 ``L`` steps (:meth:`Pipelined.output_lag`); ``lava_bridge.verify.align_pipeline`` removes it.
 
 Neurons with Lava's reset (zero reset, ``reset_delay=False``) are updated with Lava LIF's own
@@ -36,6 +39,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..bias_timing import BiasTiming
 from ..errors import ConfigError
 from ..graph import Layer, NetworkGraph
 from ..neurons import NeuronParams
@@ -108,9 +112,16 @@ class Pipelined(Scheduler):
         float64: Compute currents and membranes in float64 (as Lava's float simulation does),
             whatever the model's dtype; spikes are returned in the model's dtype. Needed for
             bit-exact agreement with Lava; leave False for training speed.
+        bias_timing: When layer biases flow (:class:`~snntorch_async.BiasTiming`, or its token
+            ``"synaptic"``/``"lava"``): ``SYNAPTIC`` (default) reproduces LayerSync shifted by
+            the lag; ``LAVA`` reproduces Lava's LIF bias and netx files.
     """
 
     float64: bool = False
+    bias_timing: BiasTiming = BiasTiming.SYNAPTIC
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bias_timing", BiasTiming.coerce(self.bias_timing, "Pipelined(bias_timing=...)"))
 
     def output_lag(self, graph: NetworkGraph) -> int:
         """The pipeline shift: the output of input step ``t`` appears at step ``t + L``."""
@@ -167,11 +178,14 @@ class Pipelined(Scheduler):
                         synops[:, i] += op.synops(cur.to(ctx.dtype))
                 cur, st = _apply_op(op, cur, ls.ops[j], dtype)
                 new_ops.append(st)
-            if state.step >= i + 1:  # the wavefront has arrived: the bias flows from now on
+            v_bias = None
+            if state.step >= self.bias_timing.first_step(i):  # the bias flows from now on
                 b = state.biases[i]
-                if b is not None:
+                if b is not None and self.bias_timing.into_voltage and lava_rule(layer):
+                    v_bias = b  # Lava's LIF bias: into v
+                elif b is not None:
                     cur = cur + b
-            spk, neuron = self._neuron_step(layer, ctx.params[i], ls.neuron, cur, dtype)
+            spk, neuron = self._neuron_step(layer, ctx.params[i], ls.neuron, cur, dtype, v_bias)
             spk = spk.to(ctx.dtype)
             with torch.no_grad():
                 counts[:, i] = spk.detach().flatten(1).sum(1)
@@ -186,11 +200,13 @@ class Pipelined(Scheduler):
         return new_state, out
 
     @staticmethod
-    def _neuron_step(layer: Layer, p: NeuronParams, st, current: Tensor, dtype: torch.dtype):
+    def _neuron_step(layer: Layer, p: NeuronParams, st, current: Tensor, dtype: torch.dtype, v_bias=None):
         if lava_rule(layer):
             lp = _lif_params(layer, p, dtype)
             u = st.u * lp.decay_u + current
             v = st.v * lp.decay_v + u
+            if v_bias is not None:
+                v = v + v_bias
             spk = layer.neuron.spike_fn(v - lp.vth)
             return spk, LIFState(u=u, v=v - spk * v)
         pd = NeuronParams(
