@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snntorch_async._io import atomic_path
+
 from .errors import LoihiLimitError, SpecFormatError
 from .limits import check_loihi_limits
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
@@ -149,7 +151,7 @@ def export_netx(spec: NetworkSpec, path: str | Path, *, num_steps: int | None = 
                 i + 1,
             )
         rows.append(row)
-    with h5py.File(path, "w") as f:
+    with atomic_path(path, what="netx file") as tmp, h5py.File(tmp, "w") as f:
         layers = f.create_group("layer")
         for i, (layer, row) in enumerate(zip(spec.layers, rows)):
             g = layers.create_group(str(i))

@@ -30,6 +30,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from snntorch_async._io import atomic_path
+
 from .errors import SpecFormatError
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
@@ -125,7 +127,8 @@ def export_nir(
     edges.append((prev, "output"))
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": dt, "producer": PRODUCER})
     if path is not None:
-        nir.write(str(path), graph)
+        with atomic_path(path, what="NIR file") as tmp:  # never a half-written file
+            nir.write(str(tmp), graph)
         log.info("wrote NIR graph %s (%d layers, dt=%g)", path, spec.num_layers, dt)
     return graph
 
@@ -169,7 +172,19 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         SpecFormatError: The graph is not such a chain, or a neuron has ``v_leak`` / ``v_reset``
             other than 0 (no counterpart in snnTorch's Leaky/Synaptic or Lava's LIF).
     """
-    graph = nir.read(str(source)) if isinstance(source, (str, Path)) else source
+    if isinstance(source, (str, Path)):
+        try:
+            graph = nir.read(str(source))
+        except FileNotFoundError:
+            raise SpecFormatError(f"NIR file '{source}' does not exist. Fix: check the path.") from None
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise SpecFormatError(
+                f"NIR file '{source}' cannot be read as a NIR graph: it is truncated, damaged or not "
+                f"a NIR HDF5 file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                "Fix: pass a file written by nir.write / lava_bridge.export_nir."
+            ) from None
+    else:
+        graph = source
     if dt is None:
         if "dt" not in (graph.metadata or {}):
             raise SpecFormatError(
