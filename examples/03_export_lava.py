@@ -6,10 +6,13 @@ installed (Python 3.10, ``pip install 'snntorch-async[lava]'``), run the network
 count the mismatching spikes. Also writes lava-dl netx HDF5 and NIR files.
 
     python examples/03_export_lava.py [--tiny] [--out DIR]
+
+Without ``--out`` the files go to a new temporary folder (printed), never into the repository.
 """
 
 import argparse
 import importlib.util
+import tempfile
 from pathlib import Path
 
 import snntorch as snn
@@ -24,11 +27,13 @@ import snntorch_async as sa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (for the test suite)")
-    parser.add_argument("--out", default="lava_export", help="folder for the exported files")
+    parser.add_argument("--out", default=None,
+                        help="folder for the exported files (default: a new temporary folder)")
     args = parser.parse_args()
     n_in, n_hid, T, B = (16, 12, 8, 2) if args.tiny else (64, 64, 25, 8)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="snntorch-async-export-"))
     out.mkdir(parents=True, exist_ok=True)
+    print(f"writing the exported files to {out}")
 
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -55,7 +60,8 @@ def main() -> None:
 
     fixed = lava_bridge.quantize(spec).spec
     emulated = lava_bridge.emulate(fixed, inputs)
-    print(f"fixed-point emulator: {int(emulated.spikes[-1].sum())} output spikes")
+    print(f"fixed-point emulator (Lava timing): {int(emulated.spikes.sum())} output spikes "
+          "(all steps)")
     # netx has no weight exponent: quantize with exponent 0 for it
     netx_spec = lava_bridge.quantize(spec, QuantizeSettings(weight_exp=0)).spec
     lava_bridge.export_netx(netx_spec, out / "net.h5")

@@ -44,6 +44,8 @@ import numpy as np
 
 from typing import NamedTuple
 
+from snntorch_async._io import atomic_path
+
 from .errors import ConversionError, LoihiLimitError, SpecFormatError
 from .limits import check_loihi_limits
 from .quantize import QuantizeSettings, quantize
@@ -229,7 +231,7 @@ def export_netx(
         if layer.bias is not None:  # "lava" timing (checked above), range by check_loihi_limits
             row["bias"] = layer.lif_bias_mant()
         rows.append(row)
-    with h5py.File(path, "w") as f:
+    with atomic_path(path, what="netx file") as tmp, h5py.File(tmp, "w") as f:
         layers = f.create_group("layer")
         for i, (layer, row) in enumerate(zip(spec.layers, rows)):
             g = layers.create_group(str(i))

@@ -41,6 +41,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from snntorch_async._io import atomic_path
+
 from .errors import SpecFormatError
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
@@ -156,7 +158,8 @@ def export_nir(
         nodes=nodes, edges=edges, metadata={"dt": dt, "producer": PRODUCER, "spec_dt": spec.dt}
     )
     if path is not None:
-        nir.write(str(path), graph)
+        with atomic_path(path, what="NIR file") as tmp:  # never a half-written file
+            nir.write(str(tmp), graph)
         log.info("wrote NIR graph %s (%d layers, dt=%g)", path, spec.num_layers, dt)
     return graph
 
@@ -201,7 +204,19 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         SpecFormatError: The graph is not such a chain, or a neuron has ``v_leak`` / ``v_reset``
             other than 0 (no counterpart in snnTorch's Leaky/Synaptic or Lava's LIF).
     """
-    graph = nir.read(str(source)) if isinstance(source, (str, Path)) else source
+    if isinstance(source, (str, Path)):
+        try:
+            graph = nir.read(str(source))
+        except FileNotFoundError:
+            raise SpecFormatError(f"NIR file '{source}' does not exist. Fix: check the path.") from None
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise SpecFormatError(
+                f"NIR file '{source}' cannot be read as a NIR graph: it is truncated, damaged or not "
+                f"a NIR HDF5 file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                "Fix: pass a file written by nir.write / lava_bridge.export_nir."
+            ) from None
+    else:
+        graph = source
     meta_dt = (graph.metadata or {}).get("dt")
     if dt is None and meta_dt is None:
         dt = SNNTORCH_DT

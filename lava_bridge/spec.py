@@ -48,6 +48,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from snntorch_async._io import atomic_path
+
 from .errors import SpecFormatError, SpecVersionError
 
 __all__ = [
@@ -460,11 +462,17 @@ class NetworkSpec:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        np.savez(path, header=np.array(json.dumps(header)), **arrays)
+        with atomic_path(path, what="spec file") as tmp:  # never a half-written .npz
+            np.savez(tmp, header=np.array(json.dumps(header)), **arrays)
         return path
 
 
 _NPZ_HINT = "Fix: pass a file written by NetworkSpec.save(), and write it again if it was damaged."
+
+
+def _starts_like_npz(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
 
 
 def load(path: str | Path) -> NetworkSpec:
@@ -481,6 +489,11 @@ def load(path: str | Path) -> NetworkSpec:
     except FileNotFoundError:
         raise SpecFormatError(f"Spec file '{path}' does not exist.") from None
     except ValueError as e:
+        if not _starts_like_npz(path):
+            raise SpecFormatError(
+                f"Spec file '{path}' is not an .npz archive ({path.stat().st_size} bytes that do "
+                f"not start like one). {_NPZ_HINT}"
+            ) from None
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise SpecFormatError(
                 f"Spec file '{path}' holds pickled Python objects; spec files hold numeric arrays "

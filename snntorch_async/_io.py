@@ -68,9 +68,7 @@ def _write_error(exc: OSError, path: Path, what: str) -> WriteError:
         fix = "choose a folder you can write to"
     else:
         fix = "choose another path"
-    err = WriteError(f"Cannot write the {what} {path}: {reason}. Fix: {fix}. Nothing was written.")
-    err.errno, err.filename = exc.errno, str(path)
-    return err
+    return WriteError(f"Cannot write the {what} {path}: {reason}. Fix: {fix}. Nothing was written.")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, what: str = "file") -> Path:

@@ -202,6 +202,8 @@ class DelayedLinearOp(LinearOp):
         return tuple(int(k) for k in torch.unique(self.module.delays).tolist())
 
     def init_state(self, batch: int, device, dtype) -> DelayLineState:
+        # the buffer may have been edited after construction: checked once per simulation
+        _check_delay_range(self.module.delays, "DelayedLinear (delays buffer, as now set)")
         inp = self.module.in_features
         return DelayLineState(torch.zeros((self.max_delay + 1, batch, inp), device=device, dtype=dtype))
 

@@ -12,10 +12,30 @@ order, same detached terms), so spikes are identical and gradients agree to roun
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+
+def _warn_clamped(m: nn.Module, path: str, has_syn: bool) -> None:
+    """Log once per module if ``beta`` (or ``alpha``) lies outside [0, 1]: snnTorch clamps it."""
+    object.__setattr__(m, "_snntorch_async_range_checked", True)
+    for name in ("beta",) + (("alpha",) if has_syn else ()):
+        v = getattr(m, name).detach()
+        if bool(((v < 0) | (v > 1)).any()):
+            log.warning(
+                "Neuron '%s' (%s): %s = %s lies outside [0, 1]; snnTorch clamps it to [0, 1] (so "
+                "it acts as %s), and so does snntorch-async. Fix: pass %s in [0, 1].",
+                path, type(m).__name__, name, _short(v), _short(v.clamp(0, 1)), name,
+            )
+
+
+def _short(v: Tensor) -> str:
+    return f"{float(v):g}" if v.numel() == 1 else f"[{float(v.min()):g} .. {float(v.max()):g}]"
 
 SUBTRACT, ZERO, NONE = 0, 1, 2
 RESET_NAMES = {SUBTRACT: "subtract", ZERO: "zero", NONE: "none"}
@@ -105,8 +125,14 @@ class Neuron:
         return self.module.spike_grad(x)
 
     def params(self) -> NeuronParams:
-        """Evaluate the (possibly learnable) parameters once for a simulation."""
+        """Evaluate the (possibly learnable) parameters once for a simulation.
+
+        ``beta`` and ``alpha`` outside [0, 1] are clamped, as snnTorch does; that is logged as a
+        warning (once per neuron module), so that ``beta=1.5`` silently meaning 1.0 is visible.
+        """
         m = self.module
+        if not getattr(m, "_snntorch_async_range_checked", False):
+            _warn_clamped(m, self.path, self.has_syn)
         alpha = m.alpha.clamp(0, 1) if self.has_syn else None
         return NeuronParams(beta=m.beta.clamp(0, 1), threshold=m.threshold, alpha=alpha)
 

@@ -119,6 +119,37 @@ def _validate_inputs(inputs) -> None:
         )
 
 
+def _mismatch(given: Any, ref: Any, where: str) -> str | None:
+    """Where ``given`` differs in structure, type or tensor shape from ``ref`` (None: it fits)."""
+    if torch.is_tensor(ref):
+        if not torch.is_tensor(given):
+            return f"{where}: expected a tensor, got {type(given).__name__}"
+        return None if given.shape == ref.shape else (
+            f"{where}: expected shape {list(ref.shape)}, got {list(given.shape)}")
+    if isinstance(ref, (tuple, list)):
+        if type(given) is not type(ref) or len(given) != len(ref):
+            return f"{where}: expected {type(ref).__name__} of {len(ref)}, got {type(given).__name__}"
+        names = getattr(ref, "_fields", None) or [f"[{i}]" for i in range(len(ref))]
+        for name, g, r in zip(names, given, ref):
+            sep = "" if str(name).startswith("[") else "."
+            bad = _mismatch(g, r, f"{where}{sep}{name}")
+            if bad:
+                return bad
+        return None
+    return None  # anything else (None, numbers) is taken as is
+
+
+def _check_initial_state(given: Any, ref: Any, scheduler: Scheduler, batch: int) -> None:
+    bad = _mismatch(given, ref, "initial_state")
+    if bad:
+        raise InputError(
+            f"initial_state does not fit this simulation ({bad}); expected the final_state of an "
+            f"earlier simulate() of the same model under {type(scheduler).__name__} with batch "
+            f"size {batch}. Fix: pass result.final_state from such a run, or None to start from "
+            "zero state."
+        )
+
+
 def _check_finite(inputs: Tensor) -> None:
     # Fast path: any NaN/inf makes the sum non-finite (a reduction is ~50x cheaper on CPU than
     # an elementwise isfinite); only then count exactly (the sum may also just have overflowed).
@@ -208,7 +239,11 @@ def simulate(
         device=inputs.device,
         dtype=inputs.dtype,
     )
-    state = scheduler.init(ctx, inputs) if initial_state is None else scheduler.carry(ctx, initial_state)
+    if initial_state is None:
+        state = scheduler.init(ctx, inputs)
+    else:
+        _check_initial_state(initial_state, scheduler.init(ctx, inputs), scheduler, B)
+        state = scheduler.carry(ctx, initial_state)
     outs = []
     for t in range(T):
         state, out = scheduler.step(ctx, state, inputs[t], t)

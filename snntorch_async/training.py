@@ -524,6 +524,9 @@ def fit(
                 last_saved = str(path) if path is not None else None
                 log.warning("Training interrupted at epoch %d, batch %d; checkpoint: %s", epoch, b, last_saved)
                 raise TrainingInterrupted(history, last_saved) from None
+            except Exception:
+                bar.close()  # end the progress line, so that the error is printed on its own
+                raise
             bar.close()
             if b == 0:
                 raise InputError(

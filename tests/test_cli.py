@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +187,151 @@ def test_verify_checkpoint_on_lava(capsys, tmp_path):
     assert main(["verify", str(ck), "--samples", "1", "--steps", "4"]) == 0
     out = capsys.readouterr().out
     assert "Lava (float) vs" in out and "Lava (fixed point) vs emulate: 0 mismatching" in out
+
+
+# ------------------------------------------------------------------------------------------
+# First contact: fast help, one error style, every bad input refused, nothing lost.
+# ------------------------------------------------------------------------------------------
+def test_help_and_argument_errors_do_not_import_torch():
+    code = ("import sys, time; t = time.perf_counter(); from snntorch_async.app.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['train', '--epochs', '0']):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit: pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', time.perf_counter() - t)")
+    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    flag, seconds = res.stdout.split()[-2:]
+    assert flag == "NO-TORCH", res.stdout
+    assert float(seconds) < 0.5  # generous: it takes ~0.05 s without torch
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "snntorch_async", "--help"], env=ENV,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and time.perf_counter() - t0 < 5  # interpreter start included
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
+    (["train", "--epochs", "-1"], "argument --epochs: expected a whole number >= 1, got -1"),
+    (["train", "--lr", "-0.1"], "argument --lr: expected a finite number > 0, got -0.1"),
+    (["train", "--batch-size", "0"], "argument --batch-size: expected a whole number >= 1"),
+    (["train", "--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
+    (["train", "--hidden", "0"], "argument --hidden: expected a whole number >= 1, got 0"),
+    (["train", "--limit", "0"], "argument --limit: expected a whole number >= 1, got 0"),
+    (["demo", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
+    (["verify", "x.npz", "--samples", "0"], "argument --samples: expected a whole number >= 1"),
+    (["evaluate", "x.pt", "--limit", "0"], "argument --limit: expected a whole number >= 1"),
+    (["train", "--scheduler", "layersync", "-F", "4"],
+     "-F only apply to the asynchronous schedulers (random, momentum, layerordered)"),
+])
+def test_bad_values_are_refused_before_anything_runs(capsys, tmp_path, monkeypatch, argv,
+                                                     expected):
+    monkeypatch.chdir(tmp_path)
+    assert expected in _err(capsys, argv)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_model_file_with_an_unsupported_module(capsys, tmp_path):
+    f = tmp_path / "net.py"
+    f.write_text("import torch\nmodel = torch.nn.Sequential(torch.nn.LSTM(64, 10))\n")
+    ck = tmp_path / "c.pt"
+    err = _err(capsys, ["train", "--model-file", str(f), "--checkpoint", str(ck), *TINY])
+    assert "LSTM" in err and "Fix" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.py"]  # no checkpoint, no lock
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "snntorch_async", "evaluate", "--debug",
+                          str(tmp_path / "none.pt")], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode != 0 and "Traceback" in res.stderr and "CliError" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "snntorch_async", "evaluate",
+                          str(tmp_path / "none.pt")], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("snntorch-async evaluate: error: ")
+
+
+def test_damaged_checkpoints_name_the_argument(capsys, tmp_path):
+    ck = tmp_path / "net.pt"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
+    data = ck.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    err = _err(capsys, ["evaluate", str(cut)])
+    assert f"CHECKPOINT {cut}:" in err and "truncated or damaged" in err
+    assert "weights_only=False" not in err and "Errno" not in err
+    err = _err(capsys, ["verify", str(cut)]) if _has_lava() else "SOURCE"
+    assert "SOURCE" in err
+
+
+def _has_lava() -> bool:
+    import lava_bridge
+
+    return lava_bridge.lava_available()
+
+
+def test_train_refuses_to_overwrite_and_two_writers(capsys, tmp_path):
+    ck = tmp_path / "net.pt"
+    args = ["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]
+    assert main(args) == 0
+    before = ck.read_bytes()
+    err = _err(capsys, args)
+    assert f"--checkpoint {ck} already exists. Fix: --resume to continue it, --overwrite" in err
+    assert ck.read_bytes() == before
+    (tmp_path / "net.pt.lock").write_text("12345")  # another run holds the path
+    err = _err(capsys, [*args, "--overwrite"])
+    assert "another run (pid 12345) is writing it" in err and "delete the lock file" in err
+    assert ck.read_bytes() == before
+    (tmp_path / "net.pt.lock").unlink()
+    assert main([*args, "--overwrite", "--seed", "1"]) == 0
+    assert ck.read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.pt"]
+
+
+def test_same_command_twice_gives_the_same_checkpoint(capsys, tmp_path):
+    runs = []
+    for name in ("a.pt", "b.pt"):
+        ck = tmp_path / name
+        assert main(["train", "--hidden", "8", "--epochs", "2", "--checkpoint", str(ck),
+                     "--scheduler", "random", "-F", "4", "--seed", "3", *TINY]) == 0
+        runs.append(torch.load(ck, weights_only=True))
+    a, b = runs
+    assert a["history"] == b["history"] and a["history"]["loss"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["metadata"] == b["metadata"]
+    c = tmp_path / "c.pt"  # another seed gives other weights: the test can fail
+    assert main(["train", "--hidden", "8", "--epochs", "2", "--checkpoint", str(c),
+                 "--scheduler", "random", "-F", "4", "--seed", "4", *TINY]) == 0
+    other = torch.load(c, weights_only=True)
+    assert not torch.equal(other["model"]["0.weight"], a["model"]["0.weight"])
+
+
+def test_a_failing_writer_leaves_nothing_behind(capsys, tmp_path, monkeypatch):
+    import errno
+
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):  # writes half a checkpoint, then the disk is full
+        real_save(obj, f, *a, **k)
+        with open(f, "r+b") as fh:
+            fh.truncate(100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    ck = tmp_path / "net.pt"
+    err = _err(capsys, ["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY])
+    assert f"Cannot write the checkpoint {ck}: No space left on device. Fix: free some" in err
+    assert list(tmp_path.iterdir()) == []  # no partial file, no temporary, no lock
+    monkeypatch.setattr(torch, "save", real_save)
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
+    import numpy as np
+
+    def half_npz(file, *a, **k):
+        Path(file).write_bytes(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", half_npz)
+    out = tmp_path / "x"
+    err = _err(capsys, ["export", str(ck), "--out", str(out), "--formats", "spec"])
+    assert "No space left on device" in err and "Nothing was written" in err
+    assert list(out.iterdir()) == []

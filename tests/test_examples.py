@@ -39,6 +39,13 @@ def test_03_export_lava(tmp_path):
     out = _run("03_export_lava.py", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert "saved" in out and (tmp_path / "x" / "net.npz").is_file()
     assert "mismatching spikes" in out or "Lava is not installed" in out
+    assert "output spikes (all steps)" in out
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out = _run("03_export_lava.py", cwd=cwd)
+    assert "writing the exported files to" in out and not list(cwd.iterdir())  # not into cwd
+    folder = Path(out.split("writing the exported files to ", 1)[1].splitlines()[0])
+    assert (folder / "net.npz").is_file()
 
 
 def test_04_tonic_nmnist_falls_back_to_synthetic_events(tmp_path):

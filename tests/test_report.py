@@ -58,7 +58,7 @@ def test_failure_leaves_previous_report_untouched_and_no_temp(tmp_path, monkeypa
     def boom(*a, **k):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(rp, "_FIGURES", rp._FIGURES + (("x.png", boom),))
+    monkeypatch.setattr(rp, "FIGURES", rp.FIGURES + (("x.png", boom),))
     with pytest.raises(RuntimeError, match="plot failed"):
         write_report(_results(), out)
     assert (out / "report.md").read_text() == before

@@ -149,6 +149,7 @@ def _lock(ckpt: Path):
 
 def cmd_train(args) -> int:
     from ..data import make_loader
+    from ..graph import read_model
     from ..training import TrainConfig, TrainingInterrupted, fit
     from .zoo import ZOO, load_model_file
 
@@ -186,6 +187,7 @@ def cmd_train(args) -> int:
         recipe["input_shape"] = list(shape)
     else:
         model, _ = build_model(recipe)
+    read_model(model, tuple(recipe["input_shape"]))  # an unsupported module fails here, not later
     train = load_data(recipe, train=True, root=args.root, download=args.download,
                       limit=args.limit)
     print(f"training {recipe['model'] or recipe['model_file']} on {recipe['dataset']} "

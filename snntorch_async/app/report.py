@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from .figures import FIGURES
 
 __all__ = [
     "DemoResults",
@@ -192,6 +192,14 @@ def _render_markdown(res: DemoResults, figures: list[str]) -> str:
         "forward step) after which the output's running spike-count argmax no longer changes; "
         "synaptic ops = spikes × their non-zero fan-out (input events included).",
         "",
+        "The synaptic operations are the same in every execution mode of one model; that is "
+        "expected, not a bug. Input events are delivered first (prioritize_input=True), so the "
+        "hidden layer receives all of a step's input events at once in every mode and fires the "
+        "same spikes; only the output layer's spikes depend on the execution order, and output "
+        "spikes have no targets, so they add no synaptic operations. With two or more hidden "
+        "layers the counts would differ between modes; between training modes they differ here "
+        "(other weights, other hidden spikes).",
+        "",
     ]
     md += ["## The paper's claim and what we measured", "", PAPER_CLAIM, "", "Measured here:", ""]
     md += _comparison(res.rows) + [""]
@@ -207,140 +215,6 @@ def _render_markdown(res: DemoResults, figures: list[str]) -> str:
         md += ["## Figures", ""]
         md += [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures] + [""]
     return "\n".join(md)
-
-
-def _plot_rasters(res: DemoResults, path: Path, plt) -> bool:
-    if not res.rasters:
-        return False
-    n = len(res.rasters)
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4), squeeze=False, sharey=True)
-    for ax, (title, (spikes, sizes)) in zip(axes[0], res.rasters.items()):
-        spikes = np.asarray(spikes)
-        t, idx = np.nonzero(spikes)
-        ax.scatter(t, idx, s=40, marker="|", color="black", linewidths=1.5)
-        edge = 0
-        for i, s in enumerate(sizes[:-1]):
-            edge += s
-            ax.axhline(edge - 0.5, color="tab:red", lw=0.6, ls="--")
-        ax.set_title(f"{title}\n{int(spikes.sum())} spikes", fontsize=9)
-        ax.set_xlabel("time step")
-        ax.set_xlim(-0.5, spikes.shape[0] - 0.5)
-    axes[0][0].set_ylabel("neuron (layers stacked, output on top)")
-    fig.suptitle("Spike rasters of one test sample (dashed: layer boundaries)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def _plot_accuracy_latency(res: DemoResults, path: Path, plt) -> bool:
-    if not res.rows:
-        return False
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, mode in enumerate(dict.fromkeys(r.train_mode for r in res.rows)):
-        color = colors[k % len(colors)]
-        rows = [r for r in res.rows if r.train_mode == mode]
-        for j, exec_mode in enumerate(dict.fromkeys(r.exec_mode for r in rows)):
-            pts = sorted((r for r in rows if r.exec_mode == exec_mode),
-                         key=lambda r: r.forward_group_size or 0)
-            xs = [r.latency_forward_steps for r in pts]
-            ys = [100 * r.accuracy for r in pts]
-            if pts[0].forward_group_size is None:  # LayerSync: one point
-                ax.scatter(xs, ys, marker="*", s=160, color=color, edgecolor="black", zorder=3,
-                           label=f"trained {mode}, executed {exec_mode}")
-                continue
-            ax.plot(xs, ys, marker="os^D"[j % 4], ls=("-", "--", ":")[j % 3], color=color,
-                    label=f"trained {mode}, executed {exec_mode}")
-            for r, x, y in zip(pts, xs, ys):
-                ax.annotate(f"F={r.forward_group_size}", (x, y), fontsize=7, xytext=(4, -10),
-                            textcoords="offset points", color=color)
-    ax.set_xlabel("latency to decision (forward steps, mean)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against latency (star: LayerSync; lines: asynchronous at F)",
-                 fontsize=10)
-    ax.grid(alpha=0.3)
-    rows_in_legend = (len(ax.get_legend_handles_labels()[1]) + 1) // 2
-    height = 4.4 + 0.2 * rows_in_legend
-    fig.set_size_inches(8, height)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=2)
-    fig.tight_layout(rect=(0, (0.2 * rows_in_legend + 0.15) / height, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def _spike_rows(rows: tuple[EvalRow, ...]) -> list[EvalRow]:
-    """Per training mode: LayerSync execution and the most asynchronous one (smallest F)."""
-    picked = []
-    first_async = next((r.exec_mode for r in rows if r.forward_group_size is not None), None)
-    for mode in dict.fromkeys(r.train_mode for r in rows):
-        mine = [r for r in rows if r.train_mode == mode and r.spikes_per_layer]
-        picked += [r for r in mine if r.forward_group_size is None][:1]
-        asyn = [r for r in mine if r.exec_mode == first_async]
-        if asyn:
-            picked.append(min(asyn, key=lambda r: r.forward_group_size))
-    return picked
-
-
-def _plot_spikes_per_layer(res: DemoResults, path: Path, plt) -> bool:
-    rows = _spike_rows(res.rows)
-    if not rows:
-        return False
-    L = len(rows[0].spikes_per_layer)
-    fig, axes = plt.subplots(1, L, figsize=(3.2 * L + 2, 4.2), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    modes = list(dict.fromkeys(r.train_mode for r in rows))
-    for i, ax in enumerate(axes[0]):
-        for k, r in enumerate(rows):
-            c = colors[modes.index(r.train_mode) % len(colors)]
-            hatch = None if r.forward_group_size is None else "//"
-            ax.bar(k, r.spikes_per_layer[i], color=c, hatch=hatch, edgecolor="black",
-                   label=f"trained {r.train_mode}, executed {r.exec_label}")
-        ax.set_xticks([])
-        ax.set_title(f"layer {i + 1}" + (" (output)" if i == L - 1 else ""), fontsize=9)
-        ax.set_ylabel("spikes per sample (mean)" if i == 0 else "")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2)
-    fig.suptitle("Spikes per layer (plain: LayerSync execution; hatched: asynchronous)",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(rows) + 1) // 2), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def _plot_training(res: DemoResults, path: Path, plt) -> bool:
-    if not res.histories:
-        return False
-    keys = [k for k in ("loss", "accuracy", "spike_density")
-            if any(k in h for h in res.histories.values())]
-    if not keys:
-        return False
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for mode, hist in res.histories.items():
-            ys = hist.get(key)
-            if ys:
-                ax.plot(range(1, len(ys) + 1), ys, marker="o", label=f"trained {mode}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_ylabel(key.replace("_", " "))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Training curves (training set)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-_FIGURES = (
-    ("rasters.png", _plot_rasters),
-    ("accuracy_latency.png", _plot_accuracy_latency),
-    ("spikes_per_layer.png", _plot_spikes_per_layer),
-    ("training_curves.png", _plot_training),
-)
 
 
 def write_report(res: DemoResults, out: str | os.PathLike) -> Path:
@@ -371,7 +245,7 @@ def write_report(res: DemoResults, out: str | os.PathLike) -> Path:
                 "matplotlib is not installed, so no figures were drawn (pip install "
                 "'snntorch-async[plot]').",)})
         if plt is not None:
-            for name, draw in _FIGURES:
+            for name, draw in FIGURES:
                 if draw(res, tmp / name, plt):
                     figures.append(name)
         (tmp / "report.md").write_text(_render_markdown(res, figures), encoding="utf-8")

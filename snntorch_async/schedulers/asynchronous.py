@@ -124,6 +124,12 @@ class AsyncScheduler(Scheduler):
         if not isinstance(self.seed, int):
             raise ConfigError(f"{type(self).__name__}: seed must be an int; got {self.seed!r}.")
         st = self.sync_threshold
+        if isinstance(st, (int, float)) and not (isinstance(st, bool) or st >= 0):
+            raise ConfigError(
+                f"{type(self).__name__}: sync_threshold must be >= 0 (a neuron fires only after "
+                f"more than this many synaptic events in the step); got {st!r}. Fix: e.g. "
+                "sync_threshold=2, or None to turn partial synchronisation off."
+            )
         if st is not None and not isinstance(st, (int, float)):
             if not isinstance(st, (list, tuple)) or not all(torch.is_tensor(s) for s in st):
                 raise ConfigError(
@@ -223,6 +229,15 @@ class MomentumAsync(AsyncScheduler):
 
     jitter: float = 1e-6
     key_mode = "membrane"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        j = self.jitter
+        if isinstance(j, bool) or not isinstance(j, (int, float)) or not 0 <= j < float("inf"):
+            raise ConfigError(
+                f"MomentumAsync: jitter must be a finite number >= 0 (the size of the random "
+                f"tie-breaking noise); got {j!r}. Fix: e.g. jitter=1e-6 (the default)."
+            )
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..graph import NetworkGraph
 from ..neurons import NeuronParams
 
@@ -78,6 +79,16 @@ class StepOutput(NamedTuple):
 
 class Scheduler:
     """Base class of all schedulers (subclasses are frozen keyword-only dataclasses)."""
+
+    def __new__(cls, *args, **kwargs):
+        if args:  # dataclass's own TypeError would not say that the settings are keyword-only
+            names = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+            call = ", ".join(f"{n}={a!r}" for n, a in zip(names, args)) if len(args) <= len(names) else "..."
+            raise ConfigError(
+                f"{cls.__name__} takes its settings as keywords only; got {len(args)} positional "
+                f"argument(s) {', '.join(map(repr, args))}. Fix: e.g. {cls.__name__}({call})."
+            )
+        return super().__new__(cls)
 
     #: Time steps by which the output lags the input (1 per synaptic hop for ``Pipelined``).
     def output_lag(self, graph: NetworkGraph) -> int:
