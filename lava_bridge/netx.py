@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 from .errors import ConversionError, LoihiLimitError, SpecFormatError
 from .limits import check_loihi_limits
-from .quantize import QuantizeSettings, quantize
+from ._quantize import QuantizeSettings, quantize
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
 __all__ = ["NETX_GRID", "TimingMismatch", "bias_timing_mismatch", "export_netx", "read_netx"]

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="export", help="output folder (default: export)")
     p.add_argument("--formats", nargs="+", choices=("spec", "netx", "nir"),
                    default=["spec", "netx", "nir"])
+    p.add_argument("--approximate-reset", action="store_true",
+                   help="convert subtract/none reset layers anyway (Lava runs zero reset); "
+                   "measure the mismatch with `verify --approximate-reset`")
+    p.add_argument("--bias-timing", choices=("synaptic", "lava"), default="synaptic",
+                   help="synaptic (default): reproduces the trained model; lava: Lava's LIF "
+                   "bias from step 0, which netx files need (see docs/lava.md)")
 
     p = sub.add_parser("verify", help="run a checkpoint or spec on real Lava, print mismatches",
                        description="Run the network on real Lava (fixed point) and on our "
@@ -122,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="test samples to run (default: 4)")
     p.add_argument("--steps", type=int, default=None, metavar="T")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--approximate-reset", action="store_true",
+                   help="convert subtract/none reset layers anyway and report the mismatch")
     return parser
 
 
@@ -372,7 +380,6 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export(args) -> int:
     import lava_bridge as lb
-    from lava_bridge.quantize import QuantizeSettings
 
     model, meta = _model_from_checkpoint(args.checkpoint)
     out = Path(args.out)
@@ -381,15 +388,14 @@ def cmd_export(args) -> int:
     except OSError as exc:
         raise CliError(f"--out {out}: cannot create it ({exc.strerror}).") from None
     try:
-        spec = lb.convert(model, input_shape=tuple(meta["input_shape"]))
+        spec = lb.convert(model, input_shape=tuple(meta["input_shape"]),
+                          approximate_reset=args.approximate_reset, bias_timing=args.bias_timing)
     except lb.ConversionError as exc:
         raise CliError(str(exc)) from None
     stem = Path(args.checkpoint).stem
     writers = {
         "spec": (".npz", lambda path: spec.save(path)),
-        # netx has no weight exponent: quantize with exponent 0 for it
-        "netx": (".h5", lambda path: lb.export_netx(
-            lb.quantize(spec, QuantizeSettings(weight_exp=0)).spec, path)),
+        "netx": (".h5", lambda path: lb.export_netx(spec, path)),
         "nir": (".nir", lambda path: lb.export_nir(spec, path)),
     }
     written = []
@@ -400,6 +406,8 @@ def cmd_export(args) -> int:
         except (ImportError, AttributeError) as exc:
             raise CliError(f"--formats {fmt}: this installation of lava_bridge cannot write it "
                            f"({exc}). Fix: --formats spec, or update snntorch-async.") from None
+        except lb.LavaBridgeError as exc:
+            raise CliError(f"--formats {fmt}: {exc}") from None
         written.append(out / f"{stem}{suffix}")
     for path in written:
         print(f"wrote {path}")
@@ -438,7 +446,7 @@ def cmd_verify(args) -> int:
     status = 0
     for what, kw in (("float", {}), ("fixed point", {"fixed_point": True})):
         try:
-            r = lb.verify(net, x, **kw)
+            r = lb.verify(net, x, approximate_reset=args.approximate_reset, **kw)
         except lb.LavaBridgeError as exc:
             raise CliError(str(exc)) from None
         print(f"Lava ({what}) vs {r.engine}: {r.mismatches} mismatching spikes of {r.compared} "

@@ -212,16 +212,16 @@ def lava_check(model: nn.Module, inputs: Tensor, *, echo: Callable[[str], None])
 
 
 def preload_lava() -> None:
-    """Import Lava's runtime now, if installed (see ``lava_bridge.build._import_lava_runtime``:
+    """Import Lava's runtime now, if installed (see ``lava_bridge._build._import_lava_runtime``:
     it tolerates a start method already set by a progress bar)."""
     if not lava_available():
         return
     try:
-        importlib.import_module("lava_bridge.build").require_lava()
+        importlib.import_module("lava_bridge._build").require_lava()
     except Exception as exc:  # report it where Lava is used
         log.warning("Lava could not be imported: %s", exc)
 
 
 def lava_available() -> bool:
-    """Whether ``lava`` (lava-nc) can be imported here."""
-    return importlib.util.find_spec("lava") is not None
+    """Whether Lava can be imported here (the one definition: ``lava_bridge.lava_available``)."""
+    return importlib.import_module("lava_bridge").lava_available()

@@ -27,7 +27,7 @@ pytest.importorskip("lava.lib.dl.netx", reason="lava-dl is not installed: run `m
 from lava_bridge import convert  # noqa: E402
 from lava_bridge.emulator import emulate  # noqa: E402
 from lava_bridge.netx import export_netx  # noqa: E402
-from lava_bridge.quantize import QuantizeSettings, quantize  # noqa: E402
+from lava_bridge import QuantizeSettings, quantize  # noqa: E402
 from snntorch_async import BiasTiming, DelayedLinear, Pipelined, simulate  # noqa: E402
 
 pytestmark = pytest.mark.lava

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConversionError, SpecFormatError
-from .run import RUN_TIMEOUT, run_spec
+from ._run import RUN_TIMEOUT, run_spec
 from .spec import NetworkSpec
 
 __all__ = ["VerifyResult", "align_pipeline", "simulate_spec", "verify"]
@@ -182,7 +182,7 @@ def verify(
     if isinstance(model_or_spec, NetworkSpec):
         spec = model_or_spec
     else:
-        from .convert import convert
+        from ._convert import convert
 
         model = model_or_spec
         spec = convert(
@@ -190,7 +190,7 @@ def verify(
         )
     if fixed_point and not spec.fixed_point:
         try:
-            from .quantize import quantize
+            from ._quantize import quantize
         except ImportError as e:
             raise ConversionError(
                 f"verify(fixed_point=True) needs lava_bridge.quantize, which is unavailable ({e})."

@@ -409,7 +409,7 @@ def quantize(spec: NetworkSpec, settings: QuantizeSettings = QuantizeSettings())
             "quantize() expected a float NetworkSpec; got one that is already fixed point. Fix: "
             "pass the float spec from lava_bridge.convert(model, ...)."
         )
-    from .convert import check_loihi_limits
+    from ._convert import check_loihi_limits
 
     layers, reports = [], []
     for i, layer in enumerate(spec.layers):

@@ -42,7 +42,7 @@ from torch.nn.utils import parametrize
 
 from snntorch_async.graph import read_model
 
-from .quantize import LayerGrid, QuantizeSettings, layer_grid
+from ._quantize import LayerGrid, QuantizeSettings, layer_grid
 
 __all__ = ["QATHandle", "prepare_qat", "remove_qat", "qat", "is_qat"]
 
