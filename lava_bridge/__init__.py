@@ -30,6 +30,8 @@ from ._quantize import LayerQuantReport, QuantizeReport, QuantizeResult, Quantiz
 from ._run import LavaOutput, LavaRun, run, run_spec
 from ._verify import VerifyResult, align_pipeline, simulate_spec, verify
 from .errors import (
+    BridgeTypeError,
+    BridgeValueError,
     ConversionError,
     LavaBridgeError,
     LavaRunError,
@@ -76,6 +78,8 @@ __all__ = [
     "LOIHI_LIMITS",
     "MAX_DELAY",
     "NETX_GRID",
+    "BridgeTypeError",
+    "BridgeValueError",
     "BuiltNetwork",
     "ConversionError",
     "LavaBridgeError",

@@ -16,11 +16,21 @@ __all__ = [
     "LavaUnavailableError",
     "LavaRunError",
     "LavaTimeoutError",
+    "BridgeValueError",
+    "BridgeTypeError",
 ]
 
 
 class LavaBridgeError(Exception):
     """Base class of every error raised on purpose by ``lava_bridge``."""
+
+
+class BridgeValueError(LavaBridgeError, ValueError):
+    """A bridge function got a bad value: settings, inputs, a lag (not a spec or a model)."""
+
+
+class BridgeTypeError(LavaBridgeError, TypeError):
+    """A bridge function got an object of the wrong type."""
 
 
 class SpecFormatError(LavaBridgeError, ValueError):
