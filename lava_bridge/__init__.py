@@ -30,6 +30,7 @@ from ._quantize import LayerQuantReport, QuantizeReport, QuantizeResult, Quantiz
 from ._run import LavaOutput, LavaRun, run, run_spec
 from ._verify import VerifyResult, align_pipeline, simulate_spec, verify
 from .errors import (
+    BiasTimingError,
     BridgeTypeError,
     BridgeValueError,
     ConversionError,
@@ -78,6 +79,7 @@ __all__ = [
     "LOIHI_LIMITS",
     "MAX_DELAY",
     "NETX_GRID",
+    "BiasTimingError",
     "BridgeTypeError",
     "BridgeValueError",
     "BuiltNetwork",

@@ -12,6 +12,7 @@ __all__ = [
     "SpecFormatError",
     "SpecVersionError",
     "ConversionError",
+    "BiasTimingError",
     "LoihiLimitError",
     "LavaUnavailableError",
     "LavaRunError",
@@ -43,6 +44,10 @@ class SpecVersionError(SpecFormatError):
 
 class ConversionError(LavaBridgeError, ValueError):
     """A model cannot be converted to a network spec (exactly, or at all)."""
+
+
+class BiasTimingError(ConversionError):
+    """A target needs another bias timing than the spec records (netx needs ``"lava"``)."""
 
 
 class LoihiLimitError(LavaBridgeError, ValueError):

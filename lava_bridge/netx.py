@@ -44,7 +44,7 @@ import numpy as np
 
 from typing import NamedTuple
 
-from .errors import ConversionError, LoihiLimitError, SpecFormatError
+from .errors import BiasTimingError, LoihiLimitError, SpecFormatError
 from .limits import check_loihi_limits
 from ._quantize import QuantizeSettings, quantize
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
@@ -160,7 +160,7 @@ def _netx_spec(spec, approximate_bias_timing) -> NetworkSpec:
     if not late:
         return spec
     if approximate_bias_timing is None:
-        raise ConversionError(
+        raise BiasTimingError(
             f"export_netx(): layers {', '.join(late)} carry their bias with bias_timing "
             "'synaptic' (a current from the step the first input arrives), but netx gives a "
             "layer's bias to Lava's LIF, which adds it to v from step 0; the early bias stays in "
@@ -207,7 +207,7 @@ def export_netx(
 
     Raises:
         SpecFormatError: Not a NetworkSpec.
-        ConversionError: A biased layer with ``"synaptic"`` timing, without the opt-in.
+        BiasTimingError: A biased layer with ``"synaptic"`` timing, without the opt-in.
         LoihiLimitError: A layer has no exact netx form (see the module docstring).
     """
     import h5py

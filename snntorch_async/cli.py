@@ -406,6 +406,8 @@ def cmd_export(args) -> int:
         except (ImportError, AttributeError) as exc:
             raise CliError(f"--formats {fmt}: this installation of lava_bridge cannot write it "
                            f"({exc}). Fix: --formats spec, or update snntorch-async.") from None
+        except lb.BiasTimingError as exc:
+            raise CliError(f"--formats {fmt}: {exc} On the command line: --bias-timing lava.") from None
         except lb.LavaBridgeError as exc:
             raise CliError(f"--formats {fmt}: {exc}") from None
         written.append(out / f"{stem}{suffix}")
