@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lava_bridge import convert, emulate
-from lava_bridge.quantize import quantize
+from lava_bridge import quantize
 
 
 def make_spec(sizes=(784, 256, 256, 10), seed=0):

@@ -5,7 +5,7 @@ For each quantization setting, trains (once, shared) a float 64-h-10 Leaky netwo
 
 * *without QAT*: ``quantize(convert(model))`` and run it with the bit-exact emulator
   (:func:`lava_bridge.emulate`, = Lava ``fixed_pt``), vs. the float model;
-* *with QAT*: fine-tune a copy inside ``lava_bridge.qat.qat(...)`` (fake-quantized weights,
+* *with QAT*: fine-tune a copy inside ``lava_bridge.qat(...)`` (fake-quantized weights,
   thresholds, decays; straight-through gradients), then compare the QAT model in float (its
   fake-quantized self, LayerSync) with the same model in fixed point (emulator).
 
@@ -29,8 +29,8 @@ from torch import nn
 
 import snntorch_async as sa
 from lava_bridge import convert, emulate
-from lava_bridge.qat import qat
-from lava_bridge.quantize import QuantizeSettings, quantize
+from lava_bridge import qat
+from lava_bridge import QuantizeSettings, quantize
 from snntorch_async.data import RateEncoding, load_digits_spikes, make_loader
 from snntorch_async.training import TrainConfig, fit
 

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 import lava_bridge
-from lava_bridge.quantize import QuantizeSettings
 import snntorch_async as sa
 
 
@@ -60,11 +59,12 @@ def main() -> None:
 
     fixed = lava_bridge.quantize(spec).spec
     emulated = lava_bridge.emulate(fixed, inputs)
-    print(f"fixed-point emulator (Lava timing): {int(emulated.spikes.sum())} output spikes "
-          "(all steps)")
-    # netx has no weight exponent: quantize with exponent 0 for it
-    netx_spec = lava_bridge.quantize(spec, QuantizeSettings(weight_exp=0)).spec
-    lava_bridge.export_netx(netx_spec, out / "net.h5")
+    print(f"fixed-point emulator: {int(emulated.spikes.sum())} output spikes (all steps)")
+    # netx gives a layer's bias to Lava's LIF (into v from step 0): convert with that timing;
+    # export_netx puts the network on netx's grid (weight exponent 0) itself
+    lava_bridge.export_netx(
+        lava_bridge.convert(model, input_shape=(n_in,), bias_timing=sa.BiasTiming.LAVA), out / "net.h5"
+    )
     lava_bridge.export_nir(spec, out / "net.nir")
     print(f"wrote {out / 'net.h5'} (lava-dl netx) and {out / 'net.nir'} (NIR)")
 

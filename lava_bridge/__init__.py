@@ -1,8 +1,15 @@
 """Lava (Loihi) bridge: network spec, conversion, quantization, emulation and real Lava runs.
 
-``lava_bridge`` imports without Lava and without torch: the spec (``NetworkSpec``, ``load``) and
-the errors are plain numpy/stdlib, and everything else is imported on first use. Only
-``lava_bridge.build`` imports Lava (lazily, Python 3.10 with the ``[lava]`` extra).
+``lava_bridge`` imports without Lava and without torch: the spec (``NetworkSpec``, ``load``),
+the errors, conversion, quantization and the builders are numpy/stdlib at import time (torch and
+snntorch_async are imported inside the functions that need them). The emulator, QAT (torch) and
+NIR (``nir``) are imported on first use of their names. Only ``build`` imports Lava, inside the
+call (Python 3.10 with the ``[lava]`` extra).
+
+The implementation lives in private modules (``lava_bridge._convert``, ``_quantize``, ``_build``,
+``_run``, ``_verify``, ``_qat``, whose names would otherwise collide with the functions) and in
+``spec``, ``errors``, ``limits``, ``emulator``, ``netx`` and ``nir``; import the public names
+from the package: ``from lava_bridge import convert, quantize, QuantizeSettings``.
 
 Quick start::
 
@@ -16,12 +23,16 @@ Quick start::
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
-from .build import BuiltNetwork, build, lava_available, require_lava
-from .convert import convert
+from ._build import BuiltNetwork, build, lava_available, require_lava
+from ._convert import convert
+from ._quantize import LayerQuantReport, QuantizeReport, QuantizeResult, QuantizeSettings, quantize
+from ._run import LavaOutput, LavaRun, run, run_spec
+from ._verify import VerifyResult, align_pipeline, simulate_spec, verify
 from .errors import (
+    BiasTimingError,
+    BridgeTypeError,
+    BridgeValueError,
     ConversionError,
     LavaBridgeError,
     LavaRunError,
@@ -32,49 +43,28 @@ from .errors import (
     SpecVersionError,
 )
 from .limits import LOIHI_LIMITS, check_loihi_limits
-from .run import LavaOutput, LavaRun, run, run_spec
-from .spec import FORMAT_VERSION, MAX_DELAY, LayerSpec, NetworkSpec, NeuronSpec, load
-from .verify import VerifyResult, align_pipeline, simulate_spec, verify
+from .netx import NETX_GRID, TimingMismatch, bias_timing_mismatch, export_netx, read_netx
+from .spec import BIAS_TIMINGS, FORMAT_VERSION, MAX_DELAY, LayerSpec, NetworkSpec, NeuronSpec, load
 
-#: Public names of part B's modules, imported on first use: name -> submodule.
+#: Public names whose modules import torch or ``nir``, imported on first use: name -> module.
 _LAZY = {
-    "quantize": "quantize",
-    "QuantizeSettings": "quantize",
-    "emulate": "emulator",
-    "EmulationResult": "emulator",
-    "export_netx": "netx",
-    "read_netx": "netx",
-    "export_nir": "nir",
-    "import_nir": "nir",
-    "model_from_spec": "nir",
-    "prepare_qat": "qat",
-    "remove_qat": "qat",
-    "qat": "qat",
+    "emulate": ".emulator",
+    "EmulationResult": ".emulator",
+    "export_nir": ".nir",
+    "import_nir": ".nir",
+    "model_from_spec": ".nir",
+    "prepare_qat": "._qat",
+    "remove_qat": "._qat",
+    "qat": "._qat",
+    "is_qat": "._qat",
 }
-#: Public functions that share their module's name: importing the submodule must not replace
-#: the function on the package (Python binds a submodule to its package on first import).
-_SHADOWED = {"build", "run", "convert", "verify", "quantize", "qat"}
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            current = self.__dict__.get(name)
-            if current is not None and not isinstance(current, types.ModuleType):
-                return  # keep the function; the module stays in sys.modules
-            if name in _LAZY:
-                return  # resolved to the function by __getattr__
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lava_bridge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
@@ -84,9 +74,14 @@ def __dir__():
 
 
 __all__ = [
+    "BIAS_TIMINGS",
     "FORMAT_VERSION",
     "LOIHI_LIMITS",
     "MAX_DELAY",
+    "NETX_GRID",
+    "BiasTimingError",
+    "BridgeTypeError",
+    "BridgeValueError",
     "BuiltNetwork",
     "ConversionError",
     "LavaBridgeError",
@@ -95,19 +90,28 @@ __all__ = [
     "LavaRunError",
     "LavaTimeoutError",
     "LavaUnavailableError",
+    "LayerQuantReport",
     "LayerSpec",
     "LoihiLimitError",
     "NetworkSpec",
     "NeuronSpec",
+    "QuantizeReport",
+    "QuantizeResult",
+    "QuantizeSettings",
     "SpecFormatError",
     "SpecVersionError",
+    "TimingMismatch",
     "VerifyResult",
     "align_pipeline",
+    "bias_timing_mismatch",
     "build",
     "check_loihi_limits",
     "convert",
+    "export_netx",
     "lava_available",
     "load",
+    "quantize",
+    "read_netx",
     "require_lava",
     "run",
     "run_spec",

@@ -49,6 +49,8 @@ from torch import Tensor
 
 from snntorch_async.bias_timing import BiasTiming
 
+from .errors import BridgeTypeError, BridgeValueError
+from .limits import worst_case_current
 from .spec import LayerSpec, NetworkSpec
 
 __all__ = [
@@ -237,13 +239,10 @@ def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
         b = (b << layer.bias_exp) if layer.bias_exp >= 0 else (b >> -layer.bias_exp)
     n = layer.neuron
     du = np.asarray(n.du, dtype=np.int64)
-    # largest |a_in| of one step: every synapse of one sign at once (+1 per delay bucket for
-    # the floor of a negative exponent) plus the bias; |u| <= a·64·4096/(du+1) for all time
-    a_max = max(
-        np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0)
-    )
-    a_max = a_max * 2.0**e + k + (0 if b is None else float(np.abs(b).max(initial=0)))
-    u_bound = a_max * 64 * float(np.max(4096.0 / (du + 1))) if du.size else 0.0
+    # |u| for all time: every synapse of one sign at once (+1 per delay bucket for the floor of
+    # a negative exponent) plus the bias current (limits.worst_case_current, the one bound)
+    b_peak = 0.0 if b is None else float(np.abs(b).max(initial=0))
+    u_bound = worst_case_current(w, e, du, bias=b_peak, slack=k) if du.size else 0.0
     fast = FAST_PATH and u_bound < _U_MAX - 1
     fold = fast and e >= 0
     dtype = _matmul_dtype(w.shape[1], device)
@@ -310,12 +309,12 @@ def _step_fast(p: _Prepared, state: LIFState, du_in: Tensor) -> tuple[Tensor, LI
 
 def _check_spec(spec: NetworkSpec) -> None:
     if not isinstance(spec, NetworkSpec):
-        raise TypeError(
+        raise BridgeTypeError(
             f"emulate() expected a fixed-point lava_bridge.NetworkSpec; got {type(spec).__name__}. "
             "Fix: spec = lava_bridge.quantize(lava_bridge.convert(model, ...)).spec."
         )
     if not spec.fixed_point:
-        raise ValueError(
+        raise BridgeValueError(
             "emulate() runs Loihi's fixed-point arithmetic; got a float NetworkSpec "
             "(fixed_point=False). Fix: quantize it first: lava_bridge.quantize(spec).spec (or run "
             "the float spec with snntorch_async's Pipelined scheduler)."
@@ -326,18 +325,18 @@ def _check_inputs(spec: NetworkSpec, inputs: Tensor) -> Tensor:
     expected = [spec.input_size] if not spec.input_shape else list(spec.input_shape)
     if not torch.is_tensor(inputs) or inputs.dim() < 3:
         got = list(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
-        raise ValueError(
+        raise BridgeValueError(
             f"emulate() expected binary spike inputs as a torch.Tensor of shape [T, B, "
             f"{', '.join(map(str, expected))}]; got {got}. Fix: make the tensor time-major "
             "[T, B, *features] (x.unsqueeze(1) for one sample)."
         )
     if inputs.shape[0] == 0 or inputs.shape[1] == 0:
-        raise ValueError(
+        raise BridgeValueError(
             f"emulate() got empty inputs of shape {list(inputs.shape)}; expected T, B >= 1."
         )
     flat = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
     if flat.shape[2] != spec.input_size:
-        raise ValueError(
+        raise BridgeValueError(
             f"emulate() got inputs of shape {list(inputs.shape)} ({flat.shape[2]} features per "
             f"step), but the spec's first layer takes {spec.input_size} (input_shape "
             f"{list(spec.input_shape)}). Fix: pass inputs of shape [T, B, "
@@ -345,7 +344,7 @@ def _check_inputs(spec: NetworkSpec, inputs: Tensor) -> Tensor:
         )
     bad = (flat != 0) & (flat != 1)
     if bool(bad.any()):
-        raise ValueError(
+        raise BridgeValueError(
             f"emulate() expected binary spike inputs (0 or 1); got values such as "
             f"{flat[bad][:3].tolist()}. Loihi's Dense receives 1-bit spikes (Lava treats any "
             "non-zero as a spike). Fix: spike-encode the inputs first, e.g. "

@@ -12,15 +12,26 @@ __all__ = [
     "SpecFormatError",
     "SpecVersionError",
     "ConversionError",
+    "BiasTimingError",
     "LoihiLimitError",
     "LavaUnavailableError",
     "LavaRunError",
     "LavaTimeoutError",
+    "BridgeValueError",
+    "BridgeTypeError",
 ]
 
 
 class LavaBridgeError(Exception):
     """Base class of every error raised on purpose by ``lava_bridge``."""
+
+
+class BridgeValueError(LavaBridgeError, ValueError):
+    """A bridge function got a bad value: settings, inputs, a lag (not a spec or a model)."""
+
+
+class BridgeTypeError(LavaBridgeError, TypeError):
+    """A bridge function got an object of the wrong type."""
 
 
 class SpecFormatError(LavaBridgeError, ValueError):
@@ -33,6 +44,10 @@ class SpecVersionError(SpecFormatError):
 
 class ConversionError(LavaBridgeError, ValueError):
     """A model cannot be converted to a network spec (exactly, or at all)."""
+
+
+class BiasTimingError(ConversionError):
+    """A target needs another bias timing than the spec records (netx needs ``"lava"``)."""
 
 
 class LoihiLimitError(LavaBridgeError, ValueError):

@@ -8,7 +8,12 @@ from __future__ import annotations
 from .errors import LoihiLimitError
 from .spec import MAX_DELAY, NetworkSpec
 
-__all__ = ["LOIHI_LIMITS", "check_loihi_limits"]
+import numpy as np
+
+__all__ = ["LOIHI_LIMITS", "U_LIMIT", "check_loihi_limits", "worst_case_current"]
+
+#: Lava's LIF wraps the 24-bit current ``u`` at this magnitude (``max_uv_val``).
+U_LIMIT = 2**23
 
 #: Loihi fixed-point ranges checked by :func:`check_loihi_limits` (inclusive).
 LOIHI_LIMITS = {
@@ -20,6 +25,33 @@ LOIHI_LIMITS = {
     "num_weight_bits": (1, 8),
     "bias_mant": (-4096, 4095),  # LIF bias_mant: 13-bit signed (bias_timing "lava")
 }
+
+
+def worst_case_current(
+    weight_mantissas: np.ndarray, weight_exp: int, du: np.ndarray, *, bias: float = 0.0, slack: float = 0.0
+) -> float:
+    """The largest ``|u|`` a layer can reach, in Lava's units (``a_in << 6``): the one bound.
+
+    Every excitatory (or every inhibitory) input at once, each step, accumulated by the current
+    decay: ``64 · max(4096 / (du + 1)) · (max_row(Σ⁺Wq, -Σ⁻Wq) · 2^e + slack + bias)``.
+
+    Args:
+        weight_mantissas: Integer weights ``[out, in]`` (as Lava stores them).
+        weight_exp: The weight exponent ``e``.
+        du: Integer current decays ``[out]`` (0..4095).
+        bias: The largest ``|bias|`` per step in ``a_in`` units (0 without).
+        slack: Extra ``a_in`` units per step (e.g. the floor of a negative exponent).
+
+    Returns:
+        The bound (float); Lava wraps ``u`` at :data:`U_LIMIT`.
+    """
+    w = np.asarray(weight_mantissas)
+    rows = max(np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0))
+    du = np.asarray(du)
+    gain = float(np.max(4096.0 / (du + 1))) if du.size else 1.0
+    per_step = rows * 2.0**weight_exp + slack
+    per_step += bias
+    return 64 * gain * per_step
 
 
 def _range_error(where: str, what: str, lo_hi: tuple[int, int], got_lo, got_hi, fix: str) -> LoihiLimitError:

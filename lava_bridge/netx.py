@@ -46,9 +46,9 @@ from typing import NamedTuple
 
 from snntorch_async._io import atomic_path
 
-from .errors import ConversionError, LoihiLimitError, SpecFormatError
+from .errors import BiasTimingError, LoihiLimitError, SpecFormatError
 from .limits import check_loihi_limits
-from .quantize import QuantizeSettings, quantize
+from ._quantize import QuantizeSettings, quantize
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
 __all__ = ["NETX_GRID", "TimingMismatch", "bias_timing_mismatch", "export_netx", "read_netx"]
@@ -162,7 +162,7 @@ def _netx_spec(spec, approximate_bias_timing) -> NetworkSpec:
     if not late:
         return spec
     if approximate_bias_timing is None:
-        raise ConversionError(
+        raise BiasTimingError(
             f"export_netx(): layers {', '.join(late)} carry their bias with bias_timing "
             "'synaptic' (a current from the step the first input arrives), but netx gives a "
             "layer's bias to Lava's LIF, which adds it to v from step 0; the early bias stays in "
@@ -191,6 +191,7 @@ def export_netx(
     *,
     num_steps: int | None = None,
     approximate_bias_timing=None,
+    conv_as_dense: bool = False,
 ) -> Path:
     """Write a spec as a lava-dl netx HDF5 file (nothing is written if it has no exact form).
 
@@ -203,13 +204,18 @@ def export_netx(
         approximate_bias_timing: Opt-in for biased ``"synaptic"`` layers: inputs
             ``[T, B, *input_shape]`` (0/1) on which the mismatch of writing Lava's timing is
             measured and logged (see :func:`bias_timing_mismatch`).
+        conv_as_dense: Write convolutional layers as unrolled ``dense`` layers. By default the
+            leading layers that are exactly one convolution (``meta["conv"]`` from ``convert``,
+            see ``lava_bridge._netx_conv``) are written as netx ``conv`` layers (an ``input``
+            entry with the shape first, a ``flatten`` before the first dense layer); a netx
+            file with conv layers takes its input as Lava's ``(x, y, c)`` = ``(W, H, C)`` array.
 
     Returns:
         The path written.
 
     Raises:
         SpecFormatError: Not a NetworkSpec.
-        ConversionError: A biased layer with ``"synaptic"`` timing, without the opt-in.
+        BiasTimingError: A biased layer with ``"synaptic"`` timing, without the opt-in.
         LoihiLimitError: A layer has no exact netx form (see the module docstring).
     """
     import h5py
@@ -231,19 +237,51 @@ def export_netx(
         if layer.bias is not None:  # "lava" timing (checked above), range by check_loihi_limits
             row["bias"] = layer.lif_bias_mant()
         rows.append(row)
+    convs: list = []  # the leading layers written as netx conv (nothing after a dense)
+    if not conv_as_dense:
+        from ._netx_conv import conv_layer
+        from .emulator import loihi_weights
+
+        for i, layer in enumerate(spec.layers):
+            c = None
+            if layer.weight_exp == 0:
+                eff = loihi_weights(layer.weight, layer.num_weight_bits)
+                c = conv_layer(layer, eff, f"Layer {i} ('{layer.name}')")
+            if c is None:
+                break
+            convs.append(c)
     with atomic_path(path, what="netx file") as tmp, h5py.File(tmp, "w") as f:
         layers = f.create_group("layer")
+        entries = iter(range(3 * len(rows) + 2))
+        if convs:
+            g = layers.create_group(str(next(entries)))
+            _ascii(g, "type", "input")
+            g.create_dataset("shape", data=np.array(convs[0].in_shape))
         for i, (layer, row) in enumerate(zip(spec.layers, rows)):
-            g = layers.create_group(str(i))
-            _ascii(g, "type", "dense")
-            g.create_dataset("shape", data=np.array([layer.out_size]))
-            g.create_dataset("inFeatures", data=layer.in_size)
-            g.create_dataset("outFeatures", data=layer.out_size)
-            g.create_dataset("weight", data=row["weight"])
-            if layer.delay is not None:
-                g.create_dataset("delay", data=layer.delay.astype(np.int64))
-            if "bias" in row:
-                g.create_dataset("bias", data=row["bias"])
+            if convs and i == len(convs):
+                _ascii(layers.create_group(str(next(entries))), "type", "flatten")
+            g = layers.create_group(str(next(entries)))
+            if i < len(convs):
+                c = convs[i]
+                _ascii(g, "type", "conv")
+                g.create_dataset("shape", data=np.array(c.out_shape))
+                g.create_dataset("weight", data=c.kernel)
+                g.create_dataset("stride", data=np.array(c.stride))
+                g.create_dataset("padding", data=np.array(c.padding))
+                g.create_dataset("dilation", data=np.array([1, 1]))
+                g.create_dataset("groups", data=1)
+                if c.bias is not None:
+                    g.create_dataset("bias", data=c.bias)
+            else:
+                _ascii(g, "type", "dense")
+                g.create_dataset("shape", data=np.array([layer.out_size]))
+                g.create_dataset("inFeatures", data=layer.in_size)
+                g.create_dataset("outFeatures", data=layer.out_size)
+                g.create_dataset("weight", data=row["weight"])
+                if layer.delay is not None:
+                    g.create_dataset("delay", data=layer.delay.astype(np.int64))
+                if "bias" in row:
+                    g.create_dataset("bias", data=row["bias"])
             nrn = g.create_group("neuron")
             _ascii(nrn, "type", "CUBA")
             nrn.create_dataset("iDecay", data=row["du"] + 1)
@@ -255,7 +293,7 @@ def export_netx(
         sim.create_dataset("Ts", data=float(spec.dt))
         if num_steps is not None:
             sim.create_dataset("tSample", data=int(num_steps))
-    log.info("wrote netx file %s (%d dense layers)", path, spec.num_layers)
+    log.info("wrote netx file %s (%d conv, %d dense layers)", path, len(convs), spec.num_layers - len(convs))
     return path
 
 

@@ -98,7 +98,7 @@ def export_nir(
         The ``nir.NIRGraph``.
     """
     if not isinstance(source, NetworkSpec):
-        from .convert import convert
+        from ._convert import convert
 
         if input_shape is None:
             raise SpecFormatError(

@@ -51,6 +51,7 @@ __all__ = [
     "SampleMetrics",
     "Metrics",
     "aligned_output",
+    "drop_lag",
     "predict",
     "is_binary",
     "spike_density",
@@ -102,8 +103,30 @@ class SampleMetrics(NamedTuple):
 # -------------------------------------------------------------------------------------------
 # Small helpers.
 # -------------------------------------------------------------------------------------------
+def drop_lag(record, lag: int):
+    """The output-lag alignment, the one definition: ``aligned[t] = record[t + lag]``.
+
+    Args:
+        record: A record on a lagging scheduler's time axis ``[S, ...]`` (tensor or numpy array).
+        lag: The output lag (``SimulationResult.output_lag``, ``NetworkSpec.output_lag()``).
+
+    Returns:
+        ``record[lag:]`` ``[S - lag, ...]``: step ``t`` answers input step ``t``.
+
+    Raises:
+        InputError: ``lag`` is not in ``0..S``.
+    """
+    lag = int(lag)
+    if lag < 0 or lag > record.shape[0]:
+        raise InputError(
+            f"The output lag must be in 0..{record.shape[0]} (the record's steps); got {lag}. Fix: "
+            "pass the scheduler's output_lag and a record at least that long."
+        )
+    return record[lag:]
+
+
 def aligned_output(result: SimulationResult) -> tuple[Tensor, Tensor]:
-    """The output record aligned with the input (the only place ``output_lag`` is handled).
+    """The output record aligned with the input (with :func:`drop_lag`).
 
     Returns:
         ``(spikes [T - lag, B, C], cum_forward_steps [T - lag, B])``: the output spikes caused by
@@ -120,7 +143,7 @@ def aligned_output(result: SimulationResult) -> tuple[Tensor, Tensor]:
             f"simulate at least {lag + 1} steps (pad the inputs with {lag} zero steps)."
         )
     cum = result.forward_steps.detach().to(torch.float64).cumsum(0)
-    return result.spikes.detach()[lag:], cum[lag:]
+    return drop_lag(result.spikes.detach(), lag), drop_lag(cum, lag)
 
 
 def predict(spikes: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 
 from lava_bridge import ConversionError, SpecFormatError, convert, load, simulate_spec
 from lava_bridge.netx import bias_timing_mismatch, export_netx, read_netx
-from lava_bridge.quantize import QuantizeSettings, quantize
+from lava_bridge import QuantizeSettings, quantize
 from lava_bridge.spec import BIAS_TIMINGS
 from snntorch_async import BiasTiming, ConfigError, LayerSync, Pipelined, Record, simulate
 from test_pipelined import CASES, _inputs, _kw, _lin, random_model

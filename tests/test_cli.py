@@ -176,6 +176,20 @@ def test_export_spec_and_verify_without_lava(capsys, tmp_path, monkeypatch):
     assert "pip install 'snntorch-async[lava]'" in capsys.readouterr().err
 
 
+def test_export_netx_needs_lava_bias_timing_and_the_flags_reach_the_api(capsys, tmp_path):
+    ck = tmp_path / "net.pt"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
+    err = _err(capsys, ["export", str(ck), "--out", str(tmp_path / "x"), "--formats", "netx"])
+    assert "bias_timing 'synaptic'" in err and "--bias-timing lava" in err
+    assert not (tmp_path / "x" / "net.h5").exists()
+    argv = ["export", str(ck), "--out", str(tmp_path / "y"), "--formats", "netx", "spec",
+            "--bias-timing", "lava", "--approximate-reset"]
+    assert main(argv) == 0 and (tmp_path / "y" / "net.h5").is_file()
+    from lava_bridge import load
+
+    assert load(tmp_path / "y" / "net.npz").bias_timing == "lava"
+
+
 @pytest.mark.lava
 @pytest.mark.timeout(240)
 def test_verify_checkpoint_on_lava(capsys, tmp_path):

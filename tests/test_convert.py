@@ -63,7 +63,7 @@ def test_conv_pool_flatten_become_one_dense_matrix(caplog):
         nn.Conv2d(2, 3, 3, stride=1, padding=1), nn.AvgPool2d(2), nn.Flatten(), snn.Leaky(beta=0.5, **ZERO),
         nn.Linear(12, 4), snn.Leaky(beta=0.5, output=True, **ZERO),
     )
-    with caplog.at_level(logging.INFO, logger="lava_bridge.convert"):
+    with caplog.at_level(logging.INFO, logger="lava_bridge._convert"):
         spec = convert(m, (2, 4, 4))
     assert "unrolled into a dense 12x32 matrix" in caplog.text
     l0 = spec.layers[0]
@@ -90,7 +90,7 @@ def test_reset_rules_lava_cannot_run_are_refused(reset, delay):
 
 def test_approximate_reset_is_explicit_and_recorded(caplog):
     m = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.9, init_hidden=True))  # snnTorch default: subtract
-    with caplog.at_level(logging.WARNING, logger="lava_bridge.convert"):
+    with caplog.at_level(logging.WARNING, logger="lava_bridge._convert"):
         spec = convert(m, (3,), approximate_reset=True)
     assert "approximating reset 'subtract'" in caplog.text
     assert not spec.exact and spec.layers[0].neuron.source_reset == "subtract"
@@ -125,7 +125,7 @@ def test_delays_above_62_are_refused_before_any_lava_object(d, monkeypatch):
     with pytest.raises(LoihiLimitError, match=rf"Layer 0 \('fc'\): synaptic delays .* 0\.\.62.*got values in {d}\.\.{d}"):
         check_loihi_limits(spec)
     calls = []
-    monkeypatch.setattr(importlib.import_module("lava_bridge.build"), "require_lava", lambda: calls.append(1))
+    monkeypatch.setattr(importlib.import_module("lava_bridge._build"), "require_lava", lambda: calls.append(1))
     with pytest.raises(LoihiLimitError):
         build(spec, np.zeros((2, 3)))
     assert calls == []  # refused before Lava was even imported
@@ -145,7 +145,7 @@ def test_fixed_point_ranges():
 
 
 def test_build_on_python_311_says_which_python_and_extra(monkeypatch):
-    mod = importlib.import_module("lava_bridge.build")
+    mod = importlib.import_module("lava_bridge._build")
     monkeypatch.setattr(mod, "_python_version", lambda: (3, 11, 4))
     with pytest.raises(LavaUnavailableError, match=r"needs Python 3\.10, but this is Python 3\.11\.4.*"
                        r"pip install 'snntorch-async\[lava\]'"):

@@ -11,6 +11,8 @@ Each comparison is also run once against a deliberately wrong file / timing and 
 
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -18,16 +20,16 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from snntorch_async.integration import preload_lava
+from lava_bridge import lava_available
 
-preload_lava()
+lava_available()  # imports Lava now, before anything sets the start method
 pytest.importorskip("lava.magma.core.run_configs", reason="Lava is not installed: run `make test`")
 pytest.importorskip("lava.lib.dl.netx", reason="lava-dl is not installed: run `make test`")
 
 from lava_bridge import convert  # noqa: E402
 from lava_bridge.emulator import emulate  # noqa: E402
 from lava_bridge.netx import export_netx  # noqa: E402
-from lava_bridge.quantize import QuantizeSettings, quantize  # noqa: E402
+from lava_bridge import QuantizeSettings, quantize  # noqa: E402
 from snntorch_async import BiasTiming, DelayedLinear, Pipelined, simulate  # noqa: E402
 
 pytestmark = pytest.mark.lava
@@ -61,6 +63,7 @@ def _spikes(seed: int, T: int, n: int, p: float = 0.4) -> np.ndarray:
 def run_netx_in_lava(path, x: np.ndarray) -> np.ndarray:
     """Load ``path`` with lava-dl's ``hdf5.Network`` and run one sample ``x [T, n_in]`` (fixed_pt).
 
+    A file starting with conv layers takes ``x [T, C, H, W]``, fed as netx's ``(W, H, C)``.
     Returns the output layer's spikes ``[T, n_out]`` (int64), on Lava's time axis.
     """
     from lava.lib.dl.netx import hdf5
@@ -71,7 +74,11 @@ def run_netx_in_lava(path, x: np.ndarray) -> np.ndarray:
 
     T = x.shape[0]
     net = hdf5.Network(net_config=str(path))
-    src = RingBuffer(data=np.ascontiguousarray(x.T).astype(np.int32))
+    if len(net.inp.shape) == 3:  # a conv input: netx's (x, y, c) order
+        data = x.transpose(3, 2, 1, 0)
+    else:
+        data = x.reshape(T, -1).T
+    src = RingBuffer(data=np.ascontiguousarray(data).astype(np.int32))
     sink = Sink(shape=net.out.shape, buffer=T)
     src.s_out.connect(net.inp)
     net.out.connect(sink.a_in)
@@ -86,6 +93,7 @@ def run_netx_in_lava(path, x: np.ndarray) -> np.ndarray:
 def _netx_vs_emulate(spec, path, x) -> tuple[int, int]:
     lava = run_netx_in_lava(path, x)
     ours = emulate(spec, torch.tensor(x)[:, None]).spikes[:, 0].numpy().astype(np.int64)
+    ours = ours.reshape(ours.shape[0], -1)
     return int((lava != ours).sum()), int(ours.sum())
 
 
@@ -201,3 +209,45 @@ def test_verify_and_build_honour_lava_timing():
     assert res.spec.bias_timing == "lava" and res.lava.sum() > 5 and res.mismatches == 0
     fixed = verify(m, x, bias_timing=BiasTiming.LAVA, fixed_point=True)
     assert fixed.engine == "emulate" and fixed.lava.sum() > 5 and fixed.mismatches == 0
+
+
+def _conv_net(seed: int) -> nn.Sequential:
+    """2x8x8 -> Conv 4c3 (pad 1) -> Conv 6c3 + AvgPool 2 -> dense 5, biased, Leaky."""
+    torch.manual_seed(seed)
+    kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    m = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), snn.Leaky(beta=0.8, threshold=0.5, **kw),
+        nn.Conv2d(4, 6, 3), nn.AvgPool2d(2), snn.Leaky(beta=0.8, threshold=0.4, **kw),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, 5), snn.Leaky(beta=0.7, threshold=0.5, output=True, **kw),
+    )
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("weight"):
+                p.mul_(3.0)
+            else:
+                p.uniform_(-0.05, 0.2)
+    return m
+
+
+@pytest.mark.timeout(240)
+def test_lava_dl_reads_conv_layers_and_equals_emulate(tmp_path):
+    spec = convert(_conv_net(0), (2, 8, 8), bias_timing="lava")
+    assert [bool(l.meta.get("conv")) for l in spec.layers] == [True, True, False]
+    fixed = quantize(spec, QuantizeSettings(weight_exp=0)).spec
+    path = export_netx(fixed, tmp_path / "c.net")
+    wrong = shutil.copy(path, tmp_path / "wrong.net")  # the reader keeps its file open
+    with h5py.File(path, "r") as f:
+        types = [f[f"layer/{i}/type"][0] for i in range(len(f["layer"]))]
+    assert types == [b"input", b"conv", b"conv", b"flatten", b"dense"]
+    dense = export_netx(fixed, tmp_path / "d.net", conv_as_dense=True)
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(30, 2, 8, 8, generator=g) < 0.3).numpy().astype(np.int64)
+    mismatches, spikes = _netx_vs_emulate(fixed, path, x)
+    assert spikes > 5 and mismatches == 0
+    assert _netx_vs_emulate(fixed, dense, x)[0] == 0
+    # the check can fail: a kernel entry changed in the file
+    with h5py.File(wrong, "r+") as f:
+        w = f["layer/1/weight"][()]
+        w[0, 0, 0, 0] += 40
+        f["layer/1/weight"][...] = w
+    assert _netx_vs_emulate(fixed, wrong, x)[0] > 0

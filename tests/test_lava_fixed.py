@@ -158,7 +158,7 @@ def test_quantized_model_through_lava_bridge_build_equals_emulator():
     from torch import nn
 
     from lava_bridge import convert, run_spec
-    from lava_bridge.quantize import quantize
+    from lava_bridge import quantize
 
     torch.manual_seed(0)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)

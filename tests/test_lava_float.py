@@ -100,7 +100,7 @@ def test_float_delay_64_runs_in_lava_float():
     """DESIGN §3 says delay 64 hangs Lava; measured: only the fixed_pt model hangs (see the timeout
     test); the float model runs it. We refuse > 62 for both anyway (Loihi holds 6 bits)."""
     spec = _chain(1, delay=64)
-    mod = importlib.import_module("lava_bridge.build")
+    mod = importlib.import_module("lava_bridge._build")
     x = np.zeros((1, 1))
     x[0] = 1
     orig = mod.check_loihi_limits
@@ -165,7 +165,7 @@ def test_stuck_lava_gives_a_clear_timeout_and_no_children(monkeypatch):
     nrn = NeuronSpec(du=np.full(1, 4095), dv=np.zeros(1, int), vth=np.ones(1, int))
     spec = NetworkSpec(layers=(LayerSpec(name="d", weight=np.full((1, 1), 100), neuron=nrn, shape=(1,),
                                          delay=np.full((1, 1), 64)),), input_shape=(1,), fixed_point=True)
-    monkeypatch.setattr(importlib.import_module("lava_bridge.build"), "check_loihi_limits", lambda s: None)
+    monkeypatch.setattr(importlib.import_module("lava_bridge._build"), "check_loihi_limits", lambda s: None)
     net = build(spec, np.ones((3, 1)), num_steps=70)
     with pytest.raises(LavaTimeoutError, match=r"Lava run did not finish within 4 s.*delay above 62"):
         with run(net, timeout=4) as session:

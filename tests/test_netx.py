@@ -16,7 +16,7 @@ from dataclasses import replace
 from lava_bridge import ConversionError, LoihiLimitError, SpecFormatError, convert
 from lava_bridge.emulator import emulate
 from lava_bridge.netx import export_netx, read_netx
-from lava_bridge.quantize import QuantizeSettings, quantize
+from lava_bridge import QuantizeSettings, quantize
 from lava_bridge.spec import LayerSpec, NetworkSpec, NeuronSpec
 
 

@@ -13,7 +13,7 @@ from torch import nn
 import snntorch_async as sa
 from lava_bridge import SpecFormatError, convert
 from lava_bridge.nir import export_nir, import_nir, model_from_spec
-from lava_bridge.verify import simulate_spec
+from lava_bridge import simulate_spec
 
 
 def _model(seed, *, reset="zero", synaptic=False, delays=False, per_neuron=False):

@@ -14,8 +14,8 @@ from torch import nn
 
 import snntorch_async as sa
 from lava_bridge import convert, emulate
-from lava_bridge.qat import is_qat, prepare_qat, qat, remove_qat
-from lava_bridge.quantize import QuantizeSettings, quantize
+from lava_bridge import is_qat, prepare_qat, qat, remove_qat
+from lava_bridge import QuantizeSettings, quantize
 from snntorch_async.reference import reset_states, run_snntorch
 
 

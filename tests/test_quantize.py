@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from lava_bridge import LoihiLimitError, convert
-from lava_bridge.convert import check_loihi_limits
+from lava_bridge import check_loihi_limits
 from lava_bridge.emulator import emulate, loihi_weights
-from lava_bridge.quantize import (
+from lava_bridge._quantize import (
     QuantizeSettings,
     layer_grid,
     mantissa_range,

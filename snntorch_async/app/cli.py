@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
                    default=["spec", "netx", "nir"], metavar="FORMAT",
                    help="which files to write: spec (float NetworkSpec .npz), netx (fixed-point "
                    "lava-dl HDF5 .h5), nir (float NIR .nir); default: all three")
+    p.add_argument("--approximate-reset", action="store_true",
+                   help="convert subtract/none reset layers anyway (Lava runs zero reset); "
+                   "measure the mismatch with `verify --approximate-reset`")
+    p.add_argument("--bias-timing", choices=("synaptic", "lava"), default="synaptic",
+                   help="synaptic (default): reproduces the trained model; lava: Lava's LIF "
+                   "bias from step 0, which netx files need (see docs/lava.md)")
 
     p = sub.add_parser("verify", parents=[common],
                        help="run a checkpoint or spec on real Lava, print mismatches",
@@ -169,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the digits encoding for a spec (default: 0; a checkpoint uses "
                    "its own)")
+    p.add_argument("--approximate-reset", action="store_true",
+                   help="convert subtract/none reset layers anyway and report the mismatch")
     return parser
 
 

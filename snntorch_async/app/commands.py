@@ -248,18 +248,20 @@ def cmd_export(args) -> int:
     except OSError as exc:
         raise CliError(f"--out {out}: cannot create it ({exc.strerror}). Fix: choose a folder "
                        "you can write to.") from None
-    spec = lb.convert(model, input_shape=tuple(recipe["input_shape"]))
+    spec = lb.convert(model, input_shape=tuple(recipe["input_shape"]),
+                      approximate_reset=args.approximate_reset, bias_timing=args.bias_timing)
     stem = Path(args.checkpoint).stem
     writers = {
         "spec": (".npz", lambda path: spec.save(path)),
-        # netx has no weight exponent: quantize with exponent 0 for it
-        "netx": (".h5", lambda path: lb.export_netx(
-            lb.quantize(spec, lb.QuantizeSettings(weight_exp=0)).spec, path)),
+        "netx": (".h5", lambda path: lb.export_netx(spec, path)),  # on netx's grid by itself
         "nir": (".nir", lambda path: lb.export_nir(spec, path)),
     }
     for fmt in dict.fromkeys(args.formats):
         suffix, write = writers[fmt]
-        write(out / f"{stem}{suffix}")
+        try:
+            write(out / f"{stem}{suffix}")
+        except lb.BiasTimingError as exc:
+            raise CliError(f"--formats {fmt}: {exc} On the command line: --bias-timing lava.") from None
         print(f"wrote {out / f'{stem}{suffix}'}")
     return 0
 
@@ -302,7 +304,7 @@ def cmd_verify(args) -> int:
                 x = x[:, : max(0, n - i * chunk)]
                 if x.shape[1] == 0:
                     break
-                r = lb.verify(net, x, **kw)
+                r = lb.verify(net, x, approximate_reset=args.approximate_reset, **kw)
                 mismatches, compared, engine = mismatches + r.mismatches, compared + r.compared, r.engine
                 bad += [i * chunk + j for j, k in enumerate(r.per_sample.tolist()) if k]
                 bar.update(x.shape[1])

@@ -15,7 +15,7 @@ rest until then, and every layer runs exactly what :class:`~snntorch_async.Layer
 ``l + 1`` steps later. With ``bias_timing=BiasTiming.LAVA`` the bias is added to ``v`` from step 0
 in every layer, as Lava's ``LIF(bias_mant=b)`` and lava-dl's netx do
 (``v ← v·(1 - dv) + u + b``; see :mod:`snntorch_async.bias_timing`). The output lags the input by
-``L`` steps (:meth:`Pipelined.output_lag`); ``lava_bridge.verify.align_pipeline`` removes it.
+``L`` steps (:meth:`Pipelined.output_lag`); ``lava_bridge.align_pipeline`` removes it.
 
 Neurons with Lava's reset (zero reset, ``reset_delay=False``) are updated with Lava LIF's own
 float expressions, in this order, so that Lava's float simulation (``Loihi2SimCfg``,

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .build import BuiltNetwork, build
+from ._build import BuiltNetwork, build
 from .errors import LavaRunError, LavaTimeoutError
 from .spec import NetworkSpec
 

@@ -8,8 +8,8 @@
 
 Lava runs one sample at a time. Inputs ``[T, B, *features]`` are zero-padded so that the last
 input reaches the output (``T + L`` steps plus the largest delays); both records stay on Lava's
-time axis for the comparison, and :func:`align_pipeline` (the one place that knows about the
-pipeline shift) removes the ``L``-step lag from what is returned.
+time axis for the comparison, and :func:`align_pipeline` (core's ``metrics.drop_lag``, the one alignment)
+removes the ``L``-step lag from what is returned.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConversionError, SpecFormatError
-from .run import RUN_TIMEOUT, run_spec
+from .errors import BridgeValueError, ConversionError, SpecFormatError
+from ._run import RUN_TIMEOUT, run_spec
 from .spec import NetworkSpec
 
 __all__ = ["VerifyResult", "align_pipeline", "simulate_spec", "verify"]
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def align_pipeline(spikes, lag: int):
-    """Remove the pipeline shift: ``aligned[t] = spikes[t + lag]``.
+    """Remove the pipeline shift: ``aligned[t] = spikes[t + lag]`` (``snntorch_async``'s
+    :func:`~snntorch_async.metrics.drop_lag`, the one definition; imported on use).
 
     Args:
         spikes: A record on Lava's (pipelined) time axis, ``[S, ...]`` (numpy array or tensor).
@@ -39,10 +40,9 @@ def align_pipeline(spikes, lag: int):
     Returns:
         ``[S - lag, ...]``: step ``t`` holds the response to input step ``t`` (LayerSync's axis).
     """
-    lag = int(lag)
-    if lag < 0 or lag > spikes.shape[0]:
-        raise ValueError(f"align_pipeline: lag must be in 0..{spikes.shape[0]}; got {lag}.")
-    return spikes[lag:]
+    from snntorch_async.metrics import drop_lag
+
+    return drop_lag(spikes, lag)
 
 
 def simulate_spec(spec: NetworkSpec, inputs) -> np.ndarray:
@@ -182,7 +182,7 @@ def verify(
     if isinstance(model_or_spec, NetworkSpec):
         spec = model_or_spec
     else:
-        from .convert import convert
+        from ._convert import convert
 
         model = model_or_spec
         spec = convert(
@@ -190,7 +190,7 @@ def verify(
         )
     if fixed_point and not spec.fixed_point:
         try:
-            from .quantize import quantize
+            from ._quantize import quantize
         except ImportError as e:
             raise ConversionError(
                 f"verify(fixed_point=True) needs lava_bridge.quantize, which is unavailable ({e})."

@@ -38,7 +38,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import LoihiLimitError
+from .errors import BridgeTypeError, BridgeValueError, LoihiLimitError
+from .limits import U_LIMIT, worst_case_current
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VTH_MAX = 2**17 - 1
-U_LIMIT = 2**23  # |u| must stay below this or Lava wraps it
 LIF_BIAS_MAX = 4095  # LIF bias_mant: 13-bit signed (a bias_timing "lava" bias, bias_exp 6)
 
 
@@ -82,20 +82,20 @@ class QuantizeSettings:
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.num_weight_bits) <= 8:
-            raise ValueError(f"num_weight_bits must be in 1..8; got {self.num_weight_bits}.")
+            raise BridgeValueError(f"num_weight_bits must be in 1..8; got {self.num_weight_bits}.")
         lo, hi = self.weight_exp_range
         if lo > hi:
-            raise ValueError(
+            raise BridgeValueError(
                 f"weight_exp_range must be (low, high) with low <= high; "
                 f"got {self.weight_exp_range}."
             )
         if self.weight_exp is not None and not lo <= self.weight_exp <= hi:
-            raise ValueError(
+            raise BridgeValueError(
                 f"weight_exp={self.weight_exp} lies outside "
                 f"weight_exp_range={self.weight_exp_range}."
             )
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"scale must be a positive finite number or None; got {self.scale}.")
+            raise BridgeValueError(f"scale must be a positive finite number or None; got {self.scale}.")
 
     @classmethod
     def slayer(cls) -> QuantizeSettings:
@@ -198,7 +198,6 @@ def layer_grid(
     brange = mantissa_range(bias if bias is not None else np.zeros(1), nb)
     lo_e, hi_e = settings.weight_exp_range
     du_q, _ = quantize_decays(du, np.zeros_like(du))
-    gain = float(np.max(4096.0 / (du_q + 1))) if du_q.size else 1.0  # steady-state u / input
     theta = float(vth.max(initial=0.0))
     candidates = (
         [settings.weight_exp]
@@ -235,15 +234,8 @@ def layer_grid(
                 problems.append(f"weight_exp={e}: LIF bias_mant up to {peak:.0f} > {LIF_BIAS_MAX}")
                 continue
         if settings.guard_current:
-            wq = _on_grid(wq_real, wrange)
-            worst = max(
-                np.clip(wq, 0, None).sum(1).max(initial=0),
-                -np.clip(wq, None, 0).sum(1).min(initial=0),
-            )
-            worst = worst * 2.0**e + 1
-            if bias is not None:
-                worst += float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
-            u_peak = 64 * gain * worst
+            b_peak = 0.0 if bias is None else float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
+            u_peak = worst_case_current(_on_grid(wq_real, wrange), e, du_q, bias=b_peak, slack=1)
             if u_peak >= U_LIMIT:
                 problems.append(f"weight_exp={e}: worst-case current {u_peak:.3g} >= 2^23")
                 continue
@@ -335,13 +327,7 @@ def _quantize_layer(
     err = np.abs(layer.weight - w_back)
     wmax = float(np.abs(layer.weight).max(initial=0.0))
     theta_err = np.abs(n.vth - vth_q / s) / np.where(n.vth > 0, n.vth, 1.0)
-    worst = (
-        max(np.clip(wq, 0, None).sum(1).max(initial=0), -np.clip(wq, None, 0).sum(1).min(initial=0))
-        * 2.0**e
-    )
-    if bq is not None:
-        worst += float(np.abs(bq).max(initial=0)) * 2.0**be
-    gain = float(np.max(4096.0 / (du_q + 1))) if du_q.size else 1.0
+    b_peak = 0.0 if bq is None else float(np.abs(bq).max(initial=0)) * 2.0**be
     report = LayerQuantReport(
         name=layer.name,
         scale=s,
@@ -358,7 +344,7 @@ def _quantize_layer(
         bias_max_abs_error=(
             0.0 if bq is None else float(np.abs(layer.bias - bq * 2.0**be / s).max(initial=0.0))
         ),
-        current_headroom=64 * gain * worst / U_LIMIT,
+        current_headroom=worst_case_current(wq, e, du_q, bias=b_peak) / U_LIMIT,
     )
     fixed = LayerSpec(
         name=layer.name,
@@ -401,15 +387,15 @@ def quantize(spec: NetworkSpec, settings: QuantizeSettings = QuantizeSettings())
         ValueError: ``spec`` is already fixed point.
     """
     if not isinstance(spec, NetworkSpec):
-        raise TypeError(
+        raise BridgeTypeError(
             f"quantize() expected a lava_bridge.NetworkSpec; got {type(spec).__name__}."
         )
     if spec.fixed_point:
-        raise ValueError(
+        raise BridgeValueError(
             "quantize() expected a float NetworkSpec; got one that is already fixed point. Fix: "
             "pass the float spec from lava_bridge.convert(model, ...)."
         )
-    from .convert import check_loihi_limits
+    from ._convert import check_loihi_limits
 
     layers, reports = [], []
     for i, layer in enumerate(spec.layers):

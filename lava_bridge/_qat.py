@@ -42,7 +42,8 @@ from torch.nn.utils import parametrize
 
 from snntorch_async.graph import read_model
 
-from .quantize import LayerGrid, QuantizeSettings, layer_grid
+from ._quantize import LayerGrid, QuantizeSettings, layer_grid
+from .errors import BridgeValueError
 
 __all__ = ["QATHandle", "prepare_qat", "remove_qat", "qat", "is_qat"]
 
@@ -192,7 +193,7 @@ def prepare_qat(
         ValueError: ``model`` is already prepared, or a layer is not Linear-like.
     """
     if is_qat(model):
-        raise ValueError(
+        raise BridgeValueError(
             "prepare_qat(): the model already has QAT parametrizations. Fix: call "
             "remove_qat(model) "
             "first, or keep using the existing ones."
@@ -204,7 +205,7 @@ def prepare_qat(
         w = getattr(weighted[0].module, "weight", None) if len(weighted) == 1 else None
         if w is None or w.dim() != 2:
             kinds = ", ".join(f"'{op.path}' ({type(op.module).__name__})" for op in weighted)
-            raise ValueError(
+            raise BridgeValueError(
                 f"prepare_qat(): layer {layer.index} ('{layer.path}') receives its input through "
                 f"{kinds}; QAT supports exactly one nn.Linear (or DelayedLinear) per layer, whose "
                 "weights become one Lava Dense matrix. Fix: use Linear layers for the Loihi model "

@@ -120,6 +120,51 @@ def _dense(layer: Layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | No
     return w, None, None if bias is None else bias.reshape(-1).numpy()
 
 
+def _pair(v) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, int) else [int(x) for x in v]
+
+
+def conv_geometry(layer: Layer) -> dict | None:
+    """The layer's matrix as one convolution, for netx's ``conv`` layers, or ``None``.
+
+    A layer of ops ``Conv2d`` (``groups = dilation = 1``, zero padding) optionally followed by
+    non-overlapping, unpadded ``AvgPool2d`` is one strided convolution (both are linear and
+    shift-equivariant): kernel ``kc + (kp - 1)·sc``, stride ``sc·sp``, the convolution's padding.
+    Returns ``{"in_shape", "out_shape", "kernel", "stride", "padding"}`` (``[C, H, W]`` and
+    ``[h, w]`` pairs), recorded in ``LayerSpec.meta["conv"]``; the dense matrix stays the
+    meaning (``lava_bridge.netx`` re-derives the kernel from it and checks it is exact).
+    """
+    from torch import nn
+
+    ops = [op for op in layer.ops if type(op.module).__name__ not in ("Identity", "Dropout")]
+    if not ops or not isinstance(ops[0].module, nn.Conv2d) or len(layer.in_shape) != 3:
+        return None
+    c = ops[0].module
+    if c.groups != 1 or _pair(c.dilation) != [1, 1] or c.padding_mode != "zeros" or isinstance(c.padding, str):
+        return None
+    kernel, stride, padding = _pair(c.kernel_size), _pair(c.stride), _pair(c.padding)
+    for op in ops[1:]:
+        m = op.module
+        if isinstance(m, nn.Flatten):
+            continue
+        if not isinstance(m, nn.AvgPool2d) or m.ceil_mode or _pair(m.padding) != [0, 0]:
+            return None
+        kp, sp = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+        if kp != sp:
+            return None
+        kernel = [k + (q - 1) * s for k, q, s in zip(kernel, kp, stride)]
+        stride = [s * q for s, q in zip(stride, sp)]
+    out_c = c.out_channels
+    n = int(np.prod(layer.shape))
+    if n % out_c:
+        return None
+    hw = [(i + 2 * p - k) // s + 1 for i, p, k, s in zip(layer.in_shape[1:], padding, kernel, stride)]
+    if out_c * hw[0] * hw[1] != n:
+        return None
+    return dict(in_shape=list(layer.in_shape), out_shape=[out_c, *hw], kernel=kernel, stride=stride,
+                padding=padding)
+
+
 def _neuron(layer: Layer, approximate_reset: bool) -> NeuronSpec:
     import torch
     from snntorch_async.neurons import RESET_NAMES
@@ -215,10 +260,12 @@ def convert(
                 "Layer %d ('%s'): convolution unrolled into a dense %dx%d matrix (Lava Dense).",
                 layer.index, layer.path, w.shape[0], w.shape[1],
             )
+        geometry = conv_geometry(layer) if source == "conv2d-as-dense" else None
         layers.append(
             LayerSpec(
                 name=layer.path, weight=w, neuron=neuron, shape=tuple(layer.shape), delay=d,
                 bias=b, source=source, bias_timing=timing.value,
+                meta={} if geometry is None else {"conv": geometry},
             )
         )
     spec = NetworkSpec(layers=tuple(layers), input_shape=tuple(graph.input_shape), dt=dt)

@@ -1,0 +1,113 @@
+"""netx ``conv`` layers vs unrolled ``dense`` layers for an N-MNIST-sized net, side by side.
+
+Net: 2×34×34 → Conv2d 12c5 → AvgPool 2 → Leaky → Conv2d 32c5 → AvgPool 2 → Leaky → Flatten →
+Linear 10 → Leaky (biases, zero reset; random weights scaled so the layers spike). It is converted
+with Lava's bias timing, quantized on netx's grid and written twice with ``export_netx``: as netx
+``conv`` layers (each conv + pool folded into one strided convolution) and with
+``conv_as_dense=True``. Prints the file sizes (and the spec ``.npz``, which always holds the dense
+matrices), and, when lava-dl is installed, Lava's time per step running each file with lava-dl's
+reader (``Loihi2SimCfg(select_tag="fixed_pt")``, one sample, after a 1-step warm-up that compiles),
+the ratio dense/conv, and whether both give the same spikes as ``emulate``.
+
+Run: ``python benchmarks/bench_netx_conv.py [--steps 20]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import snntorch as snn
+import torch
+from torch import nn
+
+from lava_bridge import QuantizeSettings, convert, emulate, export_netx, quantize
+
+
+def model() -> nn.Sequential:
+    torch.manual_seed(0)
+    kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    m = nn.Sequential(
+        nn.Conv2d(2, 12, 5), nn.AvgPool2d(2), snn.Leaky(beta=0.9, threshold=0.5, **kw),
+        nn.Conv2d(12, 32, 5), nn.AvgPool2d(2), snn.Leaky(beta=0.9, threshold=0.5, **kw),
+        nn.Flatten(), nn.Linear(32 * 5 * 5, 10), snn.Leaky(beta=0.9, threshold=0.5, output=True, **kw),
+    )
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.mul_(4.0 if name.endswith("weight") else 0.5)
+    return m
+
+
+def lava_time_per_step(path: Path, x: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """(compile + first step seconds, seconds per further step, output spikes [T, 10])."""
+    from lava.lib.dl.netx import hdf5
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer
+
+    T = x.shape[0]
+    net = hdf5.Network(net_config=str(path))
+    data = x.transpose(3, 2, 1, 0) if len(net.inp.shape) == 3 else x.reshape(T, -1).T
+    src = RingBuffer(data=np.ascontiguousarray(data).astype(np.int32))
+    sink = Sink(shape=net.out.shape, buffer=T)
+    src.s_out.connect(net.inp)
+    net.out.connect(sink.a_in)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    try:
+        t0 = time.perf_counter()
+        net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        t1 = time.perf_counter()
+        net.run(condition=RunSteps(num_steps=T - 1), run_cfg=cfg)
+        t2 = time.perf_counter()
+        out = sink.data.get().T
+    finally:
+        net.stop()
+    return t1 - t0, (t2 - t1) / (T - 1), out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    spec = convert(model(), (2, 34, 34), bias_timing="lava")
+    fixed = quantize(spec, QuantizeSettings(weight_exp=0)).spec
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(args.steps, 2, 34, 34, generator=g) < 0.15).numpy().astype(np.int64)
+    ours = emulate(fixed, torch.tensor(x)[:, None]).spikes[:, 0].numpy()
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        files = {
+            "conv": export_netx(fixed, d / "conv.net"),
+            "dense": export_netx(fixed, d / "dense.net", conv_as_dense=True),
+        }
+        spec_path = fixed.save(d / "spec.npz")
+        print(f"N-MNIST-sized net, {fixed.num_layers} layers, "
+              f"{sum(l.out_size for l in fixed.layers)} neurons, emulate: {int(ours.sum())} output spikes")
+        print(f"spec .npz (dense matrices, fixed point): {os.path.getsize(spec_path) / 1e6:.2f} MB")
+        for k, p in files.items():
+            print(f"netx {k:5s}: {os.path.getsize(p) / 1e6:.3f} MB")
+        print(f"file size ratio dense/conv: {os.path.getsize(files['dense']) / os.path.getsize(files['conv']):.0f}x")
+        try:
+            import lava.lib.dl.netx  # noqa: F401
+        except ImportError:
+            print("lava-dl is not installed: Lava's time per step not measured (run `make venv`).")
+            return 0
+        per = {}
+        for k, p in files.items():
+            first, step, out = lava_time_per_step(p, x)
+            per[k] = step
+            same = bool((out == ours).all())
+            print(f"Lava ({k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per step "
+                  f"({args.steps} steps, one sample); spikes == emulate: {same}")
+        print(f"Lava time per step ratio dense/conv: {per['dense'] / per['conv']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

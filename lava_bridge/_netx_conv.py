@@ -1,0 +1,93 @@
+"""netx ``conv`` layers: re-derive a convolution kernel from a fixed-point layer's dense matrix.
+
+``convert`` records, for a layer that is one (strided) convolution, its geometry in
+``LayerSpec.meta["conv"]`` (``lava_bridge._convert.conv_geometry``); the dense matrix stays the
+layer's meaning. lava-dl's netx reader builds a ``conv`` layer as Lava's ``Conv`` process, whose
+fixed-point model adds the integer kernel as it is (no weight exponent, no sign-mode truncation;
+the sum clamped to 24 bits), while ``Dense`` (and :func:`lava_bridge.emulate`) use the truncated
+mantissas ``loihi_weights(W) << weight_exp``. So the kernel written is read from those effective
+weights, and a layer is written as ``conv`` only if that kernel, unrolled again, is *exactly* the
+effective dense matrix, its channel bias is one value per channel, and no sum can reach 2^23;
+otherwise it stays ``dense`` (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from .spec import LayerSpec
+
+log = logging.getLogger(__name__)
+
+#: Lava's Conv clamps its accumulated sum to signed 24 bits.
+_A_LIMIT = 2**23
+
+
+class ConvLayer(NamedTuple):
+    """A layer as netx writes a ``conv``: kernel ``[O, C, kh, kw]`` (torch layout) and geometry."""
+
+    kernel: np.ndarray
+    stride: list[int]
+    padding: list[int]
+    in_shape: list[int]
+    out_shape: list[int]
+    bias: np.ndarray | None  # [O] per channel (LIF bias_mant), or None
+
+
+def _unroll(kernel: np.ndarray, geometry: dict) -> np.ndarray:
+    """The dense ``[out, in]`` matrix of the convolution (exact: integer kernel, float64)."""
+    import torch
+    import torch.nn.functional as F
+
+    C, H, W = geometry["in_shape"]
+    n_in = C * H * W
+    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, C, H, W)
+    out = F.conv2d(eye, torch.tensor(kernel, dtype=torch.float64), stride=geometry["stride"],
+                   padding=geometry["padding"])
+    return out.reshape(n_in, -1).T.numpy()
+
+
+def conv_layer(layer: LayerSpec, effective: np.ndarray, where: str) -> ConvLayer | None:
+    """``layer`` as a netx ``conv`` (see the module docstring), or ``None`` to keep it dense.
+
+    Args:
+        layer: A fixed-point layer with ``meta["conv"]``.
+        effective: Its weights as Lava's Dense uses them (``loihi_weights(W) << weight_exp``).
+        where: The layer, for log messages.
+    """
+    g = layer.meta.get("conv")
+    if g is None or layer.delay is not None:
+        return None
+    O, Ho, Wo = g["out_shape"]
+    C, H, W = g["in_shape"]
+    kh, kw = g["kernel"]
+    (sh, sw), (ph, pw) = g["stride"], g["padding"]
+    # an output position whose window lies inside the input holds the whole kernel
+    ys = [y for y in range(Ho) if y * sh - ph >= 0 and y * sh - ph + kh <= H]
+    xs = [x for x in range(Wo) if x * sw - pw >= 0 and x * sw - pw + kw <= W]
+    if not ys or not xs:
+        log.info("%s: no interior output position to read the kernel from; written as dense.", where)
+        return None
+    y0, x0 = ys[0], xs[0]
+    rows = np.arange(O) * Ho * Wo + y0 * Wo + x0
+    dense = effective.reshape(O * Ho * Wo, C, H, W)
+    kernel = dense[rows][:, :, y0 * sh - ph : y0 * sh - ph + kh, x0 * sw - pw : x0 * sw - pw + kw]
+    kernel = np.ascontiguousarray(kernel).astype(np.int64)
+    if not np.array_equal(_unroll(kernel, g), effective):
+        log.info("%s: the dense matrix is not one convolution kernel; written as dense.", where)
+        return None
+    peak = max(np.clip(kernel, 0, None).sum(axis=(1, 2, 3)).max(), -np.clip(kernel, None, 0).sum(axis=(1, 2, 3)).min())
+    if peak >= _A_LIMIT:
+        log.info("%s: a sum could reach 2^23 (Lava's Conv clamps it); written as dense.", where)
+        return None
+    bias = None
+    if layer.bias is not None:
+        b = layer.lif_bias_mant().reshape(O, Ho * Wo)
+        if not np.all(b == b[:, :1]):
+            log.info("%s: the bias is not one value per channel; written as dense.", where)
+            return None
+        bias = b[:, 0].copy()
+    return ConvLayer(kernel, [sh, sw], [ph, pw], [C, H, W], [O, Ho, Wo], bias)
