@@ -331,7 +331,9 @@ def read_netx(path: str | Path) -> NetworkSpec:
             kind = _text(lg["type"])
             if kind != "dense":
                 raise SpecFormatError(
-                    f"'{path}': layer {i} has type '{kind}'; read_netx reads dense layers only."
+                    f"'{path}': layer {i} has type '{kind}'; read_netx reads files of dense layers "
+                    "only. Fix: write the file with export_netx(..., conv_as_dense=True) to read it "
+                    "back, or load the .npz spec."
                 )
             ng = lg["neuron"]
             if _text(ng["type"]) not in ("CUBA", "LOIHI"):
