@@ -7,7 +7,9 @@ with Lava's bias timing, quantized on netx's grid and written twice with ``expor
 ``conv_as_dense=True``. Prints the file sizes (and the spec ``.npz``, which always holds the dense
 matrices), and, when lava-dl is installed, Lava's time per step running each file with lava-dl's
 reader (``Loihi2SimCfg(select_tag="fixed_pt")``, one sample, after a 1-step warm-up that compiles),
-the ratio dense/conv, and whether both give the same spikes as ``emulate``.
+the ratio dense/conv, and whether both give the same spikes as ``emulate``; then the same for
+``lava_bridge.build`` (Lava's ``Conv`` process vs ``conv_as_dense=True``), in fixed point and in
+float (float compared with ``Pipelined``).
 
 Run: ``python benchmarks/bench_netx_conv.py [--steps 20]``.
 """
@@ -26,7 +28,8 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from lava_bridge import QuantizeSettings, convert, emulate, export_netx, quantize
+from lava_bridge import QuantizeSettings, build, convert, emulate, export_netx, quantize, run
+from snntorch_async import Pipelined, simulate
 
 
 def model() -> nn.Sequential:
@@ -71,6 +74,20 @@ def lava_time_per_step(path: Path, x: np.ndarray) -> tuple[float, float, np.ndar
     return t1 - t0, (t2 - t1) / (T - 1), out
 
 
+def build_time_per_step(spec, x: np.ndarray, conv_as_dense: bool) -> tuple[float, float, np.ndarray]:
+    """``lava_bridge.build`` + ``run``: (compile + first step s, s per further step, output spikes)."""
+    T = x.shape[0]
+    net = build(spec, x, num_steps=T, conv_as_dense=conv_as_dense)
+    with run(net) as r:
+        t0 = time.perf_counter()
+        r.run(1)
+        t1 = time.perf_counter()
+        r.run(T - 1)
+        t2 = time.perf_counter()
+        out = r.spikes()
+    return t1 - t0, (t2 - t1) / (T - 1), out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -106,6 +123,18 @@ def main() -> int:
             print(f"Lava ({k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per step "
                   f"({args.steps} steps, one sample); spikes == emulate: {same}")
         print(f"Lava time per step ratio dense/conv: {per['dense'] / per['conv']:.2f}x")
+    m = model()
+    with torch.no_grad():
+        piped = simulate(m, torch.tensor(x, dtype=torch.float32)[:, None],
+                         scheduler=Pipelined(float64=True, bias_timing="lava")).spikes[:, 0].numpy()
+    for what, s, ref in (("fixed point", fixed, ours), ("float", spec, piped)):
+        per = {}
+        for k, dense in (("Conv", False), ("Dense", True)):
+            first, step, out = build_time_per_step(s, x, dense)
+            per[k] = step
+            print(f"build ({what}, {k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per "
+                  f"step; spikes == {'emulate' if s.fixed_point else 'Pipelined'}: {bool((out == ref).all())}")
+        print(f"build ({what}) time per step ratio Dense/Conv: {per['Dense'] / per['Conv']:.2f}x")
     return 0
 
 

@@ -156,12 +156,29 @@ def _input_data(spec: NetworkSpec, sample, num_steps: int | None) -> np.ndarray:
     return data
 
 
+def _conv_form(layer, fixed: bool, where: str):
+    """The layer's :class:`lava_bridge._conv.ConvLayer` for Lava's ``Conv``, or ``None`` (dense)."""
+    if layer.meta.get("conv") is None or layer.delay is not None:
+        return None
+    from ._conv import conv_kernel, conv_layer
+
+    if not fixed:
+        return conv_kernel(layer, layer.weight, where)
+    if layer.weight_exp != 0:  # Lava's fixed-point Conv applies no exponent
+        log.info("%s: weight_exp=%d; built as Dense (Lava's Conv has no exponent).", where, layer.weight_exp)
+        return None
+    from .emulator import loihi_weights
+
+    return conv_layer(layer, loihi_weights(layer.weight, layer.num_weight_bits), where)
+
+
 def build(
     spec: NetworkSpec,
     sample,
     *,
     num_steps: int | None = None,
     record_layers: bool = False,
+    conv_as_dense: bool = False,
 ) -> BuiltNetwork:
     """Build the Lava processes of ``spec`` for one input sample.
 
@@ -171,6 +188,12 @@ def build(
             ``num_steps``: Lava's RingBuffer would otherwise repeat it.
         num_steps: Steps to run (default ``T + L``, so the last input reaches the output).
         record_layers: Record every layer's spikes (default: the output layer only).
+        conv_as_dense: Build convolution layers as their unrolled ``Dense`` matrices. By
+            default a layer that is exactly one convolution (``meta["conv"]`` from ``convert``)
+            is built as Lava's ``Conv`` process with ``(W, H, C)`` neurons (fixed point: with
+            ``weight_exp = 0`` only; its kernel is the effective weights, see
+            ``lava_bridge._conv``); its ports are reshaped so that the rest of the network and
+            the sinks see the spec's flat ``C·H·W`` order.
 
     Raises:
         LoihiLimitError: Out-of-range delays, weights, decays or thresholds (before any Lava
@@ -197,28 +220,46 @@ def build(
     synapses, lifs, biases, sinks = [], [], [], []
     for i, layer in enumerate(spec.layers):
         n = layer.out_size
-        kw: dict = {}
-        if fixed:
-            kw = dict(weight_exp=layer.weight_exp, num_weight_bits=layer.num_weight_bits)
-        elif i == 0:
-            kw = dict(num_message_bits=INPUT_MESSAGE_BITS)
-        w = layer.weight.astype(wtype)
-        if layer.delay is not None:
-            syn = DelayDense(weights=w, delays=layer.delay.astype(int), **kw)
+        conv = None if conv_as_dense else _conv_form(layer, fixed, f"Layer {i} ('{layer.name}')")
+        if conv is None:
+            shaped, lif_shape = (lambda a: a), (n,)
+            kw: dict = {}
+            if fixed:
+                kw = dict(weight_exp=layer.weight_exp, num_weight_bits=layer.num_weight_bits)
+            elif i == 0:
+                kw = dict(num_message_bits=INPUT_MESSAGE_BITS)
+            w = layer.weight.astype(wtype)
+            if layer.delay is not None:
+                syn = DelayDense(weights=w, delays=layer.delay.astype(int), **kw)
+            else:
+                syn = Dense(weights=w, **kw)
+            port.connect(syn.s_in)
         else:
-            syn = Dense(weights=w, **kw)
+            from lava.proc.conv.process import Conv
+
+            from ._conv import lava_conv_weight, whc
+
+            (C, H, W), (O, Ho, Wo) = conv.in_shape, conv.out_shape
+            lif_shape = (Wo, Ho, O)
+            shaped = lambda a: whc(a, [O, Ho, Wo]) if isinstance(a, np.ndarray) else a  # noqa: E731
+            kw = dict(num_weight_bits=layer.num_weight_bits) if fixed else dict(
+                num_message_bits=INPUT_MESSAGE_BITS if i == 0 else 0)
+            syn = Conv(
+                weight=lava_conv_weight(conv.kernel).astype(wtype), input_shape=(W, H, C),
+                padding=tuple(conv.padding[::-1]), stride=tuple(conv.stride[::-1]), **kw,
+            )
+            port.reshape((C, H, W)).transpose([2, 1, 0]).connect(syn.s_in)
         nrn = layer.neuron
         lava_bias = layer.bias is not None and layer.bias_timing == "lava"
         bias_kw: dict = {}
         if lava_bias and fixed:
-            bias_kw = dict(bias_mant=layer.lif_bias_mant().astype(np.int32), bias_exp=6)
+            bias_kw = dict(bias_mant=shaped(layer.lif_bias_mant().astype(np.int32)), bias_exp=6)
         elif lava_bias:
-            bias_kw = dict(bias_mant=layer.bias.astype(np.float64))
+            bias_kw = dict(bias_mant=shaped(layer.bias.astype(np.float64)))
         lif = LIF(
-            shape=(n,), du=_param(nrn.du, fixed), dv=_param(nrn.dv, fixed), vth=_param(nrn.vth, fixed),
-            name=f"lif{i}", **bias_kw,
+            shape=lif_shape, du=shaped(_param(nrn.du, fixed)), dv=shaped(_param(nrn.dv, fixed)),
+            vth=shaped(_param(nrn.vth, fixed)), name=f"lif{i}", **bias_kw,
         )
-        port.connect(syn.s_in)
         syn.a_out.connect(lif.a_in)
         bias_syn = None
         if layer.bias is not None and not lava_bias:
@@ -229,12 +270,16 @@ def build(
                 weights=layer.bias.astype(wtype)[:, None], delays=np.full((n, 1), i, dtype=int), **bkw
             )
             on.s_out.connect(bias_syn.s_in)
-            bias_syn.a_out.connect(lif.a_in)
+            bias_out = bias_syn.a_out
+            if conv is not None:
+                bias_out = bias_out.reshape(tuple(conv.out_shape)).transpose([2, 1, 0])
+            bias_out.connect(lif.a_in)
+        out = lif.s_out if conv is None else lif.s_out.transpose([2, 1, 0]).flatten()
         sink = None
         if record_layers or i == len(spec.layers) - 1:
             sink = Sink(shape=(n,), buffer=steps)
-            lif.s_out.connect(sink.a_in)
-        port = lif.s_out
+            out.connect(sink.a_in)
+        port = out
         synapses.append(syn)
         lifs.append(lif)
         biases.append(bias_syn)

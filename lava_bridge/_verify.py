@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BridgeValueError, ConversionError, SpecFormatError
+from .errors import ConversionError, SpecFormatError
 from ._run import RUN_TIMEOUT, run_spec
 from .spec import NetworkSpec
 

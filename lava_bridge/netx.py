@@ -206,7 +206,7 @@ def export_netx(
             measured and logged (see :func:`bias_timing_mismatch`).
         conv_as_dense: Write convolutional layers as unrolled ``dense`` layers. By default the
             leading layers that are exactly one convolution (``meta["conv"]`` from ``convert``,
-            see ``lava_bridge._netx_conv``) are written as netx ``conv`` layers (an ``input``
+            see ``lava_bridge._conv``) are written as netx ``conv`` layers (an ``input``
             entry with the shape first, a ``flatten`` before the first dense layer); a netx
             file with conv layers takes its input as Lava's ``(x, y, c)`` = ``(W, H, C)`` array.
 
@@ -239,7 +239,7 @@ def export_netx(
         rows.append(row)
     convs: list = []  # the leading layers written as netx conv (nothing after a dense)
     if not conv_as_dense:
-        from ._netx_conv import conv_layer
+        from ._conv import conv_layer
         from .emulator import loihi_weights
 
         for i, layer in enumerate(spec.layers):
@@ -333,7 +333,9 @@ def read_netx(path: str | Path) -> NetworkSpec:
             kind = _text(lg["type"])
             if kind != "dense":
                 raise SpecFormatError(
-                    f"'{path}': layer {i} has type '{kind}'; read_netx reads dense layers only."
+                    f"'{path}': layer {i} has type '{kind}'; read_netx reads files of dense layers "
+                    "only. Fix: write the file with export_netx(..., conv_as_dense=True) to read it "
+                    "back, or load the .npz spec."
                 )
             ng = lg["neuron"]
             if _text(ng["type"]) not in ("CUBA", "LOIHI"):

@@ -251,3 +251,21 @@ def test_lava_dl_reads_conv_layers_and_equals_emulate(tmp_path):
         w[0, 0, 0, 0] += 40
         f["layer/1/weight"][...] = w
     assert _netx_vs_emulate(fixed, wrong, x)[0] > 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("timing", ["lava", "synaptic"])
+def test_build_uses_lava_conv_and_equals_pipelined_and_emulate(timing):
+    """lava_bridge.build: conv layers as Lava's Conv process (float = Pipelined, fixed = emulate)."""
+    from lava_bridge import build, verify
+
+    m = _conv_net(1)
+    spec = convert(m, (2, 8, 8), bias_timing=timing)
+    x = (torch.rand(25, 1, 2, 8, 8, generator=torch.Generator().manual_seed(5)) < 0.3).float()
+    built = build(spec, x[:, 0])
+    assert [type(s).__name__ for s in built.synapses] == ["Conv", "Conv", "Dense"]
+    assert [type(s).__name__ for s in build(spec, x[:, 0], conv_as_dense=True).synapses] == ["Dense"] * 3
+    res = verify(m, x, bias_timing=timing)
+    assert res.lava.sum() > 5 and res.mismatches == 0
+    fixed = verify(quantize(spec, QuantizeSettings(weight_exp=0)).spec, x)
+    assert fixed.engine == "emulate" and fixed.lava.sum() > 5 and fixed.mismatches == 0

@@ -1,4 +1,4 @@
-"""netx ``conv`` layers: re-derive a convolution kernel from a fixed-point layer's dense matrix.
+"""Convolution layers for Lava: re-derive a kernel from a layer's dense matrix (netx and build).
 
 ``convert`` records, for a layer that is one (strided) convolution, its geometry in
 ``LayerSpec.meta["conv"]`` (``lava_bridge._convert.conv_geometry``); the dense matrix stays the
@@ -8,7 +8,9 @@ the sum clamped to 24 bits), while ``Dense`` (and :func:`lava_bridge.emulate`) u
 mantissas ``loihi_weights(W) << weight_exp``. So the kernel written is read from those effective
 weights, and a layer is written as ``conv`` only if that kernel, unrolled again, is *exactly* the
 effective dense matrix, its channel bias is one value per channel, and no sum can reach 2^23;
-otherwise it stays ``dense`` (logged).
+otherwise it stays ``dense`` (logged). :func:`lava_bridge.build` uses the same kernel for Lava's
+``Conv`` process (float: the float matrix; fixed point: the effective weights), so a ``Conv``
+network computes exactly what the dense form (and ``emulate``) computes.
 """
 
 from __future__ import annotations
@@ -50,13 +52,30 @@ def _unroll(kernel: np.ndarray, geometry: dict) -> np.ndarray:
     return out.reshape(n_in, -1).T.numpy()
 
 
-def conv_layer(layer: LayerSpec, effective: np.ndarray, where: str) -> ConvLayer | None:
-    """``layer`` as a netx ``conv`` (see the module docstring), or ``None`` to keep it dense.
+def lava_conv_weight(kernel: np.ndarray) -> np.ndarray:
+    """A torch-layout kernel ``[O, C, kh, kw]`` in Lava ``Conv``'s layout ``(O, kx, ky, C)``.
+
+    The transform lava-dl's netx reader applies to a file's ``conv`` weight (flipped in both
+    spatial axes); the tests check that the result equals our dense form.
+    """
+    return np.ascontiguousarray(kernel[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+def whc(a: np.ndarray, chw: list[int]) -> np.ndarray:
+    """A per-neuron ``[C·H·W]`` array (C order) in Lava's ``(W, H, C)`` neuron layout."""
+    return np.asarray(a).reshape(chw).transpose(2, 1, 0)
+
+
+def conv_kernel(layer: LayerSpec, matrix: np.ndarray, where: str) -> ConvLayer | None:
+    """The kernel whose unrolled convolution is exactly ``matrix`` (or ``None``; logged).
 
     Args:
-        layer: A fixed-point layer with ``meta["conv"]``.
-        effective: Its weights as Lava's Dense uses them (``loihi_weights(W) << weight_exp``).
+        layer: A layer with ``meta["conv"]`` (float or fixed point, no delays).
+        matrix: The dense ``[out, in]`` weights to match (float, or effective integers).
         where: The layer, for log messages.
+
+    Returns:
+        A :class:`ConvLayer` without bias (``bias=None``).
     """
     g = layer.meta.get("conv")
     if g is None or layer.delay is not None:
@@ -73,12 +92,28 @@ def conv_layer(layer: LayerSpec, effective: np.ndarray, where: str) -> ConvLayer
         return None
     y0, x0 = ys[0], xs[0]
     rows = np.arange(O) * Ho * Wo + y0 * Wo + x0
-    dense = effective.reshape(O * Ho * Wo, C, H, W)
+    dense = matrix.reshape(O * Ho * Wo, C, H, W)
     kernel = dense[rows][:, :, y0 * sh - ph : y0 * sh - ph + kh, x0 * sw - pw : x0 * sw - pw + kw]
-    kernel = np.ascontiguousarray(kernel).astype(np.int64)
-    if not np.array_equal(_unroll(kernel, g), effective):
-        log.info("%s: the dense matrix is not one convolution kernel; written as dense.", where)
+    kernel = np.ascontiguousarray(kernel)
+    if not np.array_equal(_unroll(kernel, g), matrix):
+        log.info("%s: the dense matrix is not one convolution kernel; kept dense.", where)
         return None
+    return ConvLayer(kernel, [sh, sw], [ph, pw], [C, H, W], [O, Ho, Wo], None)
+
+
+def conv_layer(layer: LayerSpec, effective: np.ndarray, where: str) -> ConvLayer | None:
+    """``layer`` as a netx ``conv`` (see the module docstring), or ``None`` to keep it dense.
+
+    Args:
+        layer: A fixed-point layer with ``meta["conv"]``.
+        effective: Its weights as Lava's Dense uses them (``loihi_weights(W) << weight_exp``).
+        where: The layer, for log messages.
+    """
+    c = conv_kernel(layer, effective, where)
+    if c is None:
+        return None
+    kernel = c.kernel.astype(np.int64)
+    O, Ho, Wo = c.out_shape
     peak = max(np.clip(kernel, 0, None).sum(axis=(1, 2, 3)).max(), -np.clip(kernel, None, 0).sum(axis=(1, 2, 3)).min())
     if peak >= _A_LIMIT:
         log.info("%s: a sum could reach 2^23 (Lava's Conv clamps it); written as dense.", where)
@@ -90,4 +125,4 @@ def conv_layer(layer: LayerSpec, effective: np.ndarray, where: str) -> ConvLayer
             log.info("%s: the bias is not one value per channel; written as dense.", where)
             return None
         bias = b[:, 0].copy()
-    return ConvLayer(kernel, [sh, sw], [ph, pw], [C, H, W], [O, Ho, Wo], bias)
+    return c._replace(kernel=kernel, bias=bias)
