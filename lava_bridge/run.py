@@ -154,9 +154,9 @@ def _kill_children(before: set, mi) -> int:
     killed = 0
     actors = list(getattr(mi, "actors", None) or [])
     for p in actors:
-        if p.pid in before or not p.is_alive():
-            continue
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a closed process object raises even on is_alive()
+            if p.pid in before or not p.is_alive():
+                continue
             p.kill()
             mp_join = getattr(multiprocessing.Process, "join")
             mp_join(p, 5)  # Lava's SystemProcess.join() takes no timeout
