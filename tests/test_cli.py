@@ -363,3 +363,28 @@ def test_demo_is_deterministic_for_its_seed(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert tables[0] == tables[1] and len(tables[0]) > 5
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(300)
+def test_ctrl_c_during_verify_prints_one_line(tmp_path):
+    pytest.importorskip("lava", reason="Lava needs Python 3.10 and the [lava] extra")
+    ck = tmp_path / "net.pt"
+    subprocess.run([sys.executable, "-m", "snntorch_async", "train", "--hidden", "8", "--epochs",
+                    "1", "--checkpoint", str(ck), *TINY], env=ENV, check=True,
+                   capture_output=True)
+    # a new session, signalled as a group: like Ctrl-C in a terminal (Lava's children get it too)
+    proc = subprocess.Popen([sys.executable, "-m", "snntorch_async", "verify", str(ck),
+                             "--samples", "40"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        seen, deadline = "", time.monotonic() + 120
+        while "sample/s" not in seen and time.monotonic() < deadline:  # Lava is running
+            seen += proc.stderr.read(16)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in seen + err
+    assert "interrupted (Ctrl-C)" in err
