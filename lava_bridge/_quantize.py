@@ -81,8 +81,12 @@ class QuantizeSettings:
     guard_current: bool = True
 
     def __post_init__(self) -> None:
-        if not 1 <= int(self.num_weight_bits) <= 8:
-            raise BridgeValueError(f"num_weight_bits must be in 1..8; got {self.num_weight_bits}.")
+        b = self.num_weight_bits
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= b <= 8:
+            raise BridgeValueError(
+                f"QuantizeSettings: num_weight_bits must be in 1..8, a whole number (the weight "
+                f"mantissa's bits); got {b!r}. Fix: e.g. num_weight_bits=8 (the default)."
+            )
         lo, hi = self.weight_exp_range
         if lo > hi:
             raise BridgeValueError(
@@ -320,6 +324,15 @@ def _quantize_layer(
     s, e, be = grid.scale, grid.weight_exp, grid.bias_exp
     wq = _on_grid(layer.weight * s / 2.0**e, grid.weight_range)
     vth_q = np.round(n.vth * s).astype(np.int64)
+    lost = (vth_q == 0) & (n.vth > 0)
+    if lost.any():
+        raise LoihiLimitError(
+            f"{where}: the threshold {float(n.vth[lost].max()):g} becomes vth = 0 in fixed point "
+            f"(scale {s:g} integer units per float unit, set by the largest weight or bias), so "
+            f"the neuron would fire on any input. Fix: make the weights smaller relative to the "
+            f"threshold (e.g. raise the threshold), or pass QuantizeSettings(scale=...) large "
+            f"enough that threshold x scale >= 1."
+        )
     du_q, dv_q = quantize_decays(n.du, n.dv)
     bq = None if layer.bias is None else _on_grid(layer.bias * s / 2.0**be, grid.bias_range)
 

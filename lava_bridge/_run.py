@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -154,9 +156,9 @@ def _kill_children(before: set, mi) -> int:
     killed = 0
     actors = list(getattr(mi, "actors", None) or [])
     for p in actors:
-        if p.pid in before or not p.is_alive():
-            continue
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a closed process object raises even on is_alive()
+            if p.pid in before or not p.is_alive():
+                continue
             p.kill()
             mp_join = getattr(multiprocessing.Process, "join")
             mp_join(p, 5)  # Lava's SystemProcess.join() takes no timeout
@@ -195,14 +197,46 @@ def run(
     before = {p.pid for p in multiprocessing.active_children()}
     session = LavaRun(net, timeout)
     failed = False
+    with _children_ignore_sigint():
+        try:
+            yield session
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            session.closed = True
+            _stop(net, session, before, stop_timeout, raise_errors=not failed)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Let Lava's child processes ignore Ctrl-C, while this process still gets it.
+
+    Lava forks its processes during a run, and a forked child inherits this process's Python
+    signal handlers. Ctrl-C in a terminal reaches the whole process group; the children would each
+    print a ``KeyboardInterrupt`` traceback, although this process stops (or kills) them anyway.
+    The handler installed here ignores SIGINT in any other process and behaves like the previous
+    handler in this one; the previous handler is restored on exit.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    parent = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != parent or previous is signal.SIG_IGN:
+            return
+        if callable(previous):
+            previous(signum, frame)
+        else:  # SIG_DFL
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
     try:
-        yield session
-    except BaseException:
-        failed = True
-        raise
+        yield
     finally:
-        session.closed = True
-        _stop(net, session, before, stop_timeout, raise_errors=not failed)
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop(net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float, raise_errors: bool) -> None:
@@ -222,6 +256,8 @@ def _stop(net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float,
         killed = _kill_children(before, mi)
         log.warning("Lava stop() %s; killed %d leftover child processes.",
                     "failed" if error is not None else "left children", killed)
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C during stop(): the children were killed
+        raise KeyboardInterrupt from None
     if error is not None and raise_errors:
         if isinstance(error, LavaRunError):
             raise error

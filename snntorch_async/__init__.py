@@ -11,12 +11,7 @@ Quick start::
 import sys
 import types
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("snntorch-async")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+unknown"
 
 #: Public name -> the submodule defining it. Imported on first use (PEP 562), so that importing
 #: the package (e.g. for ``snntorch-async --help``) does not import torch.
@@ -62,7 +57,19 @@ _EXPORTS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("snntorch-async")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":  # read from the installed metadata on first use (it takes ~50 ms)
+        globals()["__version__"] = _version()
+        return globals()["__version__"]
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'snntorch_async' has no attribute {name!r}")

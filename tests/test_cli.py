@@ -349,3 +349,56 @@ def test_a_failing_writer_leaves_nothing_behind(capsys, tmp_path, monkeypatch):
     err = _err(capsys, ["export", str(ck), "--out", str(out), "--formats", "spec"])
     assert "No space left on device" in err and "Nothing was written" in err
     assert list(out.iterdir()) == []
+
+
+def test_evaluate_limit_beyond_the_split_is_clipped_with_a_note(capsys, tmp_path):
+    ck = tmp_path / "net.pt"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(ck), "--steps", "4", "--limit", "100000"]) == 0
+    cap = capsys.readouterr()
+    assert "note: --limit 100000 is more than the 449 samples of the split; using 449." in cap.err
+    assert "test (449 samples)" in cap.out
+
+
+@pytest.mark.slow
+def test_demo_is_deterministic_for_its_seed(tmp_path):
+    from snntorch_async.app.demo import QUICK, run_demo, with_overrides
+
+    cfg = with_overrides(QUICK, epochs=1, lava_samples=1)
+    tables, before = [], torch.get_num_threads()
+    try:
+        for name, threads in (("a", 1), ("b", 2)):  # the caller's thread count does not matter
+            torch.set_num_threads(threads)
+            text = run_demo(cfg, tmp_path / name).read_text()
+            assert torch.get_num_threads() == threads  # restored after the demo
+            tables.append([line for line in text.splitlines() if line.startswith("|")]
+                          + [line for line in text.splitlines() if "agree" in line])
+    finally:
+        torch.set_num_threads(before)
+    assert tables[0] == tables[1] and len(tables[0]) > 5
+
+
+@pytest.mark.lava
+@pytest.mark.timeout(300)
+def test_ctrl_c_during_verify_prints_one_line(tmp_path):
+    pytest.importorskip("lava", reason="Lava needs Python 3.10 and the [lava] extra")
+    ck = tmp_path / "net.pt"
+    subprocess.run([sys.executable, "-m", "snntorch_async", "train", "--hidden", "8", "--epochs",
+                    "1", "--checkpoint", str(ck), *TINY], env=ENV, check=True,
+                   capture_output=True)
+    # a new session, signalled as a group: like Ctrl-C in a terminal (Lava's children get it too)
+    proc = subprocess.Popen([sys.executable, "-m", "snntorch_async", "verify", str(ck),
+                             "--samples", "40"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        seen, deadline = "", time.monotonic() + 120
+        while "sample/s" not in seen and time.monotonic() < deadline:  # Lava is running
+            seen += proc.stderr.read(16)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in seen + err
+    assert "interrupted (Ctrl-C)" in err

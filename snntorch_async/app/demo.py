@@ -143,10 +143,10 @@ def run_demo(
 ) -> Path:
     """Run the demo and write ``out/report.md`` (atomically); return the report's path.
 
-    The numbers are a function of ``cfg`` (its seed included): torch runs on one thread for the
-    demo's duration, because a float sum split over several threads is added in another order
-    and a neuron near its threshold may then fire one step earlier or later, which changes the
-    last digits of the accuracies (see the README for what can still differ across platforms).
+    The numbers are a function of ``cfg`` (its seed included): everything random is seeded, and
+    torch runs on one thread for the demo's duration, so that machines with more cores add float
+    sums in the same order (a sum added in another order can make a neuron near its threshold
+    fire a step earlier or later). See the README for what can still differ across platforms.
 
     Args:
         cfg: Sizes (:data:`QUICK` or :data:`FULL`, or your own).
