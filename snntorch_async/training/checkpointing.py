@@ -1,0 +1,160 @@
+"""Where a training run stands (:class:`LoopPosition`) and how it is saved and resumed
+(:class:`Checkpointer`).
+
+A checkpoint holds the model and optimizer state, every random number generator, the position
+``(epoch, batch, step)``, the history, the seed, the scheduler and a fingerprint of the
+architecture (see :mod:`snntorch_async.checkpoint` for the file format: atomic writes,
+``weights_only`` loads). Under data-parallel training only the writing rank (rank 0) writes; the
+random number generators of every rank are stored (``"rng"`` is rank 0's, ``"rng_ranks"`` all of
+them), so each rank resumes its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from ..checkpoint import (
+    FORMAT,
+    CheckpointError,
+    architecture,
+    check_architecture,
+    fingerprint,
+    load_checkpoint,
+    save_atomic,
+)
+from ..errors import ConfigError
+from ..schedulers.base import Scheduler
+from .config import History
+
+__all__ = ["LoopPosition", "Resumed", "Checkpointer"]
+
+log = logging.getLogger(__name__)
+
+
+class LoopPosition(NamedTuple):
+    """Where the training loop stands.
+
+    Attributes:
+        epoch: Completed epochs.
+        batch: Batches done in the epoch in progress (0 at an epoch boundary).
+        step: Optimizer steps done since the start of the run.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+class Resumed(NamedTuple):
+    """What a checkpoint restores: the position, the history and this rank's RNG state there."""
+
+    position: LoopPosition
+    history: History
+    rng: dict[str, Any]
+
+
+class Checkpointer:
+    """Saves and restores one run's checkpoints (does nothing when ``path`` is ``None``).
+
+    Args:
+        path: The checkpoint file, or ``None`` for no checkpoints.
+        model: The (unwrapped) model whose state is saved.
+        optimizer: Its optimizer.
+        scheduler: The training scheduler (its ``repr`` is stored and compared on resume).
+        seed: ``TrainConfig.seed`` (a resume with another seed is refused).
+        rank: This process's rank; only rank 0 writes.
+        world_size: Number of training processes (a resume with another number is refused).
+        gather: ``obj -> [obj of every rank]`` (a collective every rank calls when saving), or
+            ``None`` in a single process.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Scheduler,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        gather: Callable[[Any], list[Any]] | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.model, self.optimizer, self.scheduler, self.seed = model, optimizer, scheduler, seed
+        self.rank, self.world_size, self.gather = rank, world_size, gather
+        self.arch = architecture(model)
+        #: The last checkpoint written or resumed from (``None``: none yet).
+        self.last_saved: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def save(self, pos: LoopPosition, history: History, rng: dict[str, Any]) -> None:
+        """Write the checkpoint of position ``pos`` (``rng``: this rank's generators there).
+
+        Under data-parallel training every rank must call this at the same position (it gathers
+        the generators of every rank); rank 0 writes.
+        """
+        if self.path is None:
+            return
+        rngs = self.gather(rng) if self.gather is not None else [rng]
+        if self.rank == 0:
+            ck = {
+                "format": FORMAT, "fingerprint": fingerprint(self.arch), "architecture": self.arch,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": rngs[0], "epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
+                "seed": self.seed, "scheduler": repr(self.scheduler), "history": history.to_dict(),
+            }
+            if self.world_size > 1:
+                ck["world_size"], ck["rng_ranks"] = self.world_size, rngs
+            save_atomic(ck, self.path)
+            log.debug("Checkpoint saved to %s (epoch %d, batch %d).", self.path, pos.epoch, pos.batch)
+        self.last_saved = str(self.path)
+
+    def resume(self, device: torch.device) -> Resumed | None:
+        """Load the checkpoint into the model and optimizer; ``None`` if there is none yet.
+
+        Raises:
+            ConfigError: No checkpoint path is configured.
+            CheckpointError: The checkpoint is for another architecture, seed or world size.
+        """
+        if self.path is None:
+            raise ConfigError("fit(resume=True) needs TrainConfig.checkpoint_path.")
+        if not self.path.exists():
+            log.warning("resume=True but %s does not exist: starting a fresh run.", self.path)
+            return None
+        path = self.path
+        ck = load_checkpoint(path, map_location=device)
+        check_architecture(ck, self.model, path)
+        if ck["seed"] != self.seed:
+            raise CheckpointError(
+                f"The checkpoint {str(path)!r} was trained with seed {ck['seed']}, the config "
+                f"has seed {self.seed}; resuming would not reproduce the run. Fix: "
+                f"TrainConfig(seed={ck['seed']}, ...) or resume=False."
+            )
+        saved_world = ck.get("world_size", 1)
+        if saved_world != self.world_size:
+            raise CheckpointError(
+                f"The checkpoint {str(path)!r} was written by {saved_world} training process(es), "
+                f"this run has {self.world_size}; the data shards and random generators would "
+                f"differ, so the run would not continue exactly. Fix: resume with "
+                f"{saved_world} process(es) (e.g. torchrun --nproc-per-node {saved_world}), or use "
+                "another checkpoint_path."
+            )
+        if ck["scheduler"] != repr(self.scheduler):
+            log.warning("Resuming with %r; the checkpoint was trained with %s.", self.scheduler, ck["scheduler"])
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        pos = LoopPosition(ck["epoch"], ck["batch"], ck["step"])
+        rng = ck["rng_ranks"][self.rank] if self.world_size > 1 else ck["rng"]
+        self.last_saved = str(path)
+        log.info("Resuming from %s at epoch %d, batch %d.", path, pos.epoch, pos.batch)
+        return Resumed(pos, History.from_dict(ck["history"]), rng)
