@@ -19,17 +19,19 @@ and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` carrying the hi
 Ctrl-C interrupts at once.
 
 The loop lives in parts: :mod:`.config` (settings and records), :mod:`.step` (one optimisation
-step), :mod:`.checkpointing` (loop position, checkpointer) and :mod:`.fit` (the epochs).
+step), :mod:`.checkpointing` (loop position, checkpointer), :mod:`.fit` (the epochs) and
+:mod:`.distributed` (data-parallel training under ``torchrun``).
 """
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from .checkpointing import Checkpointer, LoopPosition
-from .config import History, StepStats, TrainConfig, TrainingError, TrainingInterrupted
+from .config import Distributed, History, StepStats, TrainConfig, TrainingError, TrainingInterrupted
 from .fit import fit
 from .step import train_step
 
 __all__ = [
     "TrainConfig",
+    "Distributed",
     "StepStats",
     "History",
     "train_step",

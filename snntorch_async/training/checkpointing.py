@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -70,8 +70,8 @@ class Checkpointer:
         seed: ``TrainConfig.seed`` (a resume with another seed is refused).
         rank: This process's rank; only rank 0 writes.
         world_size: Number of training processes (a resume with another number is refused).
-        gather: ``obj -> [obj of every rank]`` (a collective every rank calls when saving), or
-            ``None`` in a single process.
+        collectives: The process group's :class:`~.distributed.Collectives` (every rank
+            calls :meth:`save` and :meth:`resume` together), or ``None`` in a single process.
     """
 
     def __init__(
@@ -84,11 +84,11 @@ class Checkpointer:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        gather: Callable[[Any], list[Any]] | None = None,
+        collectives: Any = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.model, self.optimizer, self.scheduler, self.seed = model, optimizer, scheduler, seed
-        self.rank, self.world_size, self.gather = rank, world_size, gather
+        self.rank, self.world_size, self.comm = rank, world_size, collectives
         self.arch = architecture(model)
         #: The last checkpoint written or resumed from (``None``: none yet).
         self.last_saved: str | None = None
@@ -100,12 +100,12 @@ class Checkpointer:
     def save(self, pos: LoopPosition, history: History, rng: dict[str, Any]) -> None:
         """Write the checkpoint of position ``pos`` (``rng``: this rank's generators there).
 
-        Under data-parallel training every rank must call this at the same position (it gathers
-        the generators of every rank); rank 0 writes.
+        Under data-parallel training every rank must call this at the same position: it gathers
+        the generators of every rank, rank 0 writes, and all return once the file is in place.
         """
         if self.path is None:
             return
-        rngs = self.gather(rng) if self.gather is not None else [rng]
+        rngs = self.comm.gather(rng) if self.comm is not None else [rng]
         if self.rank == 0:
             ck = {
                 "format": FORMAT, "fingerprint": fingerprint(self.arch), "architecture": self.arch,
@@ -117,10 +117,15 @@ class Checkpointer:
                 ck["world_size"], ck["rng_ranks"] = self.world_size, rngs
             save_atomic(ck, self.path)
             log.debug("Checkpoint saved to %s (epoch %d, batch %d).", self.path, pos.epoch, pos.batch)
+        if self.comm is not None:
+            self.comm.barrier()
         self.last_saved = str(self.path)
 
     def resume(self, device: torch.device) -> Resumed | None:
         """Load the checkpoint into the model and optimizer; ``None`` if there is none yet.
+
+        Under data-parallel training rank 0 reads the file and sends it to the other ranks (so
+        they need not see the same file system, and all agree whether there is one).
 
         Raises:
             ConfigError: No checkpoint path is configured.
@@ -128,11 +133,15 @@ class Checkpointer:
         """
         if self.path is None:
             raise ConfigError("fit(resume=True) needs TrainConfig.checkpoint_path.")
-        if not self.path.exists():
-            log.warning("resume=True but %s does not exist: starting a fresh run.", self.path)
-            return None
         path = self.path
-        ck = load_checkpoint(path, map_location=device)
+        ck = load_checkpoint(path, map_location="cpu") if self.rank == 0 and path.exists() else None
+        # (load_state_dict below moves the tensors to the model's device)
+        if self.comm is not None:
+            ck = self.comm.broadcast(ck)
+        if ck is None:
+            if self.rank == 0:
+                log.warning("resume=True but %s does not exist: starting a fresh run.", path)
+            return None
         check_architecture(ck, self.model, path)
         if ck["seed"] != self.seed:
             raise CheckpointError(

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, SnnTorchAsyncError
 
-__all__ = ["TrainConfig", "StepStats", "History", "TrainingError", "TrainingInterrupted"]
+__all__ = ["TrainConfig", "Distributed", "StepStats", "History", "TrainingError", "TrainingInterrupted"]
 
 
 class TrainingError(SnnTorchAsyncError, RuntimeError):
@@ -56,6 +56,8 @@ class TrainConfig:
             chunk's loss (weighted by its share of T) and detach the state between chunks, so
             the autograd graph holds at most ``k`` steps (memory O(k) instead of O(T)).
         device: Move the model and batches there (``None``: the model's device).
+        distributed: Data-parallel settings (:class:`Distributed`); ``None``: read them from
+            ``torchrun``'s environment, or train in one process outside ``torchrun``.
     """
 
     epochs: int = 1
@@ -69,6 +71,7 @@ class TrainConfig:
     max_batches: int | None = None
     truncate_steps: int | None = None
     device: str | torch.device | None = None
+    distributed: "Distributed | None" = None
 
     def __post_init__(self) -> None:
         _positive_or_none("epochs", self.epochs)
@@ -79,11 +82,70 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.lr must be a positive number; got {self.lr!r}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"TrainConfig.grad_clip must be None or > 0; got {self.grad_clip!r}.")
+        if self.distributed is not None and not isinstance(self.distributed, Distributed):
+            raise ConfigError(
+                f"TrainConfig.distributed must be None or a Distributed(world_size=..., rank=...); "
+                f"got {type(self.distributed).__name__}."
+            )
         if not callable(self.loss) or not callable(self.optimizer):
             raise ConfigError(
                 "TrainConfig.loss and TrainConfig.optimizer must be callables, e.g. "
                 "loss=snntorch.functional.ce_rate_loss(), optimizer=torch.optim.Adam."
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distributed:
+    """How this process takes part in data-parallel training (``TrainConfig.distributed``).
+
+    Leave ``TrainConfig.distributed=None`` under ``torchrun``: :meth:`from_env` reads the same
+    settings from ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``.
+
+    Attributes:
+        world_size: Number of training processes.
+        rank: This process's rank, ``0 <= rank < world_size`` (rank 0 checkpoints and reports).
+        local_rank: Its index on this machine (selects the GPU); ``None``: same as ``rank``.
+        init_method: Rendezvous URL of ``torch.distributed.init_process_group`` (``"env://"``
+            reads ``MASTER_ADDR``/``MASTER_PORT``; or e.g. ``"tcp://10.0.0.1:29500"``).
+        timeout_s: Seconds a collective waits for the other ranks before failing.
+    """
+
+    world_size: int
+    rank: int
+    local_rank: int | None = None
+    init_method: str = "env://"
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        ok = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if not (ok(self.world_size) and self.world_size >= 1):
+            raise ConfigError(f"Distributed.world_size must be an int >= 1; got {self.world_size!r}.")
+        if not (ok(self.rank) and 0 <= self.rank < self.world_size):
+            raise ConfigError(
+                f"Distributed.rank must be an int in [0, {self.world_size}); got {self.rank!r}."
+            )
+        if self.local_rank is not None and not (ok(self.local_rank) and self.local_rank >= 0):
+            raise ConfigError(f"Distributed.local_rank must be None or an int >= 0; got {self.local_rank!r}.")
+        if not (isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0):
+            raise ConfigError(f"Distributed.timeout_s must be a positive number; got {self.timeout_s!r}.")
+
+    @classmethod
+    def from_env(cls) -> "Distributed | None":
+        """The settings ``torchrun`` exports, or ``None`` outside a distributed launch."""
+        if "WORLD_SIZE" not in os.environ:
+            return None
+        values = {}
+        for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+            raw = os.environ.get(name, "0")
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"The environment variable {name}={raw!r} is not an integer; torchrun sets "
+                    f"WORLD_SIZE, RANK and LOCAL_RANK to integers. Fix: launch with torchrun, or "
+                    "unset them for a single process."
+                ) from None
+        return cls(world_size=values["WORLD_SIZE"], rank=values["RANK"], local_rank=values["LOCAL_RANK"])
 
 
 class StepStats(NamedTuple):

@@ -1,8 +1,12 @@
 """The training loop: :func:`fit` = set up, resume, then one :func:`_train_epoch` after another.
 
 The data order of epoch ``e`` is a function of ``(seed, e)`` (see :func:`_set_epoch`) and the
-scheduler of optimizer step ``s`` is ``scheduler.reseeded(s)``, so ``fit(..., resume=True)``
-continues with exactly the losses an uninterrupted run would have had.
+scheduler of optimizer step ``s`` on rank ``r`` is ``scheduler.reseeded(s, r)``, so
+``fit(..., resume=True)`` continues with exactly the losses an uninterrupted run would have had.
+Under ``torchrun`` the same loop runs on every rank (see :mod:`.distributed`): the model is
+wrapped in ``DistributedDataParallel``, the data sharded, the step statistics and the Ctrl-C
+flag are all-reduced after every step, and rank 0 alone checkpoints, shows progress and
+evaluates.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..errors import ConfigError
 from ..metrics import evaluate
 from ..schedulers.base import Scheduler
 from ..simulate import AsyncNetwork
+from . import distributed as D
 from .checkpointing import Checkpointer, LoopPosition
 from .config import History, TrainConfig, TrainingInterrupted
 from .step import _check_gradients, _check_surrogates, train_step
@@ -44,16 +49,23 @@ def _set_epoch(loader, seed: int, epoch: int) -> None:
 
 
 class _SigintFlag:
-    """Turn the first Ctrl-C into a flag checked between steps (main thread only)."""
+    """Turn the first Ctrl-C into a flag checked between steps (main thread only).
 
-    def __init__(self) -> None:
-        self.hit, self._prev = False, None
+    A second Ctrl-C stops at once, except under data-parallel training (``repeat_stops=False``):
+    there ``torchrun`` forwards the terminal's Ctrl-C to workers that got it already, and a rank
+    that stopped alone inside a step would leave the others waiting.
+    """
+
+    def __init__(self, *, repeat_stops: bool = True) -> None:
+        self.hit, self._prev, self.repeat_stops = False, None, repeat_stops
 
     def _handler(self, signum, frame) -> None:
-        if self.hit:
+        if self.hit and self.repeat_stops:
             raise KeyboardInterrupt
+        if not self.hit:
+            log.warning("Ctrl-C: finishing the current step, then saving and stopping%s.",
+                        " (again: stop now)" if self.repeat_stops else "")
         self.hit = True
-        log.warning("Ctrl-C: finishing the current step, then saving and stopping (again: stop now).")
 
     def __enter__(self) -> "_SigintFlag":
         if threading.current_thread() is threading.main_thread():
@@ -75,6 +87,8 @@ class _Run:
     """What stays fixed during one :func:`fit` call, plus whether the first-step checks ran."""
 
     model: nn.Module
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    group: "D.Group | None"
     data: Iterable
     scheduler: Scheduler
     optimizer: torch.optim.Optimizer
@@ -117,7 +131,8 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
         set_rng_state(resumed_rng)
         snapshot = resumed_rng
     sums = history.running if pos.batch else {}
-    bar = tqdm(total=total, initial=pos.batch, disable=not run.progress,
+    lead = run.group is None or run.group.lead
+    bar = tqdm(total=total, initial=pos.batch, disable=not (run.progress and lead),
                desc=f"epoch {pos.epoch + 1}/{cfg.epochs}")
     b, step, in_step = pos.batch, pos.step, False
     try:
@@ -127,10 +142,14 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
             if not run.checked:
                 _check_surrogates(run.model, tuple(batch[0].shape[2:]))
             in_step = True
-            s = train_step(run.model, batch, scheduler=run.scheduler.reseeded(step),
+            rank = run.group.rank if run.group is not None else 0
+            s = train_step(run.net, batch, scheduler=run.scheduler.reseeded(step, rank),
                            optimizer=run.optimizer, loss_fn=cfg.loss, grad_clip=cfg.grad_clip,
                            truncate_steps=cfg.truncate_steps)
             in_step = False
+            stop = flag.hit
+            if run.group is not None:
+                s, stop = D.reduce_step(run.group, s, stop)
             if not run.checked:
                 _check_gradients(run.model)
                 run.checked = True
@@ -146,7 +165,7 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
                 snapshot = rng_state()
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     ckpt.save(LoopPosition(pos.epoch, b, step), history, snapshot)
-            if flag.hit:
+            if stop:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
@@ -156,7 +175,8 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
                         "(last checkpoint: %s).", pos.epoch, b, ckpt.last_saved)
             raise TrainingInterrupted(history, ckpt.last_saved) from None
         ckpt.save(LoopPosition(pos.epoch, b, step), history, snapshot)
-        log.warning("Training interrupted at epoch %d, batch %d; checkpoint: %s", pos.epoch, b,
+        if lead:
+            log.warning("Training interrupted at epoch %d, batch %d; checkpoint: %s", pos.epoch, b,
                     ckpt.last_saved)
         raise TrainingInterrupted(history, ckpt.last_saved) from None
     bar.close()
@@ -171,18 +191,20 @@ def _finish_epoch(run: _Run, pos: LoopPosition, sums: dict, eval_data, eval_sche
     history.accuracy.append(acc)
     history.spike_density.append(dens)
     history.running = {}
-    if eval_data is not None:
+    lead = run.group is None or run.group.lead
+    if eval_data is not None and lead:  # the weights are the same on every rank
         m = evaluate(run.model, eval_data, scheduler=eval_scheduler or run.scheduler)
         history.eval_accuracy.append(m.accuracy)
         history.eval_spike_density.append(m.spike_density)
     pos = LoopPosition(pos.epoch + 1, 0, pos.step)
     history.epochs_completed = pos.epoch
-    log.info("epoch %d/%d: loss %.4f, accuracy %.4f, spike density %.4f%s", pos.epoch,
-             cfg.epochs, loss, acc, dens,
-             f", eval accuracy {history.eval_accuracy[-1]:.4f}" if eval_data is not None else "")
+    if lead:
+        log.info("epoch %d/%d: loss %.4f, accuracy %.4f, spike density %.4f%s", pos.epoch,
+                 cfg.epochs, loss, acc, dens,
+                 f", eval accuracy {history.eval_accuracy[-1]:.4f}" if eval_data is not None else "")
     if run.checkpointer.enabled:
         run.checkpointer.save(pos, history, rng_state())
-    if math.isnan(loss):
+    if math.isnan(loss) and lead:
         log.warning("The training loss is NaN in epoch %d.", pos.epoch)
     return pos
 
@@ -211,13 +233,18 @@ def fit(
         resume: Continue from ``config.checkpoint_path`` if it exists (else start fresh).
         progress: Show a tqdm progress bar.
 
+    Under ``torchrun`` (or with ``config.distributed``) every rank calls ``fit`` with the same
+    arguments; the batch size of ``train_data`` is then per rank.
+
     Returns:
-        :class:`History` (also the one stored in the checkpoint).
+        :class:`History` (also the one stored in the checkpoint). Under data-parallel training
+        the step statistics are averaged over the ranks; rank 0's history also has the
+        evaluation, the other ranks' have none.
 
     Raises:
         TrainingError: A neuron's ``spike_grad`` passes no gradient, or no parameter received a
             gradient in the first step.
-        CheckpointError: The checkpoint belongs to another architecture or seed.
+        CheckpointError: The checkpoint belongs to another architecture, seed or world size.
         TrainingInterrupted: On Ctrl-C, after saving a checkpoint (if a path is configured).
     """
     if isinstance(model, AsyncNetwork):
@@ -230,21 +257,41 @@ def fit(
         model.to(config.device)
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
+    group = D.join(config.distributed, device)
+    try:
+        return _fit(model, train_data, scheduler, config, group, eval_data, eval_scheduler,
+                    resume, progress)
+    finally:
+        D.leave(group)
+
+
+def _fit(model, train_data, scheduler, config, group, eval_data, eval_scheduler, resume,
+         progress) -> History:
+    """:func:`fit` once the process group (``group``, ``None`` alone) is joined."""
+    rank, world = (group.rank, group.world_size) if group is not None else (0, 1)
+    if group is not None:
+        model.to(group.device)
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
     optimizer = config.optimizer(model.parameters(), lr=config.lr)
     ckpt = Checkpointer(config.checkpoint_path, model=model, optimizer=optimizer,
-                        scheduler=scheduler, seed=config.seed)
+                        scheduler=scheduler, seed=config.seed, rank=rank, world_size=world,
+                        collectives=D.Collectives() if group is not None else None)
     resumed = ckpt.resume(device) if resume else None
     pos, history, resumed_rng = resumed if resumed is not None else (LoopPosition(), History(), None)
     history.interrupted = False
     if resumed is None:
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        np.random.seed(config.seed)
+        seed = D.rank_seed(config.seed, rank)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
     elif pos.batch == 0:
         set_rng_state(resumed_rng)
-    run = _Run(model, train_data, scheduler, optimizer, config, history, ckpt, progress,
+    net = D.wrap(model, group)  # copies rank 0's weights to every rank
+    data = D.shard(train_data, group, seed=config.seed)
+    run = _Run(model, net, group, data, scheduler, optimizer, config, history, ckpt, progress,
                checked=resumed is not None)
-    with _SigintFlag() as flag:
+    with _SigintFlag(repeat_stops=group is None) as flag:
         while pos.epoch < config.epochs:
             pos, sums = _train_epoch(run, pos, flag, resumed_rng if pos.batch else None)
             pos = _finish_epoch(run, pos, sums, eval_data, eval_scheduler)

@@ -12,8 +12,9 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..metrics import is_binary, sample_metrics
 from ..schedulers.base import Scheduler
-from ..simulate import get_graph, simulate
+from ..simulate import get_graph
 from .config import StepStats, TrainingError
+from .distributed import simulator
 
 __all__ = ["train_step"]
 
@@ -48,7 +49,8 @@ def train_step(
     """One optimisation step: simulate under ``scheduler``, back-propagate, update.
 
     Args:
-        model: The user's snnTorch ``nn.Sequential``.
+        model: The user's snnTorch ``nn.Sequential``, or its data-parallel wrapper from
+            :func:`snntorch_async.training.distributed.wrap`.
         batch: ``(inputs [T, B, *features], targets [B])``.
         scheduler: Execution mode to train through.
         optimizer: Optimizer over ``model.parameters()``.
@@ -65,10 +67,11 @@ def train_step(
     x, y = _batch(batch, p.device if p is not None else "cpu")
     T = x.shape[0]
     k = T if truncate_steps is None else int(truncate_steps)
+    run = simulator(model)
     optimizer.zero_grad(set_to_none=True)
     state, results, total = None, [], 0.0
     for s in range(0, T, k):
-        res = simulate(model, x[s : s + k], scheduler=scheduler, initial_state=state)
+        res = run(x[s : s + k], scheduler=scheduler, initial_state=state)
         loss = loss_fn(res.spikes, y)
         if not torch.is_tensor(loss) or loss.numel() != 1:
             raise TrainingError(f"The loss must return a scalar tensor; got {loss!r}.")
