@@ -1,6 +1,6 @@
 """The ``snntorch-async`` command line (``python -m snntorch_async`` too).
 
-Subcommands: ``demo``, ``train``, ``evaluate``, ``export``, ``verify``. Every heavy import
+Subcommands: ``demo``, ``train``, ``evaluate``, ``export``, ``verify``, ``sweep``. Every heavy import
 happens inside the subcommand, so ``snntorch-async --help`` is instant. Bad arguments end with an
 argparse error (exit 2) that says what was wrong and how to fix it. See ``docs/cli.md``.
 """
@@ -13,6 +13,8 @@ import os
 import shlex
 import sys
 from pathlib import Path
+
+from .app import launch, sweep
 
 __all__ = ["build_parser", "main"]
 
@@ -99,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="checkpoint.pt", help="where to save (default: "
                    "checkpoint.pt; its settings go to <checkpoint>.meta.json)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    launch.add_train_args(p)
+
+    sweep.add_parser(sub)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint under any scheduler",
                        description="Evaluate a trained checkpoint on the test split under any "
@@ -272,6 +277,8 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from . import integration as ig
     from .zoo import ZOO, load_model_file
+    if args.nproc != 1:
+        return launch.train_nproc(args.nproc, _ARGV)
 
     if args.model == "list":
         for name, entry in ZOO.items():
@@ -451,7 +458,7 @@ def cmd_verify(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate,
-            "export": cmd_export, "verify": cmd_verify}
+            "export": cmd_export, "verify": cmd_verify, "sweep": sweep.run}
 
 
 def main(argv: list[str] | None = None) -> int:
