@@ -110,3 +110,42 @@ def test_distributed_settings_are_checked(monkeypatch):
     assert D.join() is None  # one process: nothing to join, fit trains as always
     with pytest.raises(ConfigError, match="nproc must be an int"):
         D.launch(W.raising_rank, nproc=0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cli_train_nproc_2_and_ctrl_c_on_the_launcher(tmp_path):
+    """`snntorch-async train --nproc 2`, then Ctrl-C to the launcher (it forwards SIGINT to the
+    workers, which got the terminal's already): one checkpoint, exit 130, no process left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               OMP_NUM_THREADS="1")
+    ck = tmp_path / "ck.pt"
+    cmd = [sys.executable, "-m", "snntorch_async", "train", "--nproc", "2", "--model", "digits_mlp",
+           "--hidden", "8", "--steps", "4", "--epochs", "200", "--checkpoint", str(ck)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert ck.exists(), proc.communicate()[1][-3000:]
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted: checkpoint saved at" in err
+    ckpt = load_checkpoint(ck)
+    assert ckpt["world_size"] == 2 and ckpt["epoch"] < 200
+    left = subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(proc.pid)], capture_output=True,
+                          text=True).stdout.splitlines()[1:]
+    assert not [p for p in left if " Z" not in p], left  # no worker left running
