@@ -1,6 +1,7 @@
 """Data-parallel fit on CPU: 2 gloo processes launched through torch.distributed.run's API."""
 
 import functools
+import signal
 
 import pytest
 import torch
@@ -79,8 +80,10 @@ def test_async_two_ranks_checkpoint_resume_and_ctrl_c(tmp_path):
 def test_a_raising_rank_ends_the_job_with_its_error():
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(ChildFailedError, match="rank 1 fails on purpose at step 2"):
         D.launch(W.raising_rank, nproc=2)
+    assert signal.getsignal(signal.SIGINT) is before  # the launcher's handler is not left behind
 
 
 def test_resume_with_another_world_size_is_refused(tmp_path):

@@ -27,6 +27,8 @@ import dataclasses
 import datetime
 import logging
 import os
+import signal
+import threading
 from typing import Any, NamedTuple
 
 import torch
@@ -235,4 +237,13 @@ def launch(fn, *args: Any, nproc: int, monitor_interval: float = 0.5) -> dict[in
     cfg = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
                        rdzv_endpoint="127.0.0.1:0", run_id=f"snntorch-async-{os.getpid()}",
                        max_restarts=0, monitor_interval=monitor_interval, start_method="spawn")
-    return elastic_launch(cfg, fn)(*args)
+    # the launcher installs its own SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers in this process and
+    # leaves them there; put the caller's back afterwards
+    sigs = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n)]
+    main = threading.current_thread() is threading.main_thread()
+    saved = {sig: signal.getsignal(sig) for sig in sigs} if main else {}
+    try:
+        return elastic_launch(cfg, fn)(*args)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
