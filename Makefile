@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Both create (once, then reuse) a Python 3.10 virtual environment with the full stack.
+# Both create (once, then reuse) a Python 3.10 virtual environment with the full stack
+# (including the [cluster] extra, Ray, for the sweep tests).
 # neurobench is installed without its dependencies (its torchaudio pin does not match our torch;
 # the metric modules used by the cross-check test do not need it).
 # lava-dl (its netx reader: the tests run our netx files in it) is installed without its
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	echo "Creating $(VENV) with $$py310 (full stack: torch, snntorch, lava-nc, tonic, nir; ~6 GB, ~2 min)"; \
 	"$$py310" -m venv $(VENV) && \
 	$(PY) -m pip install -q --upgrade pip && \
-	$(PY) -m pip install -q -e '.[lava,data,plot,dev]' && \
+	$(PY) -m pip install -q -e '.[lava,data,plot,dev,cluster]' && \
 	$(PY) -m pip install -q --no-deps neurobench==2.3.0 lava-dl==0.6.0 && \
 	torch_v="$$($(PY) -c 'import torch; print(torch.__version__.split("+")[0])')" && \
 	$(PY) -m pip install -q "torch==$$torch_v" torchvision==0.29.1 opencv-python-headless==4.11.0.86 \

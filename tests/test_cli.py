@@ -180,8 +180,12 @@ def test_export_netx_needs_lava_bias_timing_and_the_flags_reach_the_api(capsys, 
     ck = tmp_path / "net.pt"
     assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
     err = _err(capsys, ["export", str(ck), "--out", str(tmp_path / "x"), "--formats", "netx"])
-    assert "bias_timing 'synaptic'" in err and "--bias-timing lava" in err
+    assert "--bias-timing synaptic" in err and "add --bias-timing lava" in err
     assert not (tmp_path / "x" / "net.h5").exists()
+    # the default formats: refused before the spec is written, so nothing is left half-done
+    err = _err(capsys, ["export", str(ck), "--out", str(tmp_path / "z")])
+    assert "add --bias-timing lava" in err
+    assert not list((tmp_path / "z").glob("*"))
     argv = ["export", str(ck), "--out", str(tmp_path / "y"), "--formats", "netx", "spec",
             "--bias-timing", "lava", "--approximate-reset"]
     assert main(argv) == 0 and (tmp_path / "y" / "net.h5").is_file()

@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from . import launch, sweep  # light: they import torch and Ray only when they run
 
     p = sub.add_parser("demo", parents=[common],
                        help="sync- vs async-trained on digits, Lava export, report",
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     w.add_argument("--overwrite", action="store_true",
                    help="replace an existing --checkpoint with a fresh run")
+    launch.add_train_args(p)
+
+    sweep.add_parser(sub)
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="evaluate a checkpoint under any scheduler",

@@ -148,6 +148,10 @@ def _lock(ckpt: Path):
 
 
 def cmd_train(args) -> int:
+    if args.nproc != 1:
+        from .launch import train_nproc
+
+        return train_nproc(args.nproc, args.argv)
     from ..data import make_loader
     from ..graph import read_model
     from ..training import TrainConfig, TrainingInterrupted, fit
@@ -250,6 +254,13 @@ def cmd_export(args) -> int:
                        "you can write to.") from None
     spec = lb.convert(model, input_shape=tuple(recipe["input_shape"]),
                       approximate_reset=args.approximate_reset, bias_timing=args.bias_timing)
+    late = [i for i, layer in enumerate(spec.layers)
+            if layer.bias is not None and layer.bias_timing != "lava"]
+    if "netx" in args.formats and late:  # refuse before any file is written
+        raise CliError(f"--formats netx: layers {late} have biases with --bias-timing "
+                       f"{args.bias_timing}, but netx files need Lava's timing (bias into v from "
+                       "step 0). Fix: add --bias-timing lava (see docs/lava.md), or drop netx "
+                       "from --formats.")
     stem = Path(args.checkpoint).stem
     writers = {
         "spec": (".npz", lambda path: spec.save(path)),
@@ -316,5 +327,11 @@ def cmd_verify(args) -> int:
     return status
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run
+
+    return run(args)
+
+
 COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate,
-            "export": cmd_export, "verify": cmd_verify}
+            "export": cmd_export, "verify": cmd_verify, "sweep": cmd_sweep}

@@ -12,6 +12,7 @@ and over neurons; the only Python loops are over forward steps and layers.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -22,7 +23,7 @@ from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
 from .async_engine import arrival_groups, lone_linear, run_time_step, zero_currents
-from .base import Scheduler, SimContext, detach_tree
+from .base import Scheduler, SimContext, detach_tree, step_seed
 
 __all__ = ["AsyncScheduler", "RandomAsync", "MomentumAsync", "LayerOrderedAsync", "AsyncState"]
 
@@ -203,6 +204,10 @@ class AsyncScheduler(Scheduler):
 
     def step(self, ctx: SimContext, state: AsyncState, x: Tensor, t: int):
         return run_time_step(self, ctx, state, x, t)
+
+    def reseeded(self, step: int, rank: int = 0) -> "AsyncScheduler":
+        """A copy seeded with :func:`~snntorch_async.schedulers.base.step_seed` (seed, step, rank)."""
+        return dataclasses.replace(self, seed=step_seed(self.seed, step, rank))
 
     def carry(self, ctx: SimContext, state: AsyncState) -> AsyncState:
         """Detach a carried state and rebuild the bias currents (they derive from parameters)."""

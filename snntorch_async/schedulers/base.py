@@ -105,6 +105,16 @@ class Scheduler:
         """Advance one time step with input ``x`` ``[B, *features]``; return the new state."""
         raise NotImplementedError
 
+    def reseeded(self, step: int, rank: int = 0) -> "Scheduler":
+        """The scheduler to train optimizer step ``step`` on process ``rank`` with.
+
+        Deterministic schedulers return themselves (default). A scheduler with its own random
+        generator returns a copy seeded with :func:`step_seed` ``(seed, step, rank)``, so that
+        spike orders and dropout masks differ from batch to batch and from rank to rank (the
+        generator restarts at every ``simulate`` call) yet are reproducible, resumes included.
+        """
+        return self
+
     def carry(self, ctx: SimContext, state: Any) -> Any:
         """Prepare ``state`` (a ``final_state`` of an earlier simulation) to start a new one.
 
@@ -113,6 +123,16 @@ class Scheduler:
         tensor of the (nested) state.
         """
         return detach_tree(state)
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of optimizer step ``step`` on process ``rank`` of a run seeded with ``seed``.
+
+    ``(seed * 1_000_003 + step) mod 2**31`` on rank 0 (so a single process trains with the seeds
+    it always had); other ranks add ``rank`` times the 32-bit golden-ratio constant, which keeps
+    them apart from every step of rank 0 for any realistic number of steps.
+    """
+    return (seed * 1_000_003 + step + rank * 0x9E3779B1) % 2**31
 
 
 def detach_tree(tree: Any) -> Any:
