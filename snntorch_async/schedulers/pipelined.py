@@ -43,6 +43,7 @@ from ..bias_timing import BiasTiming
 from ..errors import ConfigError
 from ..graph import Layer, NetworkGraph
 from ..neurons import NeuronParams
+from ..recurrent import refuse_recurrent
 from .base import Scheduler, SimContext, StepOutput, detach_tree
 
 __all__ = ["Pipelined", "PipelinedState", "PipelinedLayerState", "LIFState"]
@@ -128,6 +129,7 @@ class Pipelined(Scheduler):
         return graph.num_layers
 
     def check(self, graph: NetworkGraph) -> None:
+        refuse_recurrent(graph, "Pipelined")  # issue 10: the one-step recurrent hop is not built yet
         if not isinstance(self.float64, bool):
             raise ConfigError(f"Pipelined(float64=...) expects a bool; got {self.float64!r}.")
 
