@@ -103,7 +103,11 @@ class _RecurrentNeuron(Neuron):
         """The recurrence ``V(spk[t-1])`` exactly as snnTorch computes it: the module's
         ``nn.Linear`` (bias included) or ``spk * V``. ``spk``: ``[B, *shape]``."""
         m = self.module
-        return m.recurrent(spk) if m.all_to_all else spk * m.V
+        if not m.all_to_all:
+            return spk * m.V.to(spk.dtype)
+        rec = m.recurrent  # weights cast to spk's dtype (a no-op, same tensors, when they agree)
+        bias = None if rec.bias is None else rec.bias.to(spk.dtype)
+        return torch.nn.functional.linear(spk, rec.weight.to(spk.dtype), bias)
 
     def begin(self, p: NeuronParams, state) -> StepBase:
         raise NotImplementedError(

@@ -133,14 +133,14 @@ def test_refuses_rsynaptic_without_reset_delay():
 
 
 @pytest.mark.parametrize("scheduler", [
-    lambda: sa.Pipelined(),
+    lambda: sa.Pipelined(bias_timing="lava"),
     lambda: sa.RandomAsync(seed=0),
     lambda: sa.LayerOrderedAsync(),
 ])
 def test_unbuilt_modes_refuse_recurrent(scheduler):
     model = _model("RLeaky", "subtract", True, True, False, False, 5)
     x = torch.rand(4, 2, NIN, )
-    with pytest.raises(UnsupportedModuleError, match=r"'1'.*recurrent.*Fix: use LayerSync"):
+    with pytest.raises(UnsupportedModuleError, match=r"'1'.*recurrent.*Fix: use .*LayerSync"):
         sa.simulate(model, x, scheduler=scheduler())
 
 
@@ -175,3 +175,23 @@ def test_fit_trains_recurrent_model_with_layersync():
             config=TrainConfig(epochs=3, lr=2e-2, seed=0), progress=False)
     assert h.loss[-1] < h.loss[0]
     assert not torch.equal(model[1].recurrent.weight.detach(), w0)
+
+
+@pytest.mark.parametrize("kind,reset,delay,all_to_all,vpn", [
+    ("RLeaky", "zero", False, True, False),  # Lava's LIF rule: the recurrence enters u
+    ("RLeaky", "zero", False, False, True),
+    ("RLeaky", "subtract", True, True, False),  # the neuron's own rule
+    ("RSynaptic", "zero", True, False, False),
+])
+@pytest.mark.parametrize("float64", [False, True])
+def test_pipelined_recurrent_hop_takes_one_step(kind, reset, delay, all_to_all, vpn, float64):
+    """Each feed-forward hop and the recurrent hop take one step, so Pipelined's output is
+    LayerSync's shifted by the number of layers, spike for spike (zero-padded tail input)."""
+    model = _model(kind, reset, delay, all_to_all, False, vpn, 11)
+    x = (torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(11)) < 0.5).float()
+    ref = sa.simulate(model, x, scheduler=sa.LayerSync()).spikes
+    assert 0.0 < float(ref.mean()) < 1.0
+    L = 2
+    xp = torch.cat([x, torch.zeros(L, B, NIN)])
+    out = sa.simulate(model, xp, scheduler=sa.Pipelined(float64=float64)).spikes
+    assert torch.equal(out[L:].to(ref.dtype), ref)
