@@ -6,8 +6,10 @@ state): the all-to-all ``nn.Linear(N, N)`` *with its own bias* (``all_to_all=Tru
 one-to-one ``V`` (``all_to_all=False``, a scalar or one value per neuron). The convolutional
 form is refused by :func:`check_recurrent` with a clear error.
 
-Only the layer-synchronous :meth:`Neuron.step` is defined (LayerSync); the schedulers that do not
-yet give the recurrence its semantics refuse recurrent layers via :func:`refuse_recurrent`.
+Only the whole-step :meth:`Neuron.step` is defined (used by LayerSync and Pipelined, where the
+recurrent hop takes one step); the schedulers and exports that do not yet give the recurrence its
+semantics (asynchronous schedulers, ``Pipelined(bias_timing=LAVA)``, ``lava_bridge.convert``)
+refuse recurrent layers via :func:`refuse_recurrent`.
 """
 
 from __future__ import annotations
