@@ -235,6 +235,7 @@ def convert(
     """
     from snntorch_async.bias_timing import BiasTiming
     from snntorch_async.graph import NetworkGraph, read_model
+    from snntorch_async.recurrent import refuse_recurrent
 
     try:
         timing = BiasTiming.coerce(bias_timing, "convert(bias_timing=...)")
@@ -250,6 +251,7 @@ def convert(
                 "for inputs [T, B, 784]. Fix: pass input_shape, or a graph from read_model."
             )
         graph = read_model(model_or_graph, tuple(input_shape))
+    refuse_recurrent(graph, "lava_bridge.convert", "simulate it with LayerSync", ConversionError)
     layers = []
     for layer in graph.layers:
         source = _check_ops(layer)

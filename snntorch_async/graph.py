@@ -21,6 +21,7 @@ from torch import nn
 
 from .errors import InputError, ModelStructureError, UnsupportedModuleError
 from .neurons import ZERO, LeakyNeuron, Neuron, SynapticNeuron
+from .recurrent import RLeakyNeuron, RSynapticNeuron
 from .ops import AvgPoolOp, Conv2dOp, FlattenOp, IdentityOp, LinearOp, MaxPoolOp, Op
 
 __all__ = ["Layer", "NetworkGraph", "read_model", "register_op", "OP_TABLE", "NEURON_TABLE"]
@@ -74,6 +75,8 @@ OP_TABLE: dict[type, tuple[Callable | None, Callable[[nn.Module, str], Op]]] = {
 NEURON_TABLE: dict[type, type[Neuron]] = {
     snn.Leaky: LeakyNeuron,
     snn.Synaptic: SynapticNeuron,
+    snn.RLeaky: RLeakyNeuron,
+    snn.RSynaptic: RSynapticNeuron,
 }
 
 

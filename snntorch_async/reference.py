@@ -18,7 +18,8 @@ def reset_states(model: nn.Module) -> None:
     """
     for m in model.modules():
         if isinstance(m, snn.SpikingNeuron):
-            for name in ("mem", "syn"):
+            recurrent = isinstance(m, (snn.RLeaky, snn.RSynaptic))  # they keep spk[t-1]
+            for name in ("mem", "syn") + (("spk",) if recurrent else ()):
                 if hasattr(m, name):
                     setattr(m, name, torch.zeros(0, device=getattr(m, name).device))
 

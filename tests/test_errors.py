@@ -170,13 +170,15 @@ def test_per_channel_threshold_of_the_wrong_size_in_a_conv_layer():
         sa.simulate(model, IMG)
 
 
-_SUPPORTED = (r"Supported: nn.Linear, nn.Conv2d, .*snn.Leaky, snn.Synaptic inside nn.Sequential. "
+_SUPPORTED = (r"Supported: nn.Linear, nn.Conv2d, .*snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic "
+              r"inside nn.Sequential. "
               r"Fix:")
 
 
 @pytest.mark.parametrize("model,inputs,match", [
-    (nn.Sequential(nn.Linear(4, 3), snn.RLeaky(beta=0.9, linear_features=3, init_hidden=True)), X,
-     r"Module '1' of type snntorch._neurons.rleaky.RLeaky is not supported. " + _SUPPORTED),
+    (nn.Sequential(nn.Linear(4, 12), nn.Unflatten(1, (3, 2, 2)),
+                   snn.RLeaky(beta=0.9, conv2d_channels=3, kernel_size=1, init_hidden=True)), X,
+     r"Module '1' of type torch.nn.modules.flatten.Unflatten is not supported. " + _SUPPORTED),
     (nn.Sequential(nn.LSTM(4, 3)), X,
      r"Module '0' of type torch.nn.modules.rnn.LSTM is not supported. " + _SUPPORTED),
     (nn.Sequential(nn.Linear(4, 3), Scale(), _leaky()), X,
@@ -195,7 +197,7 @@ _SUPPORTED = (r"Supported: nn.Linear, nn.Conv2d, .*snn.Leaky, snn.Synaptic insid
      r"Leaky at '1' uses inhibition=True, which snntorch-async does not simulate. Fix"),
     (lambda x: x, X,
      r"Expected a torch.nn.Module .*got function. Fix: pass the nn.Sequential model itself"),
-], ids=["RLeaky", "LSTM", "custom-child", "nested-ReLU", "custom-root", "conv-groups",
+], ids=["unflatten-RLeaky", "LSTM", "custom-child", "nested-ReLU", "custom-root", "conv-groups",
         "flatten-start-dim", "inhibition", "not-a-module"])
 def test_unsupported_modules(model, inputs, match):
     with pytest.raises(UnsupportedModuleError, match=match):

@@ -22,6 +22,7 @@ from torch import Tensor
 from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
+from ..recurrent import refuse_recurrent
 from .async_engine import arrival_groups, lone_linear, run_time_step, zero_currents
 from .base import Scheduler, SimContext, detach_tree, step_seed
 
@@ -147,6 +148,7 @@ class AsyncScheduler(Scheduler):
 
     # -- protocol --------------------------------------------------------------------------
     def check(self, graph: NetworkGraph) -> None:
+        refuse_recurrent(graph, type(self).__name__)  # issue 10: semantics not built yet
         for layer in graph.layers:
             seen_weight = False
             for op in layer.ops:

@@ -43,6 +43,7 @@ from ..bias_timing import BiasTiming
 from ..errors import ConfigError
 from ..graph import Layer, NetworkGraph
 from ..neurons import NeuronParams
+from ..recurrent import is_recurrent, refuse_recurrent
 from .base import Scheduler, SimContext, StepOutput, detach_tree
 
 __all__ = ["Pipelined", "PipelinedState", "PipelinedLayerState", "LIFState"]
@@ -130,6 +131,9 @@ class Pipelined(Scheduler):
     def check(self, graph: NetworkGraph) -> None:
         if not isinstance(self.float64, bool):
             raise ConfigError(f"Pipelined(float64=...) expects a bool; got {self.float64!r}.")
+        if self.bias_timing is BiasTiming.LAVA:  # issue 10: recurrent bias timing not built
+            refuse_recurrent(graph, "Pipelined(bias_timing=BiasTiming.LAVA)",
+                             "use Pipelined() (BiasTiming.SYNAPTIC) or LayerSync")
 
     def _dtype(self, ctx: SimContext) -> torch.dtype:
         return torch.float64 if self.float64 else ctx.dtype
@@ -185,7 +189,13 @@ class Pipelined(Scheduler):
                     v_bias = b  # Lava's LIF bias: into v
                 elif b is not None:
                     cur = cur + b
-            spk, neuron = self._neuron_step(layer, ctx.params[i], ls.neuron, cur, dtype, v_bias)
+            if lava_rule(layer) and is_recurrent(layer):  # else neuron.step adds it (issue 10)
+                cur = cur + layer.neuron.recurrent_current(ls.spikes.to(dtype))  # one-step hop
+            if is_recurrent(layer) and state.step < self.bias_timing.first_step(i):
+                # before the wavefront a recurrent layer rests (its recurrent bias must not flow)
+                spk, neuron = torch.zeros_like(ls.spikes, dtype=dtype), ls.neuron
+            else:
+                spk, neuron = self._neuron_step(layer, ctx.params[i], ls.neuron, cur, dtype, v_bias)
             spk = spk.to(ctx.dtype)
             with torch.no_grad():
                 counts[:, i] = spk.detach().flatten(1).sum(1)
