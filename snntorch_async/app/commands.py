@@ -199,7 +199,10 @@ def cmd_train(args) -> int:
     config = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed,
                          checkpoint_path=str(ckpt), metadata=recipe)
     data = make_loader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    with _lock(ckpt):
+    # Under torchrun every rank runs this command; only rank 0 writes the checkpoint, so only it
+    # holds the lock (the others would find rank 0's lock and stop).
+    lead = os.environ.get("RANK", "0") == "0"
+    with _lock(ckpt) if lead else contextlib.nullcontext():
         try:
             history = fit(model, data, scheduler=scheduler, config=config, resume=args.resume)
         except TrainingInterrupted as exc:
