@@ -11,6 +11,7 @@ Quick start::
 from importlib.metadata import PackageNotFoundError, version
 
 from . import delays  # registers DelayedLinear with the model reader
+from .engine import native  # the native kernel's switch: snntorch_async.native.use_native(...)
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import CurrentEncoding, LatencyEncoding, RateEncoding, load_digits_spikes, make_loader
 from .delays import DelayedLinear
