@@ -12,6 +12,7 @@ describes each part once (its target layer, its place in the network-wide key ar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator, NamedTuple, Sequence
 
 import torch
@@ -84,17 +85,17 @@ class SourceLayout:
         late = tuple(add(n, l, None, k, i) for i, (l, k, n) in enumerate(arrivals))
         return SourceLayout(inp, hidden, late)
 
-    @property
+    @cached_property
     def groups(self) -> tuple[SourceGroup, ...]:
         """Every group in flat order: input, hidden layers, delayed arrivals."""
         return ((self.input,) if self.input is not None else ()) + self.hidden + self.arrivals
 
-    @property
+    @cached_property
     def total(self) -> int:
         """Number of sources ``S`` (columns of the flat arrays)."""
         return sum(g.size for g in self.groups)
 
-    @property
+    @cached_property
     def regular_total(self) -> int:
         """Sources that are not delayed arrivals (input events and hidden-layer spikes)."""
         return self.total - sum(g.size for g in self.arrivals)
