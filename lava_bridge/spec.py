@@ -152,7 +152,9 @@ class NeuronSpec:
     @property
     def exact(self) -> bool:
         """True if Lava's zero reset reproduces the source model's reset rule exactly."""
-        return self.source_reset == "zero" and not self.source_reset_delay
+        from snntorch_async.neurons import exact_on_lava  # (the bridge loads torch lazily)
+
+        return exact_on_lava(self.source_reset, self.source_reset_delay)
 
     def _validated(self, fixed: bool, n: int, where: str) -> NeuronSpec:
         if self.kind not in NEURON_KINDS:

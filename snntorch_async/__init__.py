@@ -70,6 +70,9 @@ def __getattr__(name: str):
     if name == "__version__":  # read from the installed metadata on first use (it takes ~50 ms)
         globals()["__version__"] = _version()
         return globals()["__version__"]
+    if name == "native":  # the native kernel's switch: snntorch_async.native.use_native(...)
+        value = globals()["native"] = import_module(".engine.native", __name__)
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'snntorch_async' has no attribute {name!r}")

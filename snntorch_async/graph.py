@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, ModelStructureError, UnsupportedModuleError
-from .neurons import ZERO, LeakyNeuron, Neuron, SynapticNeuron
+from .neurons import LeakyNeuron, Neuron, SynapticNeuron, exact_on_lava
 from .recurrent import RLeakyNeuron, RSynapticNeuron
 from .ops import AvgPoolOp, Conv2dOp, FlattenOp, IdentityOp, LinearOp, MaxPoolOp, Op
 
@@ -152,9 +152,9 @@ class Layer:
 
     @property
     def exact_on_lava(self) -> bool:
-        """Whether Lava's LIF reproduces this layer's reset rule exactly: zero reset with
-        ``reset_delay=False`` (Lava sets ``v <- 0`` in the step it spikes). The one definition."""
-        return self.neuron.reset == ZERO and not self.neuron.reset_delay
+        """Whether Lava's LIF reproduces this layer's reset rule exactly (zero reset with
+        ``reset_delay=False``; see :func:`snntorch_async.neurons.exact_on_lava`)."""
+        return exact_on_lava(self.neuron.reset_name, self.neuron.reset_delay)
 
     def bias_current(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None

@@ -41,6 +41,13 @@ SUBTRACT, ZERO, NONE = 0, 1, 2
 RESET_NAMES = {SUBTRACT: "subtract", ZERO: "zero", NONE: "none"}
 
 
+def exact_on_lava(reset_name: str, reset_delay: bool) -> bool:
+    """Whether Lava's LIF reproduces an snnTorch reset rule exactly: ``"zero"`` reset with
+    ``reset_delay=False`` (Lava sets ``v <- 0`` in the step it spikes). The one definition of
+    this rule (``Layer.exact_on_lava``, ``lava_bridge``'s ``NeuronSpec.exact`` call it)."""
+    return reset_name == "zero" and not reset_delay
+
+
 class LeakyState(NamedTuple):
     """State of a layer of ``snn.Leaky`` neurons; ``mem``: ``[B, *shape]``."""
 

@@ -34,6 +34,8 @@ class SimulationResult:
         neurons: Number of neurons per layer ``(L,)``.
         output_lag: Time steps by which the output lags the input under this scheduler.
         scheduler: The scheduler that produced the result.
+        backend: What ran the time steps: ``"torch"``, or ``"native"`` when the asynchronous
+            engine's C kernel ran the forward steps (decided once per simulation).
         final_state: The scheduler's state after the last step; pass it as
             ``simulate(..., initial_state=...)`` to continue (truncated BPTT in ``training``).
     """
@@ -48,6 +50,7 @@ class SimulationResult:
     neurons: tuple[int, ...]
     output_lag: int
     scheduler: Scheduler
+    backend: str = "torch"
     final_state: Any = None
 
 
@@ -243,7 +246,7 @@ def simulate(
         state = scheduler.init(ctx, inputs)
     else:
         _check_initial_state(initial_state, scheduler.init(ctx, inputs), scheduler, B)
-        state = scheduler.carry(ctx, initial_state)
+        state = scheduler.carry(ctx, initial_state, inputs)
     outs = []
     for t in range(T):
         state, out = scheduler.step(ctx, state, inputs[t], t)
@@ -271,6 +274,7 @@ def simulate(
         neurons=tuple(layer.numel for layer in graph.layers),
         output_lag=scheduler.output_lag(graph),
         scheduler=scheduler,
+        backend=scheduler.backend(state),
         final_state=state,
     )
 

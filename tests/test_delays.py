@@ -138,3 +138,10 @@ def test_record_membranes_with_stateful_layers():
     res = simulate(m, torch.ones(3, 2, 8), record=Record(membranes=True))
     assert res.membranes[1].shape == (3, 2, 4)
     assert sa.DelayedLinear is DelayedLinear
+
+
+def test_max_delay_is_the_same_in_core_and_bridge():
+    """The core must not import the bridge, so both define MAX_DELAY: pinned equal here."""
+    import lava_bridge
+
+    assert MAX_DELAY == lava_bridge.MAX_DELAY == 62

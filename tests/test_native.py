@@ -1,14 +1,16 @@
 """The native forward-step kernel equals the torch code bit for bit, and the random order is uniform.
 
-The native kernel (``snntorch_async/_native/async_kernel.c``) runs the asynchronous engine's
-forward steps for Linear + Leaky networks in CPU inference. Every test here runs the same
+The native kernel (``snntorch_async/engine/_native/async_kernel.c``) runs the asynchronous
+engine's forward steps for Linear + Leaky networks in CPU inference. Every test here runs the same
 simulation twice — kernel on, kernel off (the torch code) — and requires identical spikes,
-membranes, counters and carried-over state.
+membranes, counters and carried-over state. ``SimulationResult.backend`` says which ran.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import re
 import warnings
 
 import pytest
@@ -17,8 +19,7 @@ import torch
 from torch import nn
 
 import snntorch_async as sa
-from snntorch_async import native
-from snntorch_async.schedulers import async_engine
+from snntorch_async.engine import native
 from random_models import mlp
 
 needs_compiler = pytest.mark.skipif(
@@ -37,23 +38,14 @@ def _inputs(seed, T=8, B=5, n=20, p=0.4, graded=False):
 
 
 def _run_both(net, x, sched):
-    calls = []
-    real = async_engine._native_time_step
-
-    def counting(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-
+    """The simulation with the kernel allowed (``r1``) and switched off (``r2``)."""
     with torch.no_grad():
-        async_engine._native_time_step = counting
-        try:
-            with native.use_native(True):
-                r1 = sa.simulate(net, x, scheduler=sched, record=REC)
-        finally:
-            async_engine._native_time_step = real
+        with native.use_native(True):
+            r1 = sa.simulate(net, x, scheduler=sched, record=REC)
         with native.use_native(False):
             r2 = sa.simulate(net, x, scheduler=sched, record=REC)
-    return r1, r2, len(calls)
+    assert r2.backend == "torch"
+    return r1, r2
 
 
 def _assert_identical(r1, r2):
@@ -84,8 +76,8 @@ def test_kernel_equals_torch_code(strategy, F, prioritize_input):
     net = mlp((20, 24, 16, 6))
     x = _inputs(F)
     sched = strategy(forward_group_size=F, prioritize_input=prioritize_input, seed=3)
-    r1, r2, calls = _run_both(net, x, sched)
-    assert calls == x.shape[0]  # the kernel ran every time step
+    r1, r2 = _run_both(net, x, sched)
+    assert r1.backend == "native"  # the kernel ran the time steps
     assert r1.layer_spikes[0].sum() > 0 and r1.layer_spikes[-1].sum() > 0  # real activity
     _assert_identical(r1, r2)
 
@@ -106,8 +98,8 @@ def test_kernel_equals_torch_code_every_neuron_setting(
     for strategy, F in itertools.product(STRATEGIES, (1, 4)):
         sched = strategy(forward_group_size=F, full_layer_evaluation=full_eval,
                          prioritize_input=not graded, seed=5)
-        r1, r2, calls = _run_both(net, x, sched)
-        assert calls > 0
+        r1, r2 = _run_both(net, x, sched)
+        assert r1.backend == "native"
         _assert_identical(r1, r2)
 
 
@@ -118,8 +110,8 @@ def test_kernel_equals_torch_code_with_stop_rules(strategy):
     x = _inputs(4, T=10)
     for kw in (dict(max_forward_steps=3), dict(stop_on_output=0), dict(stop_on_output=2),
                dict(max_forward_steps=6, stop_on_output=1)):
-        r1, r2, calls = _run_both(net, x, strategy(forward_group_size=2, seed=1, **kw))
-        assert calls > 0
+        r1, r2 = _run_both(net, x, strategy(forward_group_size=2, seed=1, **kw))
+        assert r1.backend == "native"
         _assert_identical(r1, r2)
         # spikes were really carried over / cut short
         assert any(p.abs().sum() > 0 for p in r1.final_state.pending) or "stop_on_output" in kw
@@ -131,9 +123,9 @@ def test_kernel_equals_torch_code_deep_and_single_layer():
         net = mlp(sizes, seed=len(sizes))
         x = _inputs(9)
         for strategy in STRATEGIES:
-            r1, r2, calls = _run_both(net, x, strategy(forward_group_size=3, seed=2,
-                                                       prioritize_input=False))
-            assert calls > 0
+            r1, r2 = _run_both(net, x, strategy(forward_group_size=3, seed=2,
+                                                prioritize_input=False))
+            assert r1.backend == "native"
             _assert_identical(r1, r2)
 
 
@@ -143,8 +135,8 @@ def test_kernel_equals_torch_code_on_the_benchmark_shape():
     net = mlp((784, 256, 256, 10), gain=4.0, thr=1.0)
     x = (torch.rand(4, 8, 784) < 0.2).float()
     for strategy, F in itertools.product(STRATEGIES, (1, 16)):
-        r1, r2, calls = _run_both(net, x, strategy(forward_group_size=F, seed=9))
-        assert calls == 4
+        r1, r2 = _run_both(net, x, strategy(forward_group_size=F, seed=9))
+        assert r1.backend == "native"
         _assert_identical(r1, r2)
 
 
@@ -153,22 +145,36 @@ def test_kernel_not_used_where_it_does_not_apply():
     net = mlp((20, 24, 6))
     x = _inputs(1)
     sched = sa.RandomAsync(forward_group_size=2)
-    calls = []
-    real = async_engine._native_time_step
-    async_engine._native_time_step = lambda *a, **k: calls.append(1) or real(*a, **k)
-    try:
-        sa.simulate(net, x, scheduler=sched)  # gradients are recorded: torch code
-        with torch.no_grad():
-            sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=None))  # dense groups
-            syn = nn.Sequential(nn.Linear(20, 6), snn.Synaptic(alpha=0.5, beta=0.8,
-                                                                init_hidden=True, output=True))
-            sa.simulate(syn, x, scheduler=sched)  # Synaptic neurons: torch code
-        assert calls == []
-        with torch.no_grad():
-            sa.simulate(net, x, scheduler=sched)
-        assert calls
-    finally:
-        async_engine._native_time_step = real
+    assert sa.simulate(net, x, scheduler=sched).backend == "torch"  # gradients are recorded
+    with torch.no_grad():
+        dense = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=None))
+        assert dense.backend == "torch"  # dense groups
+        syn = nn.Sequential(nn.Linear(20, 6), snn.Synaptic(alpha=0.5, beta=0.8,
+                                                            init_hidden=True, output=True))
+        assert sa.simulate(syn, x, scheduler=sched).backend == "torch"  # Synaptic neurons
+        assert sa.simulate(net, x, scheduler=sched).backend == "native"
+        assert sa.simulate(net, x, scheduler=sa.LayerSync()).backend == "torch"
+
+
+def _c_struct_fields(name: str) -> list[str]:
+    """Field names of the C struct ``name`` in the kernel source, in order."""
+    src = native.SOURCE.read_text()
+    body = re.search(r"typedef struct \{([^{}]*)\}\s*" + name + ";", src).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    names = []
+    for decl in body.split(";"):
+        decl = decl.strip()
+        if decl:
+            names += [re.findall(r"\w+", part)[-1] for part in decl.split(",")]
+    return names
+
+
+@pytest.mark.parametrize("struct,c_name", [(native.KernelPlan, "sa_plan"),
+                                           (native.KernelStep, "sa_step")])
+def test_ctypes_structures_mirror_the_c_structs(struct, c_name):
+    """The Python side and the C side of the boundary agree field by field, by name and size."""
+    assert [f[0] for f in struct._fields_] == _c_struct_fields(c_name)
+    assert all(ctypes.sizeof(t) == 8 for _, t in struct._fields_)  # int64 and pointers only
 
 
 def test_missing_compiler_falls_back_with_one_warning(monkeypatch):
@@ -259,8 +265,8 @@ def test_kernel_equals_torch_code_with_candidates_and_settle_steps(full_eval):
     x[2:4] = 0.0  # steps without any input: only settle steps can reach the layers
     for strategy in STRATEGIES:
         sched = strategy(forward_group_size=2, full_layer_evaluation=full_eval, seed=8)
-        r1, r2, calls = _run_both(net, x, sched)
-        assert calls == x.shape[0]
+        r1, r2 = _run_both(net, x, sched)
+        assert r1.backend == "native"
         assert r1.layer_spikes[1][2:4, :, :5].sum() > 0  # candidates fired without input
         assert (r1.forward_steps[2:4] > 1).all()  # through settle steps
         _assert_identical(r1, r2)

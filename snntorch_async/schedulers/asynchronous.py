@@ -14,43 +14,28 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
+from ..engine import (
+    AsyncState,
+    IndexOrder,
+    MembranePriority,
+    Ordering,
+    RandomRace,
+    build_plan,
+    run_time_step,
+    zero_currents,
+)
 from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
 from ..recurrent import refuse_recurrent
-from .async_engine import arrival_groups, lone_linear, run_time_step, zero_currents
 from .base import Scheduler, SimContext, detach_tree, step_seed
 
 __all__ = ["AsyncScheduler", "RandomAsync", "MomentumAsync", "LayerOrderedAsync", "AsyncState"]
-
-
-class AsyncState(NamedTuple):
-    """State carried between time steps by the asynchronous schedulers.
-
-    Attributes:
-        neurons: Each layer's neuron state (``LeakyState`` / ``SynapticState``).
-        pending: Per source group (input group first when inputs are not prioritised, then one
-            per layer except the output layer, whose spikes have no targets, then one per delayed
-            arrival group ``(layer, k)``) the pending values ``[B, n]`` (counts for neurons, input values for
-            inputs); differentiable.
-        priority: Per source group the recorded pre-spike membrane ``[B, n]`` (momentum).
-        generator: The scheduler's own random generator.
-        zero_current: Per layer the current of an all-zero input (its bias), ``[1, *shape]``.
-        queues: Per delayed arrival group ``(layer, k)`` (see ``arrival_groups``) the spikes in
-            flight, ``[k, B, n_src]``: row 0 arrives at the next time step.
-    """
-
-    neurons: tuple
-    pending: tuple[Tensor, ...]
-    priority: tuple[Tensor, ...]
-    generator: torch.Generator | None
-    zero_current: tuple[Tensor, ...]
-    queues: tuple[Tensor, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -139,12 +124,11 @@ class AsyncScheduler(Scheduler):
                     f"with one tensor per layer; got {type(st).__name__}."
                 )
 
-    # -- scheduling strategy --------------------------------------------------------------
-    #: How pending spikes are ordered (higher key goes first, ties: lower source index first):
-    #: ``"random"``: uniformly random order (exponential race, see docs/async.md);
-    #: ``"membrane"``: the source's pre-spike membrane plus ``jitter`` noise (inputs first);
-    #: ``"index"``: layer order, then neuron index.
-    key_mode = "random"
+    # -- ordering ---------------------------------------------------------------------------
+    def ordering(self) -> Ordering:
+        """How pending spikes are ordered (an :class:`~snntorch_async.engine.Ordering`; a new
+        ordering is a subclass overriding this method, with no edit of the engine)."""
+        return RandomRace()
 
     # -- protocol --------------------------------------------------------------------------
     def check(self, graph: NetworkGraph) -> None:
@@ -152,7 +136,7 @@ class AsyncScheduler(Scheduler):
         for layer in graph.layers:
             seen_weight = False
             for op in layer.ops:
-                if op.stateful and lone_linear(layer) is not op:
+                if op.stateful and layer.lone_linear is not op:
                     raise UnsupportedModuleError(
                         f"{type(self).__name__} does not support the stateful module at "
                         f"'{op.path}' ({type(op.module).__name__}) in this position: a delay "
@@ -186,41 +170,43 @@ class AsyncScheduler(Scheduler):
 
     def init(self, ctx: SimContext, inputs: Tensor) -> AsyncState:
         B, dev, dt = ctx.batch, ctx.device, ctx.dtype
-        groups = [] if self.prioritize_input else [_numel(ctx.graph.input_shape)]
-        groups += [layer.numel for layer in ctx.graph.layers[:-1]]
-        arrivals = arrival_groups(ctx.graph)
-        groups += [_numel(ctx.graph.layers[l].in_shape) for l, _ in arrivals]
+        plan = build_plan(self, ctx, inputs)
         gen = torch.Generator(device=dev)
         gen.manual_seed(self.seed)
         return AsyncState(
             neurons=tuple(layer.neuron.init_state(B, dev, dt) for layer in ctx.graph.layers),
-            pending=tuple(torch.zeros((B, n), device=dev, dtype=dt) for n in groups),
-            priority=tuple(torch.zeros((B, n), device=dev, dtype=dt) for n in groups),
+            pending=plan.layout.zeros(B, dev, dt),
+            priority=plan.layout.zeros(B, dev, dt),
             generator=gen,
-            zero_current=tuple(zero_currents(ctx)),
-            queues=tuple(
-                torch.zeros((k, B, _numel(ctx.graph.layers[l].in_shape)), device=dev, dtype=dt)
-                for l, k in arrivals
-            ),
+            zero_current=zero_currents(ctx),
+            queues=tuple(torch.zeros((g.delay, B, g.size), device=dev, dtype=dt)
+                         for g in plan.layout.arrivals),
+            plan=plan,
         )
 
     def step(self, ctx: SimContext, state: AsyncState, x: Tensor, t: int):
-        return run_time_step(self, ctx, state, x, t)
+        return run_time_step(state.plan, ctx, state, x)
 
     def reseeded(self, step: int, rank: int = 0) -> "AsyncScheduler":
         """A copy seeded with :func:`~snntorch_async.schedulers.base.step_seed` (seed, step, rank)."""
         return dataclasses.replace(self, seed=step_seed(self.seed, step, rank))
 
-    def carry(self, ctx: SimContext, state: AsyncState) -> AsyncState:
-        """Detach a carried state and rebuild the bias currents (they derive from parameters)."""
-        return detach_tree(state)._replace(zero_current=tuple(zero_currents(ctx)))
+    def carry(self, ctx: SimContext, state: AsyncState, inputs: Tensor) -> AsyncState:
+        """Detach a carried state, rebuild the bias currents (they derive from parameters) and
+        make the new simulation's plan."""
+        return detach_tree(state._replace(plan=None))._replace(
+            zero_current=zero_currents(ctx), plan=build_plan(self, ctx, inputs))
+
+    def backend(self, state: AsyncState) -> str:
+        return state.plan.backend.name
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class RandomAsync(AsyncScheduler):
     """Pending spikes are delivered in a uniformly random order (per sample, seeded)."""
 
-    key_mode = "random"
+    def ordering(self) -> Ordering:
+        return RandomRace()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -235,7 +221,9 @@ class MomentumAsync(AsyncScheduler):
     """
 
     jitter: float = 1e-6
-    key_mode = "membrane"
+
+    def ordering(self) -> Ordering:
+        return MembranePriority(jitter=self.jitter)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -255,11 +243,5 @@ class LayerOrderedAsync(AsyncScheduler):
     reproduces :class:`~snntorch_async.LayerSync` spike for spike (the anchor test).
     """
 
-    key_mode = "index"
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
+    def ordering(self) -> Ordering:
+        return IndexOrder()

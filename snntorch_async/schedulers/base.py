@@ -9,72 +9,16 @@ implementing :meth:`Scheduler.init` and :meth:`Scheduler.step`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..context import Record, SimContext, StepOutput
 from ..errors import ConfigError
 from ..graph import NetworkGraph
-from ..neurons import NeuronParams
 
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """What ``simulate`` records besides the output spikes and the engine's counters.
-
-    Attributes:
-        membranes: Record every layer's membrane potential after each time step.
-        layer_spikes: Record every layer's spikes (not only the output layer's).
-    """
-
-    membranes: bool = False
-    layer_spikes: bool = False
-
-
-@dataclass(frozen=True, eq=False)
-class SimContext:
-    """Everything that stays fixed during one simulation, built once by ``simulate``.
-
-    Attributes:
-        graph: The network graph.
-        params: Each layer's neuron parameters, evaluated once (gradients flow through them).
-        record: The recording options.
-        batch: Batch size B.
-        steps: Number of time steps T.
-        device: Device of the model and inputs.
-        dtype: Floating dtype of the model and inputs.
-        cache: Per-simulation scratch space of the schedulers (e.g. transposed weights, valid
-            while the simulation runs: parameters cannot change during one).
-    """
-
-    graph: NetworkGraph
-    params: tuple[NeuronParams, ...]
-    record: Record
-    batch: int
-    steps: int
-    device: torch.device
-    dtype: torch.dtype
-    cache: dict = dataclasses.field(default_factory=dict, repr=False)
-
-
-class StepOutput(NamedTuple):
-    """What a scheduler reports for one time step.
-
-    Attributes:
-        spikes: Each layer's spikes of this step, ``[B, *shape]`` (differentiable).
-        membranes: Each layer's membrane after the step, or ``None`` unless recorded.
-        spike_counts: Spikes emitted per layer, ``[B, L]``.
-        synops: Effective synaptic operations per receiving layer, ``[B, L]``.
-        forward_steps: Forward steps (rounds of spike delivery) used per sample, ``[B]``.
-    """
-
-    spikes: tuple[Tensor, ...]
-    membranes: tuple[Tensor, ...] | None
-    spike_counts: Tensor
-    synops: Tensor
-    forward_steps: Tensor
+__all__ = ["Scheduler", "Record", "SimContext", "StepOutput", "detach_tree"]
 
 
 class Scheduler:
@@ -115,14 +59,20 @@ class Scheduler:
         """
         return self
 
-    def carry(self, ctx: SimContext, state: Any) -> Any:
-        """Prepare ``state`` (a ``final_state`` of an earlier simulation) to start a new one.
+    def carry(self, ctx: SimContext, state: Any, inputs: Tensor) -> Any:
+        """Prepare ``state`` (a ``final_state`` of an earlier simulation) to start a new one,
+        of ``inputs`` ``[T, B, *features]``.
 
         Cuts its autograd history (truncated BPTT: the earlier graph may already have been
         back-propagated) and rebuilds anything derived from parameters. Default: detach every
         tensor of the (nested) state.
         """
         return detach_tree(state)
+
+    def backend(self, state: Any) -> str:
+        """Which backend ran the simulation whose state is ``state`` (``"torch"`` unless the
+        scheduler has another, e.g. the asynchronous engine's ``"native"`` kernel)."""
+        return "torch"
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:

@@ -162,7 +162,7 @@ class Pipelined(Scheduler):
         """Each layer's constant current ``ops(0)`` with biases, in the compute dtype."""
         return tuple(layer.bias_current(self._dtype(ctx), ctx.device) for layer in ctx.graph.layers)
 
-    def carry(self, ctx: SimContext, state: PipelinedState) -> PipelinedState:
+    def carry(self, ctx: SimContext, state: PipelinedState, inputs: Tensor) -> PipelinedState:
         """Detach a carried state and rebuild the bias currents (they derive from parameters)."""
         return detach_tree(state)._replace(biases=self._biases(ctx))
 

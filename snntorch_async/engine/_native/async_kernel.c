@@ -3,7 +3,7 @@
  * Runs, for every sample of the batch, the forward steps of one time step that follow the input
  * frame, for networks whose spiking layers are each one nn.Linear feeding snn.Leaky neurons.
  * The semantics and the floating-point arithmetic are exactly those of the torch code in
- * async_engine.py (its inference path with sparse deliveries); tests compare the two bit for bit.
+ * engine/torch_backend.py (its inference path with sparse deliveries); tests compare the two bit for bit.
  *
  * Per sample and forward step:
  *   select   the pending sources with the F highest keys (ties: lower source index first), or
@@ -45,43 +45,69 @@ static int by_int_asc(const void *a, const void *b) {
 
 enum { MODE_RANDOM = 0, MODE_MEMBRANE = 1, MODE_INDEX = 2 };
 
-/* Returns 0 on success, -1 when memory could not be allocated (nothing was changed then). */
-int sa_async_steps(
-    int64_t B, int64_t L, int64_t N, int64_t S,
-    const int64_t *lay_off,   /* [L+1] neuron offsets into the [B, N] arrays */
-    const int64_t *grp_off,   /* [G+1] source offsets into the [B, S] arrays */
-    const int64_t *tgt_grp,   /* [L] group whose sources feed a layer, -1 for none */
-    const int64_t *lay_grp,   /* [L] group fed by a layer's spikes, -1 for the output layer */
-    const float *const *wt,   /* [L] transposed weights [in_l, n_l], contiguous */
-    const float *const *bias, /* [L] bias [n_l] or NULL */
-    const uint8_t *lay_sub,   /* [L] subtract reset: membrane = decayed + acc - sub */
-    const uint8_t *lay_zero,  /* [L] zero reset: current after firing is discarded */
-    const float *fan,         /* [S] non-zero fan-out of each source (synaptic operations) */
-    const float *thr,         /* [N] threshold */
-    const uint8_t *cand,      /* [B, N] candidates: fire on the bias alone, or NULL (none) */
-    const float *frame_cur,   /* [B, n_0] the input frame's current into layer 0 (bias included),
+/* What stays fixed during one simulation (mirrored field by field, by name, by the ctypes
+ * Structure KernelPlan in snntorch_async/engine/native.py; tests/test_native.py checks that the
+ * two declarations agree). */
+typedef struct {
+    int64_t B, L, N, S;
+    const int64_t *lay_off;   /* [L+1] neuron offsets into the [B, N] arrays */
+    const int64_t *grp_off;   /* [G+1] source offsets into the [B, S] arrays */
+    const int64_t *tgt_grp;   /* [L] group whose sources feed a layer, -1 for none */
+    const int64_t *lay_grp;   /* [L] group fed by a layer's spikes, -1 for the output layer */
+    const float *const *wt;   /* [L] transposed weights [in_l, n_l], contiguous */
+    const float *const *bias; /* [L] bias [n_l] or NULL */
+    const uint8_t *lay_sub;   /* [L] subtract reset: membrane = decayed + acc - sub */
+    const uint8_t *lay_zero;  /* [L] zero reset: current after firing is discarded */
+    const float *fan;         /* [S] non-zero fan-out of each source (synaptic operations) */
+    const float *thr;         /* [N] threshold */
+    int64_t mode;             /* the ordering: MODE_RANDOM, MODE_MEMBRANE or MODE_INDEX */
+    int64_t F;                /* forward group size (>= 1) */
+    int64_t max_fs;           /* max forward steps per time step, -1 none */
+    int64_t stop_k;           /* stop_on_output, -1 off */
+    int64_t full_eval;        /* full layer evaluation */
+} sa_plan;
+
+/* One time step's arrays (mirrored by the ctypes Structure KernelStep). */
+typedef struct {
+    const uint8_t *cand;      /* [B, N] candidates: fire on the bias alone, or NULL (none) */
+    const float *frame_cur;   /* [B, n_0] the input frame's current into layer 0 (bias included),
                                  delivered in a first forward step; NULL: no input frame */
-    const float *decayed,     /* [B, N] */
-    const float *sub,         /* [B, N] reset * threshold (read where lay_sub) */
-    float *acc,               /* [B, N] in/out: the step's accumulated current */
-    uint8_t *fired,           /* [B, N] in/out */
-    uint8_t *evald,           /* [B, N] in/out */
-    float *spikes,            /* [B, N] in/out: the step's spike record */
-    float *pend,              /* [B, S] in/out: pending spike values */
-    float *key,               /* [B, S] in/out: keys of pending sources */
-    float *prio,              /* [B, S] in/out: recorded membrane (MODE_MEMBRANE) */
-    const float *noise,       /* [B, S] RANDOM: Exp(1) draws; MEMBRANE: jitter * U(0, 1) */
-    float *clock,             /* [B] in/out (MODE_RANDOM) */
-    int64_t mode,
-    uint8_t *reached,         /* [B, L] in/out */
-    float *synops,            /* [B, L] in/out */
-    int64_t *fsteps,          /* [B] in/out */
-    int64_t *out_at,          /* [B] in/out: forward step of the first output spike, -1 none */
-    int64_t F,                /* forward group size (>= 1) */
-    int64_t max_fs,           /* max forward steps per time step, -1 none */
-    int64_t stop_k,           /* stop_on_output, -1 off */
-    int64_t full_eval)
+    const float *decayed;     /* [B, N] */
+    const float *sub;         /* [B, N] reset * threshold (read where lay_sub) */
+    float *acc;               /* [B, N] in/out: the step's accumulated current */
+    uint8_t *fired;           /* [B, N] in/out */
+    uint8_t *evald;           /* [B, N] in/out */
+    float *spikes;            /* [B, N] in/out: the step's spike record */
+    float *pend;              /* [B, S] in/out: pending spike values */
+    float *key;               /* [B, S] in/out: keys of pending sources */
+    float *prio;              /* [B, S] in/out: recorded membrane (MODE_MEMBRANE) */
+    const float *noise;       /* [B, S] RANDOM: Exp(1) draws; MEMBRANE: jitter * U(0, 1) */
+    float *clock;             /* [B] in/out (MODE_RANDOM) */
+    uint8_t *reached;         /* [B, L] in/out */
+    float *synops;            /* [B, L] in/out */
+    int64_t *fsteps;          /* [B] in/out */
+    int64_t *out_at;          /* [B] in/out: forward step of the first output spike, -1 none */
+} sa_step;
+
+/* Returns 0 on success, -1 when memory could not be allocated (nothing was changed then). */
+int sa_async_steps(const sa_plan *plan, const sa_step *step)
 {
+    const int64_t B = plan->B, L = plan->L, N = plan->N, S = plan->S;
+    const int64_t *lay_off = plan->lay_off, *grp_off = plan->grp_off;
+    const int64_t *tgt_grp = plan->tgt_grp, *lay_grp = plan->lay_grp;
+    const float *const *wt = plan->wt, *const *bias = plan->bias;
+    const uint8_t *lay_sub = plan->lay_sub, *lay_zero = plan->lay_zero;
+    const float *fan = plan->fan, *thr = plan->thr;
+    const int64_t mode = plan->mode, F = plan->F, max_fs = plan->max_fs, stop_k = plan->stop_k;
+    const int64_t full_eval = plan->full_eval;
+    const uint8_t *cand = step->cand;
+    const float *frame_cur = step->frame_cur, *decayed = step->decayed, *sub = step->sub;
+    float *acc = step->acc, *spikes = step->spikes, *pend = step->pend, *key = step->key;
+    float *prio = step->prio, *clock = step->clock, *synops = step->synops;
+    const float *noise = step->noise;
+    uint8_t *fired = step->fired, *evald = step->evald, *reached = step->reached;
+    int64_t *fsteps = step->fsteps, *out_at = step->out_at;
+
     int64_t max_n = 0;
     for (int64_t l = 0; l < L; l++) {
         int64_t n = lay_off[l + 1] - lay_off[l];

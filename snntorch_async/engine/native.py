@@ -1,0 +1,328 @@
+"""The native backend: the asynchronous engine's forward steps in C (optional, CPU inference).
+
+The asynchronous engine's inner loop (select, deliver, integrate, fire — once per forward step,
+about one hundred times per time step at ``F = 1``) is bound by per-operation overhead when written
+with torch tensors. For the common case — every spiking layer one ``nn.Linear`` feeding
+``snn.Leaky`` neurons, float32 on the CPU, no gradient needed — a small C kernel
+(``_native/async_kernel.c``, part of this package) runs that loop per sample instead. It computes
+exactly what the torch code computes, bit for bit (tested in ``tests/test_native.py``).
+
+The kernel is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``) into
+a per-user cache (``$SNNTORCH_ASYNC_CACHE``, default ``~/.cache/snntorch_async``), in well under a
+second. Without a compiler everything still works through the torch code, only slower; one warning
+says so. Set ``SNNTORCH_ASYNC_NATIVE=0`` to switch the kernel off (or use :func:`use_native`).
+
+The boundary: ``plan.choose_backend`` decides once per simulation (in ``build_plan``) which
+backend runs it, asking :func:`runs`; :class:`KernelPlan` (fixed per simulation) and :class:`KernelStep` (one time
+step's arrays) are ``ctypes.Structure`` mirrors of the C structs ``sa_plan`` and ``sa_step``,
+field by field and by name (``tests/test_native.py`` compares the two declarations). A backward
+kernel or a CUDA backend would add its own structs and a backend class beside
+:class:`NativeBackend`, and one more branch in ``plan.choose_backend``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..neurons import SUBTRACT, ZERO, LeakyNeuron
+from ..context import SimContext
+from .currents import layer_current
+from .orderings import Ordering
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import AsyncPlan
+    from .step import StepWork
+
+__all__ = ["use_native", "enabled", "available", "library", "runs", "NativeBackend",
+           "KernelPlan", "KernelStep"]
+
+SOURCE = Path(__file__).with_name("_native") / "async_kernel.c"
+FLAGS = ["-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
+
+_lib = None
+_tried = False
+_enabled: bool | None = None  # None: follow the environment variable
+
+
+def _env_enabled() -> bool:
+    value = os.environ.get("SNNTORCH_ASYNC_NATIVE", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def enabled() -> bool:
+    """Whether the engine may use the native kernel (``use_native`` or the environment)."""
+    return _env_enabled() if _enabled is None else _enabled
+
+
+@contextmanager
+def use_native(flag: bool):
+    """Context manager: run the asynchronous engine with (``True``) or without the kernel.
+
+    Example: compare both paths, or time the torch path::
+
+        with snntorch_async.native.use_native(False):
+            r = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1))
+    """
+    global _enabled
+    old = _enabled
+    _enabled = bool(flag)
+    try:
+        yield
+    finally:
+        _enabled = old
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("SNNTORCH_ASYNC_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "snntorch_async"
+
+
+def _compiler() -> str | None:
+    for c in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if c and shutil.which(c):
+            return c
+    return None
+
+
+def _build() -> ctypes.CDLL:
+    src = SOURCE.read_bytes()
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (looked for $CC, cc, gcc, clang)")
+    tag = hashlib.sha256(src + " ".join([cc, *FLAGS, sys.platform,
+                                         sysconfig.get_platform()]).encode()).hexdigest()[:16]
+    out_dir = _cache_dir()
+    lib_path = out_dir / f"async_kernel_{tag}.so"
+    if not lib_path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        os.close(fd)
+        try:
+            proc = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)],
+                                  capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:2000]}")
+            os.replace(tmp, lib_path)  # atomic: concurrent builders agree on the result
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    lib = ctypes.CDLL(str(lib_path))
+    fn = lib.sa_async_steps
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, or ``None`` when it is switched off or cannot be built (warned once)."""
+    global _lib, _tried
+    if not enabled():
+        return None
+    if not _tried:
+        _tried = True
+        try:
+            _lib = _build()
+        except Exception as e:  # noqa: BLE001 - any failure means: use the torch path
+            warnings.warn(
+                f"snntorch_async: the native asynchronous kernel is unavailable ({e}); the "
+                "asynchronous schedulers use the torch code instead (same results, slower at small "
+                "forward_group_size). Install a C compiler (e.g. apt install gcc) to enable it, or "
+                "set SNNTORCH_ASYNC_NATIVE=0 to silence this warning.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            _lib = None
+    return _lib
+
+
+def available() -> bool:
+    """Whether the native kernel is enabled and built (builds it on first call)."""
+    return library() is not None
+
+
+# ------------------------------------------------------------------ the C boundary
+_i64, _ptr, _pptr = ctypes.c_int64, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+
+
+class KernelPlan(ctypes.Structure):
+    """Mirror of the C struct ``sa_plan``: what stays fixed during one simulation."""
+
+    _fields_ = [
+        ("B", _i64), ("L", _i64), ("N", _i64), ("S", _i64),
+        ("lay_off", _ptr), ("grp_off", _ptr), ("tgt_grp", _ptr), ("lay_grp", _ptr),
+        ("wt", _pptr), ("bias", _pptr), ("lay_sub", _ptr), ("lay_zero", _ptr),
+        ("fan", _ptr), ("thr", _ptr),
+        ("mode", _i64), ("F", _i64), ("max_fs", _i64), ("stop_k", _i64), ("full_eval", _i64),
+    ]
+
+
+class KernelStep(ctypes.Structure):
+    """Mirror of the C struct ``sa_step``: one time step's arrays (``NULL`` where absent)."""
+
+    _fields_ = [
+        ("cand", _ptr), ("frame_cur", _ptr), ("decayed", _ptr), ("sub", _ptr), ("acc", _ptr),
+        ("fired", _ptr), ("evald", _ptr), ("spikes", _ptr), ("pend", _ptr), ("key", _ptr),
+        ("prio", _ptr), ("noise", _ptr), ("clock", _ptr), ("reached", _ptr), ("synops", _ptr),
+        ("fsteps", _ptr), ("out_at", _ptr),
+    ]
+
+
+def _heaviside_forward(neuron) -> bool:
+    """Whether the neuron's ``spike_grad`` is a plain Heaviside step forward (``x > 0`` -> 1)."""
+    fn = neuron.module.spike_grad
+    hit = neuron.__dict__.get("_heaviside")
+    if hit is None or hit[0] is not fn:
+        probe = torch.tensor([-1.0, -1e-30, 0.0, 1e-30, 1.0, 3.0])
+        with torch.no_grad():
+            try:
+                out = neuron.spike_fn(probe)
+                ok = bool(torch.equal(out, torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])))
+            except Exception:  # noqa: BLE001 - anything unusual: use the torch path
+                ok = False
+        hit = neuron.__dict__["_heaviside"] = (fn, ok)
+    return hit[1]
+
+
+def runs(ctx: SimContext, ordering: Ordering) -> bool:
+    """Whether the kernel can run this network (see docs/async.md, "The native kernel"):
+    float32, an ordering the kernel knows, every layer one ``nn.Linear`` (no delays) feeding
+    ``snn.Leaky`` neurons with a Heaviside forward (``plan.choose_backend`` adds the rest)."""
+    if not enabled() or ctx.dtype != torch.float32 or ordering.kernel_mode is None:
+        return False
+    for layer in ctx.graph.layers:
+        lin = layer.lone_linear
+        if (lin is None or lin.stateful or type(layer.neuron) is not LeakyNeuron
+                or lin.module.weight.dtype != torch.float32 or not _heaviside_forward(layer.neuron)):
+            return False
+    return True
+
+
+class NativeBackend:
+    """Forward steps in the C kernel; the plan's fixed arrays are made once, at the first step."""
+
+    name = "native"
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        self._plan: KernelPlan | None = None
+        self._keep: tuple = ()
+
+    def _kernel_plan(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork") -> KernelPlan:
+        if self._plan is not None:
+            return self._plan
+        layers, params, layout = ctx.graph.layers, ctx.params, plan.layout
+        L = len(layers)
+        lay_off = [0]
+        for layer in layers:
+            lay_off.append(lay_off[-1] + layer.neuron.numel)
+        groups = layout.groups
+        grp_off = [g.start for g in groups] + [layout.total]
+        lins = plan.lone_linear
+        wts = [work.weight_rows.of(op) for op in lins]
+        biases = [None if op.module.bias is None else op.module.bias.detach().contiguous()
+                  for op in lins]
+        fan = torch.cat([lins[g.target].fanout((g.size,), torch.float32).reshape(-1)
+                         for g in groups] + [torch.zeros(0)]).contiguous()
+        thr = torch.cat([torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
+                         for l, layer in enumerate(layers)]).to(torch.float32).contiguous()
+        feeding = [layout.feeding(l) for l in range(L)]
+        arrays = dict(
+            lay_off=(ctypes.c_int64 * (L + 1))(*lay_off),
+            grp_off=(ctypes.c_int64 * len(grp_off))(*grp_off),
+            tgt_grp=(ctypes.c_int64 * L)(*[-1 if g is None else g.index for g in feeding]),
+            lay_grp=(ctypes.c_int64 * L)(*[layout.hidden[l].index if l < L - 1 else -1
+                                           for l in range(L)]),
+            wt=(ctypes.c_void_p * L)(*[t.data_ptr() for t in wts]),
+            bias=(ctypes.c_void_p * L)(*[None if t is None else t.data_ptr() for t in biases]),
+            lay_sub=(ctypes.c_uint8 * L)(*[int(layer.neuron.reset == SUBTRACT) for layer in layers]),
+            lay_zero=(ctypes.c_uint8 * L)(*[int(layer.neuron.reset == ZERO) for layer in layers]),
+        )
+        stops = plan.stops
+        self._keep = (wts, biases, fan, thr, arrays, lay_off)
+        self._plan = KernelPlan(
+            B=ctx.batch, L=L, N=lay_off[-1], S=layout.total,
+            lay_off=ctypes.cast(arrays["lay_off"], _ptr), grp_off=ctypes.cast(arrays["grp_off"], _ptr),
+            tgt_grp=ctypes.cast(arrays["tgt_grp"], _ptr), lay_grp=ctypes.cast(arrays["lay_grp"], _ptr),
+            wt=ctypes.cast(arrays["wt"], _pptr), bias=ctypes.cast(arrays["bias"], _pptr),
+            lay_sub=ctypes.cast(arrays["lay_sub"], _ptr), lay_zero=ctypes.cast(arrays["lay_zero"], _ptr),
+            fan=fan.data_ptr(), thr=thr.data_ptr(),
+            mode=plan.ordering.kernel_mode, F=plan.forward_group_size,
+            max_fs=-1 if stops.max_forward_steps is None else stops.max_forward_steps,
+            stop_k=-1 if stops.stop_on_output is None else stops.stop_on_output,
+            full_eval=int(plan.full_layer_evaluation),
+        )
+        return self._plan
+
+    def forward_steps(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor) -> None:
+        kplan = self._kernel_plan(plan, ctx, work)
+        layers, params, layout = ctx.graph.layers, ctx.params, plan.layout
+        L, B, dt = len(layers), ctx.batch, ctx.dtype
+        shapes = [(B, *layer.shape) for layer in layers]
+
+        def flat(ts):
+            return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
+
+        bases = work.bases
+        decayed = flat([bases[l].decayed.expand(shapes[l]) for l in range(L)])
+        sub = flat([(bases[l].reset * params[l].threshold).expand(shapes[l])
+                    if layer.neuron.reset == SUBTRACT else torch.zeros(shapes[l], dtype=dt)
+                    for l, layer in enumerate(layers)])
+        cand = flat(work.candidates)
+        N, S = kplan.N, kplan.S
+        acc = torch.zeros((B, N), dtype=dt)
+        spikes = torch.zeros((B, N), dtype=dt)
+        fired = torch.zeros((B, N), dtype=torch.bool)
+        evald = torch.zeros((B, N), dtype=torch.bool)
+        frame = None
+        if layout.input is None:  # the input frame's current: the same module call as LayerSync
+            xin = x.flatten(1).view(B, *layers[0].in_shape)
+            first = torch.ones(B, dtype=torch.bool)
+            frame = layer_current(layers[0], None, xin, first, {}, work.synops[:, 0],
+                                  work.weight_rows).reshape(B, -1).contiguous()
+        else:
+            work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
+        pend = flat(work.pending) if work.pending else torch.zeros((B, 0), dtype=dt)
+        keys = work.keys
+        prio = flat(work.priority) if (plan.ordering.records_priority and work.priority) else None
+        noise = keys.noise if keys.noise is not None else torch.zeros((B, S), dtype=dt)
+
+        def ptr(t):
+            return None if t is None else t.data_ptr()
+
+        step = KernelStep(
+            cand=ptr(cand), frame_cur=ptr(frame), decayed=ptr(decayed), sub=ptr(sub),
+            acc=ptr(acc), fired=ptr(fired), evald=ptr(evald), spikes=ptr(spikes), pend=ptr(pend),
+            key=ptr(keys.keys), prio=ptr(prio), noise=ptr(noise), clock=ptr(keys.clock),
+            reached=ptr(work.reached), synops=ptr(work.synops), fsteps=ptr(work.forward_steps),
+            out_at=ptr(work.output_at),
+        )
+        if self.lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
+            raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
+
+        lay_off = self._keep[-1]
+
+        def per_layer(t):
+            return [t[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
+
+        work.spikes, work.current = per_layer(spikes), per_layer(acc)
+        groups = layout.groups
+        work.pending = [pend[:, g.columns] for g in groups]
+        if prio is not None:
+            work.priority = [prio[:, g.columns] for g in groups]

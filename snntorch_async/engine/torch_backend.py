@@ -1,0 +1,208 @@
+"""The torch backend: a time step's input frame and forward steps as torch operations.
+
+Runs every network the asynchronous schedulers accept, records gradients, and hosts every
+optional feature (delays, dropout, partial synchronisation, silent-gradient carriers). The loop
+of :meth:`TorchBackend.forward_steps` is *select → deliver → integrate and fire → settle*
+(``engine/step.py`` describes the rules).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..neurons import ZERO
+from ..context import SimContext
+from .currents import delayed_current, layer_current
+from .features import SilentCarriers, SyncThreshold, take
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import AsyncPlan
+    from .step import StepWork
+
+__all__ = ["TorchBackend", "TORCH"]
+
+
+def _bview(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+class TorchBackend:
+    """Forward steps in torch (see the module docstring)."""
+
+    name = "torch"
+
+    def forward_steps(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor) -> None:
+        layers, B, dev, dt = ctx.graph.layers, ctx.batch, ctx.device, ctx.dtype
+        L, layout, gen = len(layers), plan.layout, work.generator
+        work.current = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
+        work.fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
+        work.evaluated = [torch.zeros_like(f) for f in work.fired]
+        work.spikes = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
+        if plan.silent_gradients:
+            work.silent = SilentCarriers(layout, work.pending)
+        step = _ForwardStep(plan, ctx, work)
+        dropout = plan.dropout
+
+        # 2. input frame
+        if layout.input is None:
+            frame = x.flatten(1) if dropout is None else dropout.inputs(x.flatten(1), gen)
+            reach = torch.zeros((B, L), device=dev, dtype=torch.bool)
+            reach[:, 0] = True  # the whole frame arrives, even an all-zero one: layer 0 is reached
+            due = []  # delayed input events due now are part of this step's input frame
+            for g in layout.arrivals if plan.delays is not None else ():
+                if g.target == 0:
+                    arrived = work.pending[g.index]
+                    due.append((g.delay, arrived if dropout is None else dropout.inputs(arrived, gen)))
+                    work.pending[g.index] = torch.zeros_like(arrived)
+            step.deliver({0: frame}, reach, torch.ones(B, device=dev, dtype=torch.bool), False,
+                         {0: due}, exact_ok=False)
+        else:
+            work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
+
+        # 3. forward steps
+        candidate_in = [c.flatten(1).any(1) for c in work.candidates]
+        any_candidates = bool(torch.stack(candidate_in).any())
+        stopped = torch.zeros(B, device=dev, dtype=torch.bool)
+        no_source = torch.zeros((B, 0), device=dev, dtype=torch.bool)  # (single-layer networks)
+        F = plan.forward_group_size
+        while True:
+            pmask = torch.cat([p.detach() != 0 for p in work.pending] + [no_source], 1)
+            has_pending = pmask.any(1)
+            if any_candidates:
+                unreached = torch.stack([candidate_in[l] & ~work.reached[:, l] for l in range(L)], 1)
+                active = ~stopped & (has_pending | unreached.any(1))
+            else:  # (common case: no neuron can fire without input, nothing to settle)
+                active = ~stopped & has_pending
+            active = plan.stops.allow(active, work.forward_steps, work.output_at)
+            if not bool(active.any()):
+                break
+            # select: the F highest keys; ties: lower source index first (as the native kernel)
+            pmask &= active[:, None]
+            partial = not (F is None or F >= int(pmask.sum(1).max()))
+            if not partial:
+                sel = pmask
+            else:
+                ranked = work.keys.keys.masked_fill(~pmask, float("-inf"))
+                idx = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :F]
+                sel = torch.zeros_like(pmask).scatter_(1, idx, True) & pmask
+            if work.keys is not None:
+                plan.ordering.selected(work.keys, sel)
+            deliveries: dict[int, Tensor] = {}
+            arrivals: dict[int, list[tuple[int, Tensor]]] = {}
+            for g in layout.groups:
+                s = sel[:, g.columns]
+                if not bool(s.any()):
+                    continue
+                d, work.pending[g.index] = take(work.pending[g.index], s)
+                if dropout is not None:
+                    d = dropout.inputs(d, gen) if g.is_input else dropout.spikes(d, gen)
+                if work.silent is not None:
+                    d = work.silent.ride_along(g, d, s)
+                if g.delay:
+                    arrivals.setdefault(g.target, []).append((g.delay, d))
+                else:
+                    deliveries[g.target] = d
+            # settle: samples with nothing pending reach their lowest unreached candidate layer
+            settle = None
+            idle = active & ~has_pending
+            if any_candidates and bool(idle.any()):
+                lowest = torch.argmax(unreached.long(), 1)
+                settle = torch.zeros((B, L), device=dev, dtype=torch.bool)
+                settle[torch.arange(B, device=dev), lowest] = True
+                settle &= idle[:, None]
+                if work.silent is not None:  # the settled layer's silent inputs travel along
+                    work.silent.reach(settle, deliveries, L)
+            step.deliver(deliveries, settle, active, partial, arrivals)
+            stopped = plan.stops.stopped(stopped, work.forward_steps, work.output_at)
+
+
+class _ForwardStep:
+    """Deliver, integrate and fire: one forward step's effect on every receiving layer."""
+
+    def __init__(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork") -> None:
+        self.plan, self.ctx, self.work = plan, ctx, work
+        self.pools: list[dict] = [{} for _ in ctx.graph.layers]
+        self.sync = (SyncThreshold(plan.sync_threshold, work.current)
+                     if plan.sync_threshold is not None else None)
+
+    def deliver(self, deliveries: dict[int, Tensor], settle: Tensor | None, active: Tensor,
+                sparse: bool, arrived: dict[int, list[tuple[int, Tensor]]],
+                exact_ok: bool = True) -> None:
+        """Deliver ``deliveries[l]`` (source values ``[B, n]``) and the delayed ``arrived[l]``
+        into layer ``l``, and the settle reach ``settle`` ``[B, L]``; integrate; fire."""
+        plan, work, B = self.plan, self.work, self.ctx.batch
+        work.forward_steps.add_(active.long())
+        for l, layer in enumerate(self.ctx.graph.layers):
+            src = deliveries.get(l)
+            late = arrived.get(l, [])
+            has = (src.detach() != 0).any(1) if src is not None else None
+            for _, xk in late:
+                hk = (xk.detach() != 0).any(1)
+                has = hk if has is None else has | hk
+            go = settle[:, l] if settle is not None else None
+            if has is None and go is None:
+                continue
+            touched = has if go is None else (go if has is None else has | go)
+            if go is not None and not bool(touched.any()):  # (a delivery touches someone)
+                continue
+            first = touched & ~work.reached[:, l]
+            if src is None:
+                xin = torch.zeros((B, *layer.in_shape), device=self.ctx.device, dtype=self.ctx.dtype)
+            else:
+                xin = src.view(B, *layer.in_shape)
+            delay_op = plan.delays.ops[l] if plan.delays is not None else None
+            if delay_op is not None:
+                cur = delayed_current(delay_op, src, late, first, work.synops[:, l], work.current[l])
+                if src is not None:  # the delayed synapses' share travels: arrives k steps later
+                    plan.delays.send(l, src, work.queues)
+            else:
+                cur = layer_current(layer, plan.lone_linear[l], xin, first, self.pools[l],
+                                    work.synops[:, l], work.weight_rows, sparse,
+                                    plan.exact and exact_ok)
+            work.reached[:, l] |= first
+            self.integrate_and_fire(l, layer, cur, first, xin if src is not None else None)
+
+    def integrate_and_fire(self, l: int, layer, cur: Tensor, first: Tensor,
+                           delivered: Tensor | None) -> None:
+        plan, work, params = self.plan, self.work, self.ctx.params[l]
+        evaluated = cur.detach() != 0
+        if plan.full_layer_evaluation:
+            evaluated = evaluated | _bview(first, evaluated)
+        else:
+            evaluated = evaluated | (_bview(first, evaluated) & work.candidates[l])
+        if layer.neuron.reset == ZERO:
+            cur = torch.where(work.fired[l], torch.zeros_like(cur), cur)
+        work.current[l] = work.current[l] + cur
+        can = evaluated & ~work.fired[l]
+        mem, _ = layer.neuron.membrane(params, work.bases[l], work.current[l])
+        spk_all = layer.neuron.fire(params, mem)
+        if self.sync is not None:
+            if delivered is not None:
+                self.sync.receive(layer, delivered)
+            can = can & self.sync.allows(l)
+        spk = spk_all * can
+        new = spk.detach() > 0
+        work.fired[l] = work.fired[l] | new
+        # the record holds fired spikes here; a silent neuron gets one surrogate term per step
+        # (at its end-of-step membrane, see finish), however often it was evaluated
+        work.spikes[l] = work.spikes[l] + spk * new
+        work.evaluated[l] = work.evaluated[l] | can
+        if l == len(work.spikes) - 1:  # output spikes have no targets: they never become pending
+            work.output_at = plan.stops.output_fired(new.flatten(1), work.forward_steps,
+                                                     work.output_at)
+            return
+        group = plan.layout.hidden[l]
+        if work.silent is not None:
+            work.silent.add(l, spk_all * (can & ~new))
+        newf = new.flatten(1)
+        plan.ordering.fired(work.keys, group, newf, mem.detach().flatten(1),
+                            work.pending[group.index], work.priority)
+        # only fired spikes become pending (a silent neuron's zero output must not ride along
+        # with a later spike of the same neuron: that would double its gradient)
+        work.pending[group.index] = work.pending[group.index] + (spk * new).flatten(1)
+
+
+TORCH = TorchBackend()
