@@ -140,7 +140,8 @@ def test_cli_train_nproc_2_and_ctrl_c_on_the_launcher(tmp_path):
         while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
         if not ck.exists():  # never wait on a run that does not get there: stop it, show why
-            os.killpg(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail("no checkpoint within 180 s: " + proc.communicate(timeout=30)[1][-3000:])
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process
         out, err = proc.communicate(timeout=120)
