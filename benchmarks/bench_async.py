@@ -37,9 +37,12 @@ def build(gain: float, seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     kw = dict(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False)
     net = nn.Sequential(
-        nn.Linear(784, 256), snn.Leaky(**kw),
-        nn.Linear(256, 256), snn.Leaky(**kw),
-        nn.Linear(256, 10), snn.Leaky(output=True, **kw),
+        nn.Linear(784, 256),
+        snn.Leaky(**kw),
+        nn.Linear(256, 256),
+        snn.Leaky(**kw),
+        nn.Linear(256, 10),
+        snn.Leaky(output=True, **kw),
     )
     with torch.no_grad():
         for m in net:
@@ -104,8 +107,10 @@ def main() -> None:
     torch.manual_seed(0)
     net = build(args.gain)
     kernel = native.available()
-    print(f"784-256-256-10 Leaky, T={T}, batch {B}, CPU threads={torch.get_num_threads()}, "
-          f"gain={args.gain}, native kernel {'on' if kernel else 'unavailable'} (inference)")
+    print(
+        f"784-256-256-10 Leaky, T={T}, batch {B}, CPU threads={torch.get_num_threads()}, "
+        f"gain={args.gain}, native kernel {'on' if kernel else 'unavailable'} (inference)"
+    )
     async64 = sa.RandomAsync(forward_group_size=64, seed=0)
     for rate in (0.1, 0.3):
         x = (torch.rand(T, B, 784) < rate).float()
@@ -119,53 +124,72 @@ def main() -> None:
             }
             if kernel:  # the same runs through the torch code (kernel off)
                 fns["F=64 torch"] = lambda: without_kernel(net, x, async64)
-                fns["F=1 torch"] = lambda: without_kernel(net, x, sa.RandomAsync(forward_group_size=1))
+                fns["F=1 torch"] = lambda: without_kernel(
+                    net, x, sa.RandomAsync(forward_group_size=1)
+                )
             t = interleaved(fns, reps)
             fs = {
-                F: float(sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=F))
-                         .forward_steps.float().mean())
+                F: float(
+                    sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=F))
+                    .forward_steps.float()
+                    .mean()
+                )
                 for F in (64, 1)
             }
         print(f"\ninput rate {rate}: spike rate per layer {[round(v, 3) for v in rates]}")
-        print(f"  inference  LayerSync {t['LayerSync']:.3f} s | RandomAsync F=64 {t['F=64']:.3f} s "
-              f"({t['F=64'] / t['LayerSync']:.2f}x, target <= 3x, {fs[64]:.1f} forward steps/step) "
-              f"| F=1 {t['F=1']:.3f} s ({t['F=1'] / t['LayerSync']:.2f}x, target <= 15x, "
-              f"{fs[1]:.1f} forward steps/step)")
+        print(
+            f"  inference  LayerSync {t['LayerSync']:.3f} s | RandomAsync F=64 {t['F=64']:.3f} s "
+            f"({t['F=64'] / t['LayerSync']:.2f}x, target <= 3x, {fs[64]:.1f} forward steps/step) "
+            f"| F=1 {t['F=1']:.3f} s ({t['F=1'] / t['LayerSync']:.2f}x, target <= 15x, "
+            f"{fs[1]:.1f} forward steps/step)"
+        )
         if kernel:
-            print(f"  (torch code, native kernel off: F=64 {t['F=64 torch'] / t['LayerSync']:.2f}x, "
-                  f"F=1 {t['F=1 torch'] / t['LayerSync']:.2f}x)")
+            print(
+                f"  (torch code, native kernel off: F=64 {t['F=64 torch'] / t['LayerSync']:.2f}x, "
+                f"F=1 {t['F=1 torch'] / t['LayerSync']:.2f}x)"
+            )
         y = torch.randint(0, 10, (B,))
-        tt = interleaved({
-            "sync": lambda: train_step(net, x, y, sa.LayerSync()),
-            "async": lambda: train_step(net, x, y, async64),
-        }, reps)
+        tt = interleaved(
+            {
+                "sync": lambda: train_step(net, x, y, sa.LayerSync()),
+                "async": lambda: train_step(net, x, y, async64),
+            },
+            reps,
+        )
         mem_s = saved_bytes(lambda: train_step(net, x, y, sa.LayerSync()))
         mem_a = saved_bytes(lambda: train_step(net, x, y, async64))
-        print(f"  training step  LayerSync {tt['sync']:.3f} s | RandomAsync F=64 {tt['async']:.3f} s "
-              f"({tt['async'] / tt['sync']:.2f}x, target <= 5x); saved-for-backward memory "
-              f"{mem_s / 2**20:.1f} MiB vs {mem_a / 2**20:.1f} MiB ({mem_a / mem_s:.2f}x, target <= 2x)")
+        print(
+            f"  training step  LayerSync {tt['sync']:.3f} s | RandomAsync F=64 {tt['async']:.3f} s "
+            f"({tt['async'] / tt['sync']:.2f}x, target <= 5x); saved-for-backward memory "
+            f"{mem_s / 2**20:.1f} MiB vs {mem_a / 2**20:.1f} MiB ({mem_a / mem_s:.2f}x, target <= 2x)"
+        )
 
     print("\ntime against F (input rate 0.3, inference):")
     x = (torch.rand(T, B, 784) < 0.3).float()
     with torch.no_grad():
         fns = {"sync": lambda: sa.simulate(net, x)}
         for F in (1, 8, 64, None):
-            fns[F] = (lambda F=F: sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=F)))
+            fns[F] = lambda F=F: sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=F))
         t = interleaved(fns, reps)
     for k, v in t.items():
         name = "LayerSync" if k == "sync" else f"F={'all' if k is None else k}"
         print(f"  {name:>10}: {v:.3f} s ({v / t['sync']:.2f}x LayerSync)")
 
     print("\ntime against T (input rate 0.3, F=64, inference):")
-    for TT in ((10, 20, 40) if args.quick else (25, 50, 100, 200)):
+    for TT in (10, 20, 40) if args.quick else (25, 50, 100, 200):
         x = (torch.rand(TT, B, 784) < 0.3).float()
         with torch.no_grad():
-            t = interleaved({
-                "sync": lambda: sa.simulate(net, x),
-                "async": lambda: sa.simulate(net, x, scheduler=async64),
-            }, reps)
-        print(f"  T={TT:>4}: LayerSync {t['sync']:.3f} s, F=64 {t['async']:.3f} s "
-              f"({t['async'] / t['sync']:.2f}x)")
+            t = interleaved(
+                {
+                    "sync": lambda: sa.simulate(net, x),
+                    "async": lambda: sa.simulate(net, x, scheduler=async64),
+                },
+                reps,
+            )
+        print(
+            f"  T={TT:>4}: LayerSync {t['sync']:.3f} s, F=64 {t['async']:.3f} s "
+            f"({t['async'] / t['sync']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,10 @@ def main() -> None:
             out = launch(worker, name, args.batch, args.max_batches, nproc=n)
             samples = sum(s for s, _ in out.values())
             rate[n] = samples / max(t for _, t in out.values())
-        print(f"{name:18s} {rate[1]:10.1f} s/s {rate[2]:10.1f} s/s {rate[2] / rate[1]:6.2f}x", flush=True)
+        print(
+            f"{name:18s} {rate[1]:10.1f} s/s {rate[2]:10.1f} s/s {rate[2] / rate[1]:6.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

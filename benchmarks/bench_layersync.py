@@ -31,9 +31,12 @@ def build_model(seed: int = 0) -> nn.Sequential:
     """The benchmark network; weights ×3 so that every layer fires ~14 % of the time."""
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Linear(784, 256), snn.Leaky(beta=0.9, init_hidden=True),
-        nn.Linear(256, 256), snn.Leaky(beta=0.9, init_hidden=True),
-        nn.Linear(256, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True),
+        nn.Linear(784, 256),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.Linear(256, 256),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.Linear(256, 10),
+        snn.Leaky(beta=0.9, init_hidden=True, output=True),
     )
     with torch.no_grad():
         for m in model:
@@ -85,12 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         model.zero_grad(set_to_none=True)
         loss_fn(run_snntorch(model, x), targets).backward()
 
-    print(f"784-256-256-10 Leaky, T={args.steps}, batch {args.batch}, CPU, "
-          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, snntorch "
-          f"{snn.__version__}, snntorch-async {sa.__version__}; output spike rate {rate:.3f}")
+    print(
+        f"784-256-256-10 Leaky, T={args.steps}, batch {args.batch}, CPU, "
+        f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, snntorch "
+        f"{snn.__version__}, snntorch-async {sa.__version__}; output spike rate {rate:.3f}"
+    )
     worst = 0.0
-    for name, ours_fn, ref_fn in (("inference", infer_ours, infer_ref),
-                                  ("training step", train_ours, train_ref)):
+    for name, ours_fn, ref_fn in (
+        ("inference", infer_ours, infer_ref),
+        ("training step", train_ours, train_ref),
+    ):
         ours_fn(), ref_fn()  # warm-up
         t_ours, t_ref = [], []
         for i in range(args.repeats):
@@ -100,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         m_ours, m_ref = statistics.median(t_ours), statistics.median(t_ref)
         ratio = m_ours / m_ref
         worst = max(worst, ratio)
-        print(f"{name:14s} LayerSync {m_ours * 1e3:8.1f} ms   snnTorch {m_ref * 1e3:8.1f} ms   "
-              f"ratio {ratio:.3f}  (target <= {TARGET}: {'ok' if ratio <= TARGET else 'ABOVE'})")
+        print(
+            f"{name:14s} LayerSync {m_ours * 1e3:8.1f} ms   snnTorch {m_ref * 1e3:8.1f} ms   "
+            f"ratio {ratio:.3f}  (target <= {TARGET}: {'ok' if ratio <= TARGET else 'ABOVE'})"
+        )
     print(f"worst ratio {worst:.3f}")
     return 0
 

@@ -36,9 +36,15 @@ def model() -> nn.Sequential:
     torch.manual_seed(0)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
     m = nn.Sequential(
-        nn.Conv2d(2, 12, 5), nn.AvgPool2d(2), snn.Leaky(beta=0.9, threshold=0.5, **kw),
-        nn.Conv2d(12, 32, 5), nn.AvgPool2d(2), snn.Leaky(beta=0.9, threshold=0.5, **kw),
-        nn.Flatten(), nn.Linear(32 * 5 * 5, 10), snn.Leaky(beta=0.9, threshold=0.5, output=True, **kw),
+        nn.Conv2d(2, 12, 5),
+        nn.AvgPool2d(2),
+        snn.Leaky(beta=0.9, threshold=0.5, **kw),
+        nn.Conv2d(12, 32, 5),
+        nn.AvgPool2d(2),
+        snn.Leaky(beta=0.9, threshold=0.5, **kw),
+        nn.Flatten(),
+        nn.Linear(32 * 5 * 5, 10),
+        snn.Leaky(beta=0.9, threshold=0.5, output=True, **kw),
     )
     with torch.no_grad():
         for name, p in m.named_parameters():
@@ -74,7 +80,9 @@ def lava_time_per_step(path: Path, x: np.ndarray) -> tuple[float, float, np.ndar
     return t1 - t0, (t2 - t1) / (T - 1), out
 
 
-def build_time_per_step(spec, x: np.ndarray, conv_as_dense: bool) -> tuple[float, float, np.ndarray]:
+def build_time_per_step(
+    spec, x: np.ndarray, conv_as_dense: bool
+) -> tuple[float, float, np.ndarray]:
     """``lava_bridge.build`` + ``run``: (compile + first step s, s per further step, output spikes)."""
     T = x.shape[0]
     net = build(spec, x, num_steps=T, conv_as_dense=conv_as_dense)
@@ -104,12 +112,16 @@ def main() -> int:
             "dense": export_netx(fixed, d / "dense.net", conv_as_dense=True),
         }
         spec_path = fixed.save(d / "spec.npz")
-        print(f"N-MNIST-sized net, {fixed.num_layers} layers, "
-              f"{sum(l.out_size for l in fixed.layers)} neurons, emulate: {int(ours.sum())} output spikes")
+        print(
+            f"N-MNIST-sized net, {fixed.num_layers} layers, "
+            f"{sum(l.out_size for l in fixed.layers)} neurons, emulate: {int(ours.sum())} output spikes"
+        )
         print(f"spec .npz (dense matrices, fixed point): {os.path.getsize(spec_path) / 1e6:.2f} MB")
         for k, p in files.items():
             print(f"netx {k:5s}: {os.path.getsize(p) / 1e6:.3f} MB")
-        print(f"file size ratio dense/conv: {os.path.getsize(files['dense']) / os.path.getsize(files['conv']):.0f}x")
+        print(
+            f"file size ratio dense/conv: {os.path.getsize(files['dense']) / os.path.getsize(files['conv']):.0f}x"
+        )
         try:
             import lava.lib.dl.netx  # noqa: F401
         except ImportError:
@@ -120,20 +132,31 @@ def main() -> int:
             first, step, out = lava_time_per_step(p, x)
             per[k] = step
             same = bool((out == ours).all())
-            print(f"Lava ({k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per step "
-                  f"({args.steps} steps, one sample); spikes == emulate: {same}")
+            print(
+                f"Lava ({k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per step "
+                f"({args.steps} steps, one sample); spikes == emulate: {same}"
+            )
         print(f"Lava time per step ratio dense/conv: {per['dense'] / per['conv']:.2f}x")
     m = model()
     with torch.no_grad():
-        piped = simulate(m, torch.tensor(x, dtype=torch.float32)[:, None],
-                         scheduler=Pipelined(float64=True, bias_timing="lava")).spikes[:, 0].numpy()
+        piped = (
+            simulate(
+                m,
+                torch.tensor(x, dtype=torch.float32)[:, None],
+                scheduler=Pipelined(float64=True, bias_timing="lava"),
+            )
+            .spikes[:, 0]
+            .numpy()
+        )
     for what, s, ref in (("fixed point", fixed, ours), ("float", spec, piped)):
         per = {}
         for k, dense in (("Conv", False), ("Dense", True)):
             first, step, out = build_time_per_step(s, x, dense)
             per[k] = step
-            print(f"build ({what}, {k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per "
-                  f"step; spikes == {'emulate' if s.fixed_point else 'Pipelined'}: {bool((out == ref).all())}")
+            print(
+                f"build ({what}, {k:5s}): compile+first step {first:.2f} s, {1e3 * step:.1f} ms per "
+                f"step; spikes == {'emulate' if s.fixed_point else 'Pipelined'}: {bool((out == ref).all())}"
+            )
         print(f"build ({what}) time per step ratio Dense/Conv: {per['Dense'] / per['Conv']:.2f}x")
     return 0
 

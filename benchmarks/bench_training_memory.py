@@ -35,8 +35,14 @@ def build(seed: int = 0):
 
     torch.manual_seed(seed)
     leaky = lambda **k: snn.Leaky(beta=0.9, threshold=0.25, init_hidden=True, **k)  # noqa: E731
-    return nn.Sequential(nn.Linear(784, 256), leaky(), nn.Linear(256, 256), leaky(),
-                         nn.Linear(256, 10), leaky(output=True))
+    return nn.Sequential(
+        nn.Linear(784, 256),
+        leaky(),
+        nn.Linear(256, 256),
+        leaky(),
+        nn.Linear(256, 10),
+        leaky(output=True),
+    )
 
 
 def scheduler_for(F):
@@ -50,7 +56,9 @@ def scheduler_for(F):
 
 def batch(T: int, B: int, rate: float = 0.2):
     g = torch.Generator().manual_seed(1)
-    return (torch.rand(T, B, 784, generator=g) < rate).float(), torch.randint(0, 10, (B,), generator=g)
+    return (torch.rand(T, B, 784, generator=g) < rate).float(), torch.randint(
+        0, 10, (B,), generator=g
+    )
 
 
 def graph_bytes(model, x, y, sched, k):
@@ -93,23 +101,33 @@ def child(F, T, B, k) -> dict:
     model, sched = build(), scheduler_for(F)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xw, yw = batch(2, B)
-    train_step(model, (xw, yw), scheduler=sched, optimizer=opt, loss_fn=SF.ce_rate_loss())  # warm-up
+    train_step(
+        model, (xw, yw), scheduler=sched, optimizer=opt, loss_fn=SF.ce_rate_loss()
+    )  # warm-up
     x, y = batch(T, B)
     with open("/proc/self/statm") as f:
         rss0 = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     t0 = time.perf_counter()
-    s = train_step(model, (x, y), scheduler=sched, optimizer=opt, loss_fn=SF.ce_rate_loss(),
-                   truncate_steps=k)
+    s = train_step(
+        model, (x, y), scheduler=sched, optimizer=opt, loss_fn=SF.ce_rate_loss(), truncate_steps=k
+    )
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     gb, fsteps = graph_bytes(build(), x, y, sched, k)
-    return {"rss_mb": max(0, peak - rss0) / 2**20, "graph_mb": gb / 2**20, "time_s": dt,
-            "density": s.spike_density, "fsteps": fsteps}
+    return {
+        "rss_mb": max(0, peak - rss0) / 2**20,
+        "graph_mb": gb / 2**20,
+        "time_s": dt,
+        "density": s.spike_density,
+        "fsteps": fsteps,
+    }
 
 
 def run(F, T, B, k) -> dict:
-    code = (f"import sys, json; sys.path.insert(0, {HERE!r}); import bench_training_memory as b; "
-            f"print(json.dumps(b.child({F!r}, {T}, {B}, {k!r})))")
+    code = (
+        f"import sys, json; sys.path.insert(0, {HERE!r}); import bench_training_memory as b; "
+        f"print(json.dumps(b.child({F!r}, {T}, {B}, {k!r})))"
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if out.returncode:
@@ -133,13 +151,17 @@ def main() -> None:
         for k in (None, 5):
             rows.append(("RandomAsync", "∞" if F == "inf" else F, T, k, run(F, T, B, k)))
     print(f"784-256-256-10 Leaky (thr 0.25), batch {B}, Bernoulli(0.2) inputs, CPU, 1 thread\n")
-    hdr = f"{'scheduler':<12} {'F':>4} {'T':>4} {'trunc k':>7} {'graph MB':>9} {'peak RSS MB':>11} " \
-          f"{'step s':>7} {'fwd steps/t':>11} {'density':>8}"
+    hdr = (
+        f"{'scheduler':<12} {'F':>4} {'T':>4} {'trunc k':>7} {'graph MB':>9} {'peak RSS MB':>11} "
+        f"{'step s':>7} {'fwd steps/t':>11} {'density':>8}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for name, F, T, k, r in rows:
-        print(f"{name:<12} {F:>4} {T:>4} {str(k or '-'):>7} {r['graph_mb']:>9.1f} {r['rss_mb']:>11.1f} "
-              f"{r['time_s']:>7.2f} {r['fsteps']:>11.1f} {r['density']:>8.4f}")
+        print(
+            f"{name:<12} {F:>4} {T:>4} {str(k or '-'):>7} {r['graph_mb']:>9.1f} {r['rss_mb']:>11.1f} "
+            f"{r['time_s']:>7.2f} {r['fsteps']:>11.1f} {r['density']:>8.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,18 +34,51 @@ def spec_dict(args) -> dict:
     F, fs = args.forward_group_size, args.eval_F
     evals = [{"name": "LayerSync", "type": "LayerSync"}]
     for f in fs:
-        evals += [{"name": f"RandomAsync F={f}", "type": "RandomAsync", "forward_group_size": f, "seed": 123},
-                  {"name": f"MomentumAsync F={f}", "type": "MomentumAsync", "forward_group_size": f, "seed": 123}]
+        evals += [
+            {
+                "name": f"RandomAsync F={f}",
+                "type": "RandomAsync",
+                "forward_group_size": f,
+                "seed": 123,
+            },
+            {
+                "name": f"MomentumAsync F={f}",
+                "type": "MomentumAsync",
+                "forward_group_size": f,
+                "seed": 123,
+            },
+        ]
     return {
-        "sweep": {"name": "paper_claim", "out": str(args.out / "sweep"), "seeds": list(range(args.seeds)),
-                  "threads": 1},
+        "sweep": {
+            "name": "paper_claim",
+            "out": str(args.out / "sweep"),
+            "seeds": list(range(args.seeds)),
+            "threads": 1,
+        },
         "model": {"zoo": "digits_mlp2", "hidden": args.hidden},
-        "data": {"dataset": "digits", "steps": args.steps, "batch_size": 32, "test_batch_size": 128},
-        "train": {"epochs": args.epochs, "lr": 2e-3, "scheduler": [
-            {"name": "sync-trained (LayerSync)", "type": "LayerSync"},
-            {"name": f"async-trained (RandomAsync F={F})", "type": "RandomAsync", "forward_group_size": F},
-            {"name": f"async-trained (MomentumAsync F={F})", "type": "MomentumAsync", "forward_group_size": F},
-        ]},
+        "data": {
+            "dataset": "digits",
+            "steps": args.steps,
+            "batch_size": 32,
+            "test_batch_size": 128,
+        },
+        "train": {
+            "epochs": args.epochs,
+            "lr": 2e-3,
+            "scheduler": [
+                {"name": "sync-trained (LayerSync)", "type": "LayerSync"},
+                {
+                    "name": f"async-trained (RandomAsync F={F})",
+                    "type": "RandomAsync",
+                    "forward_group_size": F,
+                },
+                {
+                    "name": f"async-trained (MomentumAsync F={F})",
+                    "type": "MomentumAsync",
+                    "forward_group_size": F,
+                },
+            ],
+        },
         "eval": evals,
     }
 
@@ -54,12 +87,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("-F", "--forward-group-size", type=int, default=8, help="F used for async training")
+    ap.add_argument(
+        "-F", "--forward-group-size", type=int, default=8, help="F used for async training"
+    )
     ap.add_argument("--eval-F", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--steps", type=int, default=20, help="time steps T")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, F in {1, 8}: a smoke run")
+    ap.add_argument(
+        "--quick", action="store_true", help="1 seed, 1 epoch, F in {1, 8}: a smoke run"
+    )
     ap.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
     ap.add_argument("--serial", action="store_true", help="no Ray: the jobs one after another here")
     args = ap.parse_args()
@@ -74,10 +111,14 @@ def main() -> None:
         f"--eval-F {' '.join(map(str, args.eval_F))} --steps {T} --hidden {args.hidden}` — "
         f"zoo.digits_mlp2 (64-{args.hidden}-{args.hidden}-10 Leaky, zero reset), rate-coded digits, "
         f"Adam lr 2e-3, batch 32; mean ± std over {args.seeds} seed(s). Decision latency: forward "
-        "steps (and time steps) after which the output arg-max no longer changes.")
+        "steps (and time steps) after which the output arg-max no longer changes."
+    )
     text, table = gather_table(
-        spec, outcomes, title=f"Sync-trained vs async-trained under asynchronous execution (digits, T={T})",
-        preamble=preamble)
+        spec,
+        outcomes,
+        title=f"Sync-trained vs async-trained under asynchronous execution (digits, T={T})",
+        preamble=preamble,
+    )
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "paper_claim.md").write_text(text + "\n")

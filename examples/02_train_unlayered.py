@@ -39,20 +39,26 @@ def main() -> None:
         nn.Linear(64, 64),
         snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False),
         nn.Linear(64, 10),
-        snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False,
-                  output=True),
+        snn.Leaky(
+            beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False, output=True
+        ),
     )
     scheduler = sa.RandomAsync(forward_group_size=args.forward_group_size, seed=0)
-    history = fit(model, train_loader, scheduler=scheduler,
-                  config=TrainConfig(epochs=epochs, lr=5e-3, seed=0))
+    history = fit(
+        model, train_loader, scheduler=scheduler, config=TrainConfig(epochs=epochs, lr=5e-3, seed=0)
+    )
     print("training loss per epoch:", [round(v, 4) for v in history.loss])
 
-    for name, sch in (("LayerSync", sa.LayerSync()), (f"RandomAsync F={args.forward_group_size}",
-                                                       scheduler)):
+    for name, sch in (
+        ("LayerSync", sa.LayerSync()),
+        (f"RandomAsync F={args.forward_group_size}", scheduler),
+    ):
         m = evaluate(model, test_loader, scheduler=sch).summary()
-        print(f"executed {name:16s} accuracy {m['accuracy']:.3f}  spike density "
-              f"{m['spike_density']:.3f}  decision after {m['decision_forward_steps']:.1f} "
-              "forward steps")
+        print(
+            f"executed {name:16s} accuracy {m['accuracy']:.3f}  spike density "
+            f"{m['spike_density']:.3f}  decision after {m['decision_forward_steps']:.1f} "
+            "forward steps"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,11 @@ import snntorch_async as sa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (for the test suite)")
-    parser.add_argument("--out", default=None,
-                        help="folder for the exported files (default: a new temporary folder)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for the exported files (default: a new temporary folder)",
+    )
     args = parser.parse_args()
     n_in, n_hid, T, B = (16, 12, 8, 2) if args.tiny else (64, 64, 25, 8)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="snntorch-async-export-"))
@@ -39,8 +42,9 @@ def main() -> None:
         nn.Linear(n_in, n_hid),
         snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False),
         nn.Linear(n_hid, 10),
-        snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False,
-                  output=True),
+        snn.Leaky(
+            beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False, output=True
+        ),
     )
     with torch.no_grad():  # stronger weights so that the small demo network spikes
         for m in model:
@@ -54,8 +58,10 @@ def main() -> None:
 
     # Lava timing: one time step per synaptic hop. Pipelined() runs our engine that way.
     piped = sa.simulate(model, inputs, scheduler=sa.Pipelined())
-    print(f"Pipelined (Lava timing): output lags the input by {piped.output_lag} steps, "
-          f"{int(piped.spikes.sum())} output spikes")
+    print(
+        f"Pipelined (Lava timing): output lags the input by {piped.output_lag} steps, "
+        f"{int(piped.spikes.sum())} output spikes"
+    )
 
     fixed = lava_bridge.quantize(spec).spec
     emulated = lava_bridge.emulate(fixed, inputs)
@@ -63,14 +69,17 @@ def main() -> None:
     # netx gives a layer's bias to Lava's LIF (into v from step 0): convert with that timing;
     # export_netx puts the network on netx's grid (weight exponent 0) itself
     lava_bridge.export_netx(
-        lava_bridge.convert(model, input_shape=(n_in,), bias_timing=sa.BiasTiming.LAVA), out / "net.h5"
+        lava_bridge.convert(model, input_shape=(n_in,), bias_timing=sa.BiasTiming.LAVA),
+        out / "net.h5",
     )
     lava_bridge.export_nir(spec, out / "net.nir")
     print(f"wrote {out / 'net.h5'} (lava-dl netx) and {out / 'net.nir'} (NIR)")
 
     if importlib.util.find_spec("lava") is None:
-        print("Lava is not installed here, so the network was not run on Lava. Enable it with "
-              "Python 3.10: pip install 'snntorch-async[lava]' (or `make test`).")
+        print(
+            "Lava is not installed here, so the network was not run on Lava. Enable it with "
+            "Python 3.10: pip install 'snntorch-async[lava]' (or `make test`)."
+        )
         return
     result = lava_bridge.verify(model, inputs[:, :1])
     print(f"Lava vs our engine: {result.mismatches} mismatching spikes")

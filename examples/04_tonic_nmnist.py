@@ -30,20 +30,24 @@ SENSOR = (34, 34, 2)  # N-MNIST: x, y, polarity
 def datasets(args, T: int, n: int | None):
     if not args.synthetic:
         try:
-            train = load_tonic("nmnist", args.root, train=True, n_time_bins=T,
-                               download=args.download)
-            test = load_tonic("nmnist", args.root, train=False, n_time_bins=T,
-                              download=args.download)
+            train = load_tonic(
+                "nmnist", args.root, train=True, n_time_bins=T, download=args.download
+            )
+            test = load_tonic(
+                "nmnist", args.root, train=False, n_time_bins=T, download=args.download
+            )
             print(f"N-MNIST from {args.root}: {len(train)} train / {len(test)} test recordings")
         except DatasetNotFoundError as exc:
             print(f"N-MNIST not found ({exc})\n-> using synthetic N-MNIST-like events instead.")
             args.synthetic = True
     if args.synthetic:
         size = n or 2000
-        train = EventFrames(SyntheticEvents(size, SENSOR, seed=0), SENSOR, n_time_bins=T,
-                            binary=True)
-        test = EventFrames(SyntheticEvents(size // 4, SENSOR, seed=1), SENSOR, n_time_bins=T,
-                           binary=True)
+        train = EventFrames(
+            SyntheticEvents(size, SENSOR, seed=0), SENSOR, n_time_bins=T, binary=True
+        )
+        test = EventFrames(
+            SyntheticEvents(size // 4, SENSOR, seed=1), SENSOR, n_time_bins=T, binary=True
+        )
         print(f"synthetic events: {len(train)} train / {len(test)} test recordings")
     if n is not None:
         train = torch.utils.data.Subset(train, range(min(n, len(train))))
@@ -62,13 +66,19 @@ def main() -> None:
 
     train, test = datasets(args, T, n)
     x, y = next(iter(make_loader(train, batch_size=8)))
-    print(f"one batch: inputs {tuple(x.shape)} (time-major [T, B, p, y, x]), targets {tuple(y.shape)}")
+    print(
+        f"one batch: inputs {tuple(x.shape)} (time-major [T, B, p, y, x]), targets {tuple(y.shape)}"
+    )
 
     torch.manual_seed(0)
     model = build_zoo_model("nmnist_mlp", hidden=hidden)
     scheduler = sa.RandomAsync(forward_group_size=32, seed=0)
-    history = fit(model, make_loader(train, batch_size=32, shuffle=True, seed=0),
-                  scheduler=scheduler, config=TrainConfig(epochs=epochs, lr=5e-3, seed=0))
+    history = fit(
+        model,
+        make_loader(train, batch_size=32, shuffle=True, seed=0),
+        scheduler=scheduler,
+        config=TrainConfig(epochs=epochs, lr=5e-3, seed=0),
+    )
     print("training loss per epoch:", [round(v, 4) for v in history.loss])
     m = evaluate(model, make_loader(test, batch_size=64), scheduler=scheduler).summary()
     print(f"test accuracy {m['accuracy']:.3f}, spike density {m['spike_density']:.4f}")

@@ -149,7 +149,9 @@ def _input_data(spec: NetworkSpec, sample, num_steps: int | None) -> np.ndarray:
     flat = x.reshape(T, -1).T
     if spec.fixed_point:
         if not np.all(flat == np.round(flat)):
-            raise SpecFormatError("A fixed-point network takes integer (0/1 spike) inputs; got fractions.")
+            raise SpecFormatError(
+                "A fixed-point network takes integer (0/1 spike) inputs; got fractions."
+            )
     elif not np.all(np.isfinite(flat)):
         raise SpecFormatError("build() got NaN or infinite input values.")
     data[:, :T] = flat
@@ -165,7 +167,11 @@ def _conv_form(layer, fixed: bool, where: str):
     if not fixed:
         return conv_kernel(layer, layer.weight, where)
     if layer.weight_exp != 0:  # Lava's fixed-point Conv applies no exponent
-        log.info("%s: weight_exp=%d; built as Dense (Lava's Conv has no exponent).", where, layer.weight_exp)
+        log.info(
+            "%s: weight_exp=%d; built as Dense (Lava's Conv has no exponent).",
+            where,
+            layer.weight_exp,
+        )
         return None
     from .emulator import loihi_weights
 
@@ -242,11 +248,17 @@ def build(
             (C, H, W), (O, Ho, Wo) = conv.in_shape, conv.out_shape
             lif_shape = (Wo, Ho, O)
             shaped = lambda a: whc(a, [O, Ho, Wo]) if isinstance(a, np.ndarray) else a  # noqa: E731
-            kw = dict(num_weight_bits=layer.num_weight_bits) if fixed else dict(
-                num_message_bits=INPUT_MESSAGE_BITS if i == 0 else 0)
+            kw = (
+                dict(num_weight_bits=layer.num_weight_bits)
+                if fixed
+                else dict(num_message_bits=INPUT_MESSAGE_BITS if i == 0 else 0)
+            )
             syn = Conv(
-                weight=lava_conv_weight(conv.kernel).astype(wtype), input_shape=(W, H, C),
-                padding=tuple(conv.padding[::-1]), stride=tuple(conv.stride[::-1]), **kw,
+                weight=lava_conv_weight(conv.kernel).astype(wtype),
+                input_shape=(W, H, C),
+                padding=tuple(conv.padding[::-1]),
+                stride=tuple(conv.stride[::-1]),
+                **kw,
             )
             port.reshape((C, H, W)).transpose([2, 1, 0]).connect(syn.s_in)
         nrn = layer.neuron
@@ -257,17 +269,27 @@ def build(
         elif lava_bias:
             bias_kw = dict(bias_mant=shaped(layer.bias.astype(np.float64)))
         lif = LIF(
-            shape=lif_shape, du=shaped(_param(nrn.du, fixed)), dv=shaped(_param(nrn.dv, fixed)),
-            vth=shaped(_param(nrn.vth, fixed)), name=f"lif{i}", **bias_kw,
+            shape=lif_shape,
+            du=shaped(_param(nrn.du, fixed)),
+            dv=shaped(_param(nrn.dv, fixed)),
+            vth=shaped(_param(nrn.vth, fixed)),
+            name=f"lif{i}",
+            **bias_kw,
         )
         syn.a_out.connect(lif.a_in)
         bias_syn = None
         if layer.bias is not None and not lava_bias:
             if on is None:
                 on = Source(data=np.ones((1, 1), dtype=wtype))
-            bkw = dict(weight_exp=layer.bias_exp, num_weight_bits=layer.num_weight_bits) if fixed else {}
+            bkw = (
+                dict(weight_exp=layer.bias_exp, num_weight_bits=layer.num_weight_bits)
+                if fixed
+                else {}
+            )
             bias_syn = DelayDense(
-                weights=layer.bias.astype(wtype)[:, None], delays=np.full((n, 1), i, dtype=int), **bkw
+                weights=layer.bias.astype(wtype)[:, None],
+                delays=np.full((n, 1), i, dtype=int),
+                **bkw,
             )
             on.s_out.connect(bias_syn.s_in)
             bias_out = bias_syn.a_out
@@ -285,8 +307,16 @@ def build(
         biases.append(bias_syn)
         sinks.append(sink)
     cfg = Loihi2SimCfg(select_tag="fixed_pt") if fixed else Loihi2SimCfg(select_tag="floating_pt")
-    log.debug("built %d Lava layers for %d steps (%s)", len(lifs), steps, "fixed_pt" if fixed else "float")
+    log.debug(
+        "built %d Lava layers for %d steps (%s)", len(lifs), steps, "fixed_pt" if fixed else "float"
+    )
     return BuiltNetwork(
-        spec=spec, source=source, synapses=tuple(synapses), lifs=tuple(lifs),
-        bias_synapses=tuple(biases), sinks=tuple(sinks), num_steps=steps, run_cfg=cfg,
+        spec=spec,
+        source=source,
+        synapses=tuple(synapses),
+        lifs=tuple(lifs),
+        bias_synapses=tuple(biases),
+        sinks=tuple(sinks),
+        num_steps=steps,
+        run_cfg=cfg,
     )

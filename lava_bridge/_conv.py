@@ -47,8 +47,12 @@ def _unroll(kernel: np.ndarray, geometry: dict) -> np.ndarray:
     C, H, W = geometry["in_shape"]
     n_in = C * H * W
     eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, C, H, W)
-    out = F.conv2d(eye, torch.tensor(kernel, dtype=torch.float64), stride=geometry["stride"],
-                   padding=geometry["padding"])
+    out = F.conv2d(
+        eye,
+        torch.tensor(kernel, dtype=torch.float64),
+        stride=geometry["stride"],
+        padding=geometry["padding"],
+    )
     return out.reshape(n_in, -1).T.numpy()
 
 
@@ -88,7 +92,9 @@ def conv_kernel(layer: LayerSpec, matrix: np.ndarray, where: str) -> ConvLayer |
     ys = [y for y in range(Ho) if y * sh - ph >= 0 and y * sh - ph + kh <= H]
     xs = [x for x in range(Wo) if x * sw - pw >= 0 and x * sw - pw + kw <= W]
     if not ys or not xs:
-        log.info("%s: no interior output position to read the kernel from; written as dense.", where)
+        log.info(
+            "%s: no interior output position to read the kernel from; written as dense.", where
+        )
         return None
     y0, x0 = ys[0], xs[0]
     rows = np.arange(O) * Ho * Wo + y0 * Wo + x0
@@ -114,7 +120,10 @@ def conv_layer(layer: LayerSpec, effective: np.ndarray, where: str) -> ConvLayer
         return None
     kernel = c.kernel.astype(np.int64)
     O, Ho, Wo = c.out_shape
-    peak = max(np.clip(kernel, 0, None).sum(axis=(1, 2, 3)).max(), -np.clip(kernel, None, 0).sum(axis=(1, 2, 3)).min())
+    peak = max(
+        np.clip(kernel, 0, None).sum(axis=(1, 2, 3)).max(),
+        -np.clip(kernel, None, 0).sum(axis=(1, 2, 3)).min(),
+    )
     if peak >= _A_LIMIT:
         log.info("%s: a sum could reach 2^23 (Lava's Conv clamps it); written as dense.", where)
         return None

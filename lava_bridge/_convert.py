@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch and snntorch_async are imported on first use (lava_bridge imports without torch)
+if (
+    TYPE_CHECKING
+):  # torch and snntorch_async are imported on first use (lava_bridge imports without torch)
     from snntorch_async.bias_timing import BiasTiming
     from snntorch_async.graph import Layer, NetworkGraph
     from torch import nn
@@ -37,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Largest dense matrix (elements) a convolution is unrolled into before we refuse.
 MAX_DENSE_ELEMENTS = 50_000_000
-
-
 
 
 def _op_kinds() -> dict:
@@ -140,7 +140,12 @@ def conv_geometry(layer: Layer) -> dict | None:
     if not ops or not isinstance(ops[0].module, nn.Conv2d) or len(layer.in_shape) != 3:
         return None
     c = ops[0].module
-    if c.groups != 1 or _pair(c.dilation) != [1, 1] or c.padding_mode != "zeros" or isinstance(c.padding, str):
+    if (
+        c.groups != 1
+        or _pair(c.dilation) != [1, 1]
+        or c.padding_mode != "zeros"
+        or isinstance(c.padding, str)
+    ):
         return None
     kernel, stride, padding = _pair(c.kernel_size), _pair(c.stride), _pair(c.padding)
     for op in ops[1:]:
@@ -158,11 +163,18 @@ def conv_geometry(layer: Layer) -> dict | None:
     n = int(np.prod(layer.shape))
     if n % out_c:
         return None
-    hw = [(i + 2 * p - k) // s + 1 for i, p, k, s in zip(layer.in_shape[1:], padding, kernel, stride)]
+    hw = [
+        (i + 2 * p - k) // s + 1 for i, p, k, s in zip(layer.in_shape[1:], padding, kernel, stride)
+    ]
     if out_c * hw[0] * hw[1] != n:
         return None
-    return dict(in_shape=list(layer.in_shape), out_shape=[out_c, *hw], kernel=kernel, stride=stride,
-                padding=padding)
+    return dict(
+        in_shape=list(layer.in_shape),
+        out_shape=[out_c, *hw],
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+    )
 
 
 def _neuron(layer: Layer, approximate_reset: bool) -> NeuronSpec:
@@ -184,7 +196,10 @@ def _neuron(layer: Layer, approximate_reset: bool) -> NeuronSpec:
         log.warning(
             "Layer %d ('%s'): approximating reset '%s' (reset_delay=%s) by Lava's zero reset; "
             "measure the mismatch with lava_bridge.verify.",
-            layer.index, layer.path, n.reset_name, n.reset_delay,
+            layer.index,
+            layer.path,
+            n.reset_name,
+            n.reset_delay,
         )
     with torch.no_grad():
         p = n.params()
@@ -260,13 +275,22 @@ def convert(
         if source == "conv2d-as-dense":
             log.info(
                 "Layer %d ('%s'): convolution unrolled into a dense %dx%d matrix (Lava Dense).",
-                layer.index, layer.path, w.shape[0], w.shape[1],
+                layer.index,
+                layer.path,
+                w.shape[0],
+                w.shape[1],
             )
         geometry = conv_geometry(layer) if source == "conv2d-as-dense" else None
         layers.append(
             LayerSpec(
-                name=layer.path, weight=w, neuron=neuron, shape=tuple(layer.shape), delay=d,
-                bias=b, source=source, bias_timing=timing.value,
+                name=layer.path,
+                weight=w,
+                neuron=neuron,
+                shape=tuple(layer.shape),
+                delay=d,
+                bias=b,
+                source=source,
+                bias_timing=timing.value,
                 meta={} if geometry is None else {"conv": geometry},
             )
         )

@@ -99,7 +99,9 @@ class QuantizeSettings:
                 f"weight_exp_range={self.weight_exp_range}."
             )
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
-            raise BridgeValueError(f"scale must be a positive finite number or None; got {self.scale}.")
+            raise BridgeValueError(
+                f"scale must be a positive finite number or None; got {self.scale}."
+            )
 
     @classmethod
     def slayer(cls) -> QuantizeSettings:
@@ -238,7 +240,11 @@ def layer_grid(
                 problems.append(f"weight_exp={e}: LIF bias_mant up to {peak:.0f} > {LIF_BIAS_MAX}")
                 continue
         if settings.guard_current:
-            b_peak = 0.0 if bias is None else float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
+            b_peak = (
+                0.0
+                if bias is None
+                else float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
+            )
             u_peak = worst_case_current(_on_grid(wq_real, wrange), e, du_q, bias=b_peak, slack=1)
             if u_peak >= U_LIMIT:
                 problems.append(f"weight_exp={e}: worst-case current {u_peak:.3g} >= 2^23")
@@ -318,7 +324,12 @@ def _quantize_layer(
 ) -> tuple[LayerSpec, LayerQuantReport]:
     n = layer.neuron
     grid = layer_grid(
-        layer.weight, n.vth, n.du, layer.bias, settings, where,
+        layer.weight,
+        n.vth,
+        n.du,
+        layer.bias,
+        settings,
+        where,
         lif_bias=layer.bias_timing == "lava",
     )
     s, e, be = grid.scale, grid.weight_exp, grid.bias_exp

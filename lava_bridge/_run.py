@@ -99,8 +99,11 @@ class LavaRun:
         self.started = True
         anchor = self.net.anchor
         try:
-            _timed(lambda: anchor.run(condition=RunSteps(num_steps=n), run_cfg=self.net.run_cfg),
-                   self.timeout, "run")
+            _timed(
+                lambda: anchor.run(condition=RunSteps(num_steps=n), run_cfg=self.net.run_cfg),
+                self.timeout,
+                "run",
+            )
         except LavaTimeoutError:
             self.stuck = True  # stop() would wait on the stuck process too: kill instead
             raise
@@ -138,7 +141,9 @@ class LavaRun:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise LavaRunError("This Lava session has been stopped; use it inside its `with` block.")
+            raise LavaRunError(
+                "This Lava session has been stopped; use it inside its `with` block."
+            )
 
 
 def _runtime_internals(net: BuiltNetwork):
@@ -160,7 +165,7 @@ def _kill_children(before: set, mi) -> int:
             if p.pid in before or not p.is_alive():
                 continue
             p.kill()
-            mp_join = getattr(multiprocessing.Process, "join")
+            mp_join = multiprocessing.Process.join
             mp_join(p, 5)  # Lava's SystemProcess.join() takes no timeout
             killed += 1
     smm = getattr(mi, "smm", None) if mi is not None else None
@@ -193,7 +198,9 @@ def run(
         LavaRunError: Lava raised while running.
     """
     if not isinstance(net, BuiltNetwork):
-        raise LavaRunError(f"run() expected a BuiltNetwork from lava_bridge.build; got {type(net).__name__}.")
+        raise LavaRunError(
+            f"run() expected a BuiltNetwork from lava_bridge.build; got {type(net).__name__}."
+        )
     before = {p.pid for p in multiprocessing.active_children()}
     session = LavaRun(net, timeout)
     failed = False
@@ -239,7 +246,9 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _stop(net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float, raise_errors: bool) -> None:
+def _stop(
+    net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float, raise_errors: bool
+) -> None:
     rt, mi = _runtime_internals(net)
     if not session.started or rt is None:
         return
@@ -254,8 +263,11 @@ def _stop(net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float,
     leftovers = [p for p in multiprocessing.active_children() if p.pid not in before]
     if error is not None or leftovers:
         killed = _kill_children(before, mi)
-        log.warning("Lava stop() %s; killed %d leftover child processes.",
-                    "failed" if error is not None else "left children", killed)
+        log.warning(
+            "Lava stop() %s; killed %d leftover child processes.",
+            "failed" if error is not None else "left children",
+            killed,
+        )
     if isinstance(error, KeyboardInterrupt):  # Ctrl-C during stop(): the children were killed
         raise KeyboardInterrupt from None
     if error is not None and raise_errors:
@@ -265,7 +277,9 @@ def _stop(net: BuiltNetwork, session: LavaRun, before: set, stop_timeout: float,
             f"Lava stop() failed: {type(error).__name__}: {error}. The child processes were killed."
         ) from error
     if error is not None:
-        log.warning("Lava stop() failed after an earlier error: %s: %s", type(error).__name__, error)
+        log.warning(
+            "Lava stop() failed after an earlier error: %s: %s", type(error).__name__, error
+        )
 
 
 @dataclass(frozen=True)
@@ -293,8 +307,6 @@ def run_spec(
     net = build(spec, sample, num_steps=num_steps, record_layers=record_layers)
     with run(net, timeout=timeout) as session:
         session.run()
-        layers = (
-            tuple(session.spikes(i) for i in range(spec.num_layers)) if record_layers else None
-        )
+        layers = tuple(session.spikes(i) for i in range(spec.num_layers)) if record_layers else None
         out = layers[-1] if layers is not None else session.spikes()
     return LavaOutput(spikes=out, layer_spikes=layers)

@@ -63,11 +63,17 @@ def simulate_spec(spec: NetworkSpec, inputs) -> np.ndarray:
     S, B = x.shape[:2]
     src = np.zeros((B, spec.input_size))
     state = []
-    for i, layer in enumerate(spec.layers):
+    for layer in spec.layers:
         n = layer.out_size
         depth = layer.max_delay + 1
-        state.append(dict(u=np.zeros((B, n)), v=np.zeros((B, n)), spk=np.zeros((B, n)),
-                          hist=np.zeros((depth, B, layer.in_size))))
+        state.append(
+            dict(
+                u=np.zeros((B, n)),
+                v=np.zeros((B, n)),
+                spk=np.zeros((B, n)),
+                hist=np.zeros((depth, B, layer.in_size)),
+            )
+        )
     out = np.zeros((S, B, spec.output_size))
     for s in range(S):
         for i, layer in enumerate(spec.layers):
@@ -214,7 +220,9 @@ def verify(
 
         from snntorch_async import NetworkGraph, Pipelined, simulate
 
-        ref = model.parameter() if isinstance(model, NetworkGraph) else next(model.parameters(), None)
+        ref = (
+            model.parameter() if isinstance(model, NetworkGraph) else next(model.parameters(), None)
+        )
         dtype = torch.float32 if ref is None else ref.dtype
         with torch.no_grad():
             sched = Pipelined(float64=True, bias_timing=spec.bias_timing)

@@ -419,7 +419,11 @@ def emulate(
                 spk, states[i] = _step_fast(p, states[i], a_in)
             else:
                 spk, states[i] = lif_fixed_step(
-                    states[i], a_in, du=p.du, dv=p.dv, vth=p.vth,
+                    states[i],
+                    a_in,
+                    du=p.du,
+                    dv=p.dv,
+                    vth=p.vth,
                     bias=0 if p.v_bias is None else p.v_bias,
                 )
             spk_rec[i].append(spk)

@@ -28,7 +28,12 @@ LOIHI_LIMITS = {
 
 
 def worst_case_current(
-    weight_mantissas: np.ndarray, weight_exp: int, du: np.ndarray, *, bias: float = 0.0, slack: float = 0.0
+    weight_mantissas: np.ndarray,
+    weight_exp: int,
+    du: np.ndarray,
+    *,
+    bias: float = 0.0,
+    slack: float = 0.0,
 ) -> float:
     """The largest ``|u|`` a layer can reach, in Lava's units (``a_in << 6``): the one bound.
 
@@ -46,7 +51,9 @@ def worst_case_current(
         The bound (float); Lava wraps ``u`` at :data:`U_LIMIT`.
     """
     w = np.asarray(weight_mantissas)
-    rows = max(np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0))
+    rows = max(
+        np.clip(w, 0, None).sum(1).max(initial=0), -np.clip(w, None, 0).sum(1).min(initial=0)
+    )
     du = np.asarray(du)
     gain = float(np.max(4096.0 / (du + 1))) if du.size else 1.0
     per_step = rows * 2.0**weight_exp + slack
@@ -54,7 +61,9 @@ def worst_case_current(
     return 64 * gain * per_step
 
 
-def _range_error(where: str, what: str, lo_hi: tuple[int, int], got_lo, got_hi, fix: str) -> LoihiLimitError:
+def _range_error(
+    where: str, what: str, lo_hi: tuple[int, int], got_lo, got_hi, fix: str
+) -> LoihiLimitError:
     lo, hi = lo_hi
     return LoihiLimitError(
         f"{where}: {what} must lie in {lo}..{hi} on Loihi; got values in {got_lo}..{got_hi}. {fix}"
@@ -75,7 +84,11 @@ def check_loihi_limits(spec: NetworkSpec) -> None:
             lo, hi = int(layer.delay.min()), int(layer.delay.max())
             if lo < 0 or hi > MAX_DELAY:
                 raise _range_error(
-                    where, "synaptic delays (time steps)", LOIHI_LIMITS["delay"], lo, hi,
+                    where,
+                    "synaptic delays (time steps)",
+                    LOIHI_LIMITS["delay"],
+                    lo,
+                    hi,
                     f"(Loihi holds 6 delay bits; Lava's DelayDense hangs at 64.) Fix: clip the "
                     f"delays to 0..{MAX_DELAY} (DelayedLinear(max_delay<={MAX_DELAY})).",
                 )
@@ -93,11 +106,17 @@ def check_loihi_limits(spec: NetworkSpec) -> None:
             ("weight mantissas", layer.weight, "weight", "Fix: quantize with a larger weight_exp."),
             ("du", nrn.du, "decay", "Fix: du is a 12-bit decay (4095 = clear each step)."),
             ("dv", nrn.dv, "decay", "Fix: dv is a 12-bit decay."),
-            ("vth (threshold mantissa)", nrn.vth, "vth",
-             "Fix: quantize with a smaller weight scale so the threshold fits 17 bits."),
+            (
+                "vth (threshold mantissa)",
+                nrn.vth,
+                "vth",
+                "Fix: quantize with a smaller weight scale so the threshold fits 17 bits.",
+            ),
         ]
         if layer.bias is not None:
-            checks.append(("bias mantissas", layer.bias, "weight", "Fix: quantize with a larger bias_exp."))
+            checks.append(
+                ("bias mantissas", layer.bias, "weight", "Fix: quantize with a larger bias_exp.")
+            )
         for what, a, key, fix in checks:
             lo, hi = LOIHI_LIMITS[key]
             if a.size and (a.min() < lo or a.max() > hi):
@@ -115,6 +134,10 @@ def check_loihi_limits(spec: NetworkSpec) -> None:
             lo, hi = LOIHI_LIMITS["bias_mant"]
             if b.min() < lo or b.max() > hi:
                 raise _range_error(
-                    where, "the LIF bias_mant (bias << bias_exp, bias_timing 'lava')", (lo, hi),
-                    int(b.min()), int(b.max()), "Fix: quantize with a smaller weight scale.",
+                    where,
+                    "the LIF bias_mant (bias << bias_exp, bias_timing 'lava')",
+                    (lo, hi),
+                    int(b.min()),
+                    int(b.max()),
+                    "Fix: quantize with a smaller weight scale.",
                 )

@@ -293,7 +293,12 @@ def export_netx(
         sim.create_dataset("Ts", data=float(spec.dt))
         if num_steps is not None:
             sim.create_dataset("tSample", data=int(num_steps))
-    log.info("wrote netx file %s (%d conv, %d dense layers)", path, len(convs), spec.num_layers - len(convs))
+    log.info(
+        "wrote netx file %s (%d conv, %d dense layers)",
+        path,
+        len(convs),
+        spec.num_layers - len(convs),
+    )
     return path
 
 

@@ -208,7 +208,9 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         try:
             graph = nir.read(str(source))
         except FileNotFoundError:
-            raise SpecFormatError(f"NIR file '{source}' does not exist. Fix: check the path.") from None
+            raise SpecFormatError(
+                f"NIR file '{source}' does not exist. Fix: check the path."
+            ) from None
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise SpecFormatError(
                 f"NIR file '{source}' cannot be read as a NIR graph: it is truncated, damaged or not "

@@ -158,7 +158,9 @@ class NeuronSpec:
 
     def _validated(self, fixed: bool, n: int, where: str) -> NeuronSpec:
         if self.kind not in NEURON_KINDS:
-            raise SpecFormatError(f"{where}: neuron kind must be one of {NEURON_KINDS}; got {self.kind!r}.")
+            raise SpecFormatError(
+                f"{where}: neuron kind must be one of {NEURON_KINDS}; got {self.kind!r}."
+            )
         if self.source_reset not in RESET_RULES:
             raise SpecFormatError(
                 f"{where}: source_reset must be one of {RESET_RULES}; got {self.source_reset!r}."
@@ -258,9 +260,15 @@ class LayerSpec:
                     f"{where}.delay: delays must be >= 0 time steps; got a minimum of "
                     f"{int(delay.min())}."
                 )
-        bias = None if self.bias is None else _arr(self.bias, fixed=fixed, what=f"{where}.bias", shape=(out,))
+        bias = (
+            None
+            if self.bias is None
+            else _arr(self.bias, fixed=fixed, what=f"{where}.bias", shape=(out,))
+        )
         if self.source not in SOURCE_KINDS:
-            raise SpecFormatError(f"{where}: source must be one of {SOURCE_KINDS}; got {self.source!r}.")
+            raise SpecFormatError(
+                f"{where}: source must be one of {SOURCE_KINDS}; got {self.source!r}."
+            )
         timing = getattr(self.bias_timing, "value", self.bias_timing)  # a BiasTiming or its token
         if timing not in BIAS_TIMINGS:
             raise SpecFormatError(
@@ -290,11 +298,22 @@ class LayerSpec:
         """Exact equality of every field (arrays compared element for element and by dtype)."""
         if not isinstance(other, LayerSpec):
             return False
-        scalars = ("name", "shape", "weight_exp", "bias_exp", "num_weight_bits", "source", "bias_timing")
+        scalars = (
+            "name",
+            "shape",
+            "weight_exp",
+            "bias_exp",
+            "num_weight_bits",
+            "source",
+            "bias_timing",
+        )
         return (
             all(getattr(self, k) == getattr(other, k) for k in scalars)
             and dict(self.meta) == dict(other.meta)
-            and all(_arrays_equal(getattr(self, k), getattr(other, k)) for k in ("weight", "delay", "bias"))
+            and all(
+                _arrays_equal(getattr(self, k), getattr(other, k))
+                for k in ("weight", "delay", "bias")
+            )
             and self.neuron.equals(other.neuron)
         )
 
@@ -337,7 +356,9 @@ class NetworkSpec:
         checked = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, LayerSpec):
-                raise SpecFormatError(f"layers[{i}]: expected a LayerSpec, got {type(layer).__name__}.")
+                raise SpecFormatError(
+                    f"layers[{i}]: expected a LayerSpec, got {type(layer).__name__}."
+                )
             checked.append(layer._validated(bool(self.fixed_point), size, f"layers[{i}]"))
             size = checked[-1].out_size
         dt = float(self.dt)
@@ -408,7 +429,9 @@ class NetworkSpec:
     def summary(self) -> str:
         """A one-line-per-layer description."""
         kind = "fixed point" if self.fixed_point else "float"
-        lines = [f"NetworkSpec v{self.version} ({kind}, dt={self.dt}): input {list(self.input_shape)}"]
+        lines = [
+            f"NetworkSpec v{self.version} ({kind}, dt={self.dt}): input {list(self.input_shape)}"
+        ]
         for i, l in enumerate(self.layers):
             extra = f", delays 0..{l.max_delay}" if l.delay is not None else ""
             extra += f", bias ({l.bias_timing})" if l.bias is not None else ""
@@ -501,18 +524,24 @@ def load(path: str | Path) -> NetworkSpec:
                 f"Spec file '{path}' holds pickled Python objects; spec files hold numeric arrays "
                 f"only and are never unpickled (allow_pickle=False). {_NPZ_HINT}"
             ) from None
-        raise SpecFormatError(f"Spec file '{path}' cannot be read as .npz ({e}). {_NPZ_HINT}") from None
+        raise SpecFormatError(
+            f"Spec file '{path}' cannot be read as .npz ({e}). {_NPZ_HINT}"
+        ) from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
         raise SpecFormatError(
             f"Spec file '{path}' is truncated or not an .npz archive ({type(e).__name__}: {e}). "
             f"{_NPZ_HINT}"
         ) from None
     if "header" not in data:
-        raise SpecFormatError(f"'{path}' is an .npz file but not a network spec (no header). {_NPZ_HINT}")
+        raise SpecFormatError(
+            f"'{path}' is an .npz file but not a network spec (no header). {_NPZ_HINT}"
+        )
     try:
         header = json.loads(str(data["header"]))
     except (TypeError, ValueError) as e:
-        raise SpecFormatError(f"Spec file '{path}' has an unreadable header ({e}). {_NPZ_HINT}") from None
+        raise SpecFormatError(
+            f"Spec file '{path}' has an unreadable header ({e}). {_NPZ_HINT}"
+        ) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise SpecFormatError(f"'{path}' is an .npz file but not a network spec. {_NPZ_HINT}")
     if header.get("version") not in READABLE_VERSIONS:
@@ -563,4 +592,3 @@ def load(path: str | Path) -> NetworkSpec:
 
 
 NetworkSpec.load = staticmethod(load)  # type: ignore[attr-defined]
-

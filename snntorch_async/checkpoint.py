@@ -48,7 +48,10 @@ class CheckpointError(SnnTorchAsyncError, ValueError):
 
 def architecture(model: nn.Module) -> list[str]:
     """Module paths and types, then state-dict names, shapes and dtypes, as strings."""
-    mods = [f"{n or '<root>'}:{type(m).__module__}.{type(m).__qualname__}" for n, m in model.named_modules()]
+    mods = [
+        f"{n or '<root>'}:{type(m).__module__}.{type(m).__qualname__}"
+        for n, m in model.named_modules()
+    ]
     tensors = [f"{k}:{list(v.shape)}:{v.dtype}" for k, v in model.state_dict().items()]
     return mods + tensors
 
@@ -64,8 +67,12 @@ def rng_state() -> dict[str, Any]:
     st: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = torch.cuda.get_rng_state_all()
@@ -78,7 +85,9 @@ def set_rng_state(st: dict[str, Any]) -> None:
     v, keys, gauss = st["python"]
     random.setstate((v, tuple(keys), gauss))
     n = st["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
 
@@ -101,8 +110,10 @@ def _diagnose(path: Path, exc: Exception) -> str:
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
         return f"it is not a PyTorch checkpoint ({size} bytes that do not start like one)"
     if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
-        return ("it holds pickled Python objects besides tensors and plain containers, which are "
-                "never loaded (they can run code); fit() never writes such objects")
+        return (
+            "it holds pickled Python objects besides tensors and plain containers, which are "
+            "never loaded (they can run code); fit() never writes such objects"
+        )
     return f"it is truncated or damaged ({size} bytes of an incomplete PyTorch archive)"
 
 
@@ -115,8 +126,10 @@ def load_checkpoint(path: str | os.PathLike, *, map_location=None) -> dict[str, 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"The checkpoint {str(path)!r} does not exist. Fix: check the path, "
-                              "or train first (fit with TrainConfig(checkpoint_path=...)).")
+        raise CheckpointError(
+            f"The checkpoint {str(path)!r} does not exist. Fix: check the path, "
+            "or train first (fit with TrainConfig(checkpoint_path=...))."
+        )
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - diagnosed and re-raised
@@ -140,7 +153,8 @@ def check_architecture(ck: dict, model: nn.Module, path) -> None:
         return
     old, new = set(ck["architecture"]), set(arch)
     diff = [f"checkpoint has {e}" for e in sorted(old - new)][:4] + [
-        f"model has {e}" for e in sorted(new - old)][:4]
+        f"model has {e}" for e in sorted(new - old)
+    ][:4]
     raise CheckpointError(
         f"The checkpoint {str(path)!r} was written for a different architecture than the model "
         f"given to fit(); differences: {'; '.join(diff) or 'module order'}. Fix: build the same "

@@ -133,7 +133,9 @@ class DelayedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         """One time step: ``x`` ``[B, in]`` → ``[B, out]`` (uses and updates ``self.history``)."""
         state = self.history
-        if state is not None and (state.shape[1:] != x.shape or state.shape[0] != self.max_delay + 1):
+        if state is not None and (
+            state.shape[1:] != x.shape or state.shape[0] != self.max_delay + 1
+        ):
             raise InputError(
                 f"DelayedLinear got input of shape {list(x.shape)} but its history holds inputs "
                 f"of shape {list(state.shape[1:])}. Fix: call .reset() on the layer (or "
@@ -160,7 +162,9 @@ def _delay_forward(
     weight: Tensor, delays: Tensor, bias: Tensor | None, x: Tensor, history: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Push ``x`` into ``history`` (newest first) and return ``Σₖ history[k] Wₖᵀ (+ b)``."""
-    history = torch.cat([x.unsqueeze(0), history[:-1]], 0) if history.shape[0] > 1 else x.unsqueeze(0)
+    history = (
+        torch.cat([x.unsqueeze(0), history[:-1]], 0) if history.shape[0] > 1 else x.unsqueeze(0)
+    )
     present = torch.unique(delays).tolist()
     if present == [0]:
         return F.linear(x, weight, bias), history
@@ -205,7 +209,9 @@ class DelayedLinearOp(LinearOp):
         # the buffer may have been edited after construction: checked once per simulation
         _check_delay_range(self.module.delays, "DelayedLinear (delays buffer, as now set)")
         inp = self.module.in_features
-        return DelayLineState(torch.zeros((self.max_delay + 1, batch, inp), device=device, dtype=dtype))
+        return DelayLineState(
+            torch.zeros((self.max_delay + 1, batch, inp), device=device, dtype=dtype)
+        )
 
     def _weight(self, dtype: torch.dtype) -> Tensor:
         w = self.module.weight

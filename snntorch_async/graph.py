@@ -86,7 +86,9 @@ def register_op(module_type: type, factory: Callable[[nn.Module, str], Op], vali
 
 
 def _supported_names() -> str:
-    names = [f"nn.{t.__name__}" if t.__module__.startswith("torch") else t.__name__ for t in OP_TABLE]
+    names = [
+        f"nn.{t.__name__}" if t.__module__.startswith("torch") else t.__name__ for t in OP_TABLE
+    ]
     names += [f"snn.{t.__name__}" for t in NEURON_TABLE]
     return ", ".join(names) + " inside nn.Sequential"
 
@@ -144,7 +146,9 @@ class Layer:
         for op in self.ops:
             if isinstance(op, LinearOp) and found is None:
                 found = op
-            elif isinstance(op, FlattenOp) or (isinstance(op, IdentityOp) and not op.module.training):
+            elif isinstance(op, FlattenOp) or (
+                isinstance(op, IdentityOp) and not op.module.training
+            ):
                 continue
             else:
                 return None
@@ -166,8 +170,9 @@ class Layer:
             return None
         ref = next(op.module.weight for op in self.ops if op.weighted)
         dtype = ref.dtype if dtype is None else dtype
-        x = torch.zeros((1, *self.in_shape), device=ref.device if device is None else device,
-                        dtype=dtype)
+        x = torch.zeros(
+            (1, *self.in_shape), device=ref.device if device is None else device, dtype=dtype
+        )
         for op in self.ops:
             if op.weighted:
                 x = op.apply(x, op.module.weight.to(device=x.device, dtype=dtype))
@@ -200,8 +205,9 @@ class Layer:
                 x[torch.arange(n), torch.arange(start, start + n)] = 1.0
                 x = x.reshape(n, *self.in_shape)
                 for op in ops:
-                    x = op.apply(x, op.module.weight.detach().to("cpu", dtype) if op.weighted
-                                 else None)
+                    x = op.apply(
+                        x, op.module.weight.detach().to("cpu", dtype) if op.weighted else None
+                    )
                 cols.append(x.reshape(n, -1))
         return torch.cat(cols, 0).T.contiguous()
 
@@ -358,8 +364,10 @@ def read_model(model: nn.Module, input_shape: tuple[int, ...] | torch.Size) -> N
         elif t in NEURON_TABLE:
             _check_neuron(m, path)
             if not any(op.weighted for op in pending_ops):
-                where = "at the start of the model" if not layers else (
-                    f"right after the neuron '{layers[-1].path}'"
+                where = (
+                    "at the start of the model"
+                    if not layers
+                    else (f"right after the neuron '{layers[-1].path}'")
                 )
                 raise ModelStructureError(
                     f"Neuron '{path}' ({t.__name__}) comes {where} with no nn.Linear or nn.Conv2d "
@@ -371,7 +379,14 @@ def read_model(model: nn.Module, input_shape: tuple[int, ...] | torch.Size) -> N
             neuron = NEURON_TABLE[t](m, path, nshape)
             _param_shape_check(neuron, nshape)
             layers.append(
-                Layer(len(layers), tuple(pending_ops), neuron, layer_in_shape, nshape, tuple(op_shapes))
+                Layer(
+                    len(layers),
+                    tuple(pending_ops),
+                    neuron,
+                    layer_in_shape,
+                    nshape,
+                    tuple(op_shapes),
+                )
             )
             pending_ops, op_shapes = [], []
             layer_in_shape = nshape

@@ -386,8 +386,10 @@ def evaluate(
     from tqdm.auto import tqdm
 
     if not isinstance(model, nn.Module):
-        raise InputError(f"evaluate() takes the model first; got {type(model).__name__}. Fix: "
-                         "evaluate(model, data, scheduler=...).")
+        raise InputError(
+            f"evaluate() takes the model first; got {type(model).__name__}. Fix: "
+            "evaluate(model, data, scheduler=...)."
+        )
     if torch.is_tensor(data) or not isinstance(data, Iterable):
         raise InputError(
             f"evaluate() expects data as an iterable of batches (inputs [T, B, *features], "

@@ -30,12 +30,18 @@ def _warn_clamped(m: nn.Module, path: str, has_syn: bool) -> None:
             log.warning(
                 "Neuron '%s' (%s): %s = %s lies outside [0, 1]; snnTorch clamps it to [0, 1] (so "
                 "it acts as %s), and so does snntorch-async. Fix: pass %s in [0, 1].",
-                path, type(m).__name__, name, _short(v), _short(v.clamp(0, 1)), name,
+                path,
+                type(m).__name__,
+                name,
+                _short(v),
+                _short(v.clamp(0, 1)),
+                name,
             )
 
 
 def _short(v: Tensor) -> str:
     return f"{float(v):g}" if v.numel() == 1 else f"[{float(v.min()):g} .. {float(v.max()):g}]"
+
 
 SUBTRACT, ZERO, NONE = 0, 1, 2
 RESET_NAMES = {SUBTRACT: "subtract", ZERO: "zero", NONE: "none"}

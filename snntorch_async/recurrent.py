@@ -23,7 +23,11 @@ from .errors import ModelStructureError, UnsupportedModuleError
 from .neurons import SUBTRACT, ZERO, Neuron, NeuronParams, StepBase
 
 __all__ = [
-    "RLeakyNeuron", "RSynapticNeuron", "RLeakyState", "RSynapticState", "is_recurrent",
+    "RLeakyNeuron",
+    "RSynapticNeuron",
+    "RLeakyState",
+    "RSynapticState",
+    "is_recurrent",
     "refuse_recurrent",
 ]
 
@@ -83,7 +87,11 @@ class _RecurrentNeuron(Neuron):
                     "(one-to-one V). Fix: flatten before the layer and use linear_features, or "
                     "use all_to_all=False."
                 )
-            if len(self.shape) != 1 or rec.in_features != self.numel or rec.out_features != self.numel:
+            if (
+                len(self.shape) != 1
+                or rec.in_features != self.numel
+                or rec.out_features != self.numel
+            ):
                 raise ModelStructureError(
                     f"{name} at '{self.path}' has linear_features={m.linear_features} (recurrent "
                     f"nn.Linear({rec.in_features}, {rec.out_features})), but its layer has neurons "
@@ -113,7 +121,8 @@ class _RecurrentNeuron(Neuron):
 
     def begin(self, p: NeuronParams, state) -> StepBase:
         raise NotImplementedError(
-            f"'{self.path}': recurrent neurons only have the layer-synchronous step")
+            f"'{self.path}': recurrent neurons only have the layer-synchronous step"
+        )
 
     def _fire_and_reset(self, p: NeuronParams, mem: Tensor, reset: Tensor):
         spk = self.fire(p, mem)

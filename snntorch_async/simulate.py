@@ -127,11 +127,16 @@ def _mismatch(given: Any, ref: Any, where: str) -> str | None:
     if torch.is_tensor(ref):
         if not torch.is_tensor(given):
             return f"{where}: expected a tensor, got {type(given).__name__}"
-        return None if given.shape == ref.shape else (
-            f"{where}: expected shape {list(ref.shape)}, got {list(given.shape)}")
+        return (
+            None
+            if given.shape == ref.shape
+            else (f"{where}: expected shape {list(ref.shape)}, got {list(given.shape)}")
+        )
     if isinstance(ref, (tuple, list)):
         if type(given) is not type(ref) or len(given) != len(ref):
-            return f"{where}: expected {type(ref).__name__} of {len(ref)}, got {type(given).__name__}"
+            return (
+                f"{where}: expected {type(ref).__name__} of {len(ref)}, got {type(given).__name__}"
+            )
         names = getattr(ref, "_fields", None) or [f"[{i}]" for i in range(len(ref))]
         for name, g, r in zip(names, given, ref):
             sep = "" if str(name).startswith("[") else "."

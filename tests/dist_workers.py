@@ -22,8 +22,12 @@ T, N_IN, N_CLASSES = 8, 12, 3
 def net(seed=0, hidden=16):
     torch.manual_seed(seed)
     kw = dict(beta=0.8, threshold=0.5, init_hidden=True, spike_grad=surrogate.fast_sigmoid())
-    return nn.Sequential(nn.Linear(N_IN, hidden), snn.Leaky(**kw),
-                         nn.Linear(hidden, N_CLASSES), snn.Leaky(**kw, output=True))
+    return nn.Sequential(
+        nn.Linear(N_IN, hidden),
+        snn.Leaky(**kw),
+        nn.Linear(hidden, N_CLASSES),
+        snn.Leaky(**kw, output=True),
+    )
 
 
 def dataset(n=40, seed=0):
@@ -67,18 +71,29 @@ def layersync_and_sampler(per_rank_batch):
     """fit owns the process group here (joins it from torchrun's environment)."""
     model = net()
     loader = make_loader(dataset(), batch_size=per_rank_batch, shuffle=True, seed=0)
-    h = fit(model, loader, scheduler=LayerSync(), config=TrainConfig(epochs=2, lr=5e-3, seed=0),
-            progress=False)
+    h = fit(
+        model,
+        loader,
+        scheduler=LayerSync(),
+        config=TrainConfig(epochs=2, lr=5e-3, seed=0),
+        progress=False,
+    )
     assert not dist.is_initialized()  # fit ended the group it created
     # the sampler fit uses, outside fit: which samples this rank sees in epochs 0 and 1
-    group = D.Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), torch.device("cpu"), False)
+    group = D.Group(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), torch.device("cpu"), False
+    )
     sampler = D.shard(loader, group, seed=0).sampler
     seen = []
     for e in range(2):
         sampler.set_epoch(e)
         seen.append(list(sampler))
-    return {"step_loss": h.step_loss, "state": {k: v.clone() for k, v in model.state_dict().items()},
-            "seen": seen, "eval": h.eval_accuracy}
+    return {
+        "step_loss": h.step_loss,
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "seen": seen,
+        "eval": h.eval_accuracy,
+    }
 
 
 def async_resume(ck_dir):
@@ -91,21 +106,38 @@ def async_resume(ck_dir):
     out["straight"] = fit(net(), loader(), scheduler=sched, config=cfg(), progress=False).step_loss
     ep = os.path.join(ck_dir, "epoch.pt")
     fit(net(), loader(), scheduler=sched, config=cfg(epochs=1, checkpoint_path=ep), progress=False)
-    out["epoch_resumed"] = fit(net(seed=4), loader(), scheduler=sched, progress=False,
-                               config=cfg(checkpoint_path=ep), resume=True).step_loss
+    out["epoch_resumed"] = fit(
+        net(seed=4),
+        loader(),
+        scheduler=sched,
+        progress=False,
+        config=cfg(checkpoint_path=ep),
+        resume=True,
+    ).step_loss
     # Ctrl-C on rank 1 only, twice (as torchrun forwards it): both ranks stop after the same
     # step, one checkpoint is written, every rank raises TrainingInterrupted
     mid = os.path.join(ck_dir, "mid.pt")
     try:
-        fit(net(), loader(), scheduler=sched, config=cfg(checkpoint_path=mid, loss=SigintAt(3, 1, 2)),
-            progress=False)
+        fit(
+            net(),
+            loader(),
+            scheduler=sched,
+            config=cfg(checkpoint_path=mid, loss=SigintAt(3, 1, 2)),
+            progress=False,
+        )
         out["interrupted"] = None
     except TrainingInterrupted as e:
         out["interrupted"] = (len(e.history.step_loss), e.checkpoint_path)
     ck = load_checkpoint(mid)
     out["mid_ck"] = (ck["epoch"], ck["batch"], ck["world_size"], len(ck["rng_ranks"]))
-    out["mid_resumed"] = fit(net(seed=5), loader(), scheduler=sched, progress=False,
-                             config=cfg(checkpoint_path=mid), resume=True).step_loss
+    out["mid_resumed"] = fit(
+        net(seed=5),
+        loader(),
+        scheduler=sched,
+        progress=False,
+        config=cfg(checkpoint_path=mid),
+        resume=True,
+    ).step_loss
     assert dist.is_initialized()
     dist.destroy_process_group()
     return out
@@ -113,5 +145,10 @@ def async_resume(ck_dir):
 
 def raising_rank():
     loader = make_loader(dataset(), batch_size=4, shuffle=True, seed=0)
-    fit(net(), loader, scheduler=LayerSync(),
-        config=TrainConfig(epochs=3, seed=0, loss=RaiseAt(2, 1)), progress=False)
+    fit(
+        net(),
+        loader,
+        scheduler=LayerSync(),
+        config=TrainConfig(epochs=3, seed=0, loss=RaiseAt(2, 1)),
+        progress=False,
+    )

@@ -60,7 +60,9 @@ def random_fixed_spec(
                 bias=(
                     rng.integers(150, 256, n_out)
                     if kind == "inhibitory"
-                    else rng.integers(-200, 200, n_out) if bias else None
+                    else rng.integers(-200, 200, n_out)
+                    if bias
+                    else None
                 ),
                 weight_exp=e,
                 bias_exp=e + 2 if kind == "inhibitory" else int(rng.integers(-2, 3)),

@@ -136,8 +136,9 @@ def random_model(seed: int, *, kind: str | None = None, gain: float = 2.5) -> Mo
                     shape = _out_shape(pool, shape)
             k = g.choice([k for k in (1, 2, 3) if k <= min(shape[1:])])
             stride, pad = g.choice([1, 2]), g.choice([0, 1]) if k > 1 else 0
-            conv = nn.Conv2d(shape[0], g.randint(2, 4), k, stride=stride, padding=pad,
-                             bias=g.random() < 0.6)
+            conv = nn.Conv2d(
+                shape[0], g.randint(2, 4), k, stride=stride, padding=pad, bias=g.random() < 0.6
+            )
             has_bias = "bias" if conv.bias is not None else "nobias"
             notes.append(f"Conv2d(k{k},s{stride},p{pad},{has_bias})")
             _scale_weights(conv, g, gain)
@@ -195,8 +196,18 @@ def _calibrate(model: nn.Module, weighted: list[nn.Module], x: torch.Tensor) -> 
                     w.weight.mul_(0.7)
 
 
-def mlp(sizes, *, reset="zero", reset_delay=False, neuron=snn.Leaky, thr=0.5, seed=0, bias=True,
-        gain=3.0, per_neuron_thr=False) -> nn.Sequential:
+def mlp(
+    sizes,
+    *,
+    reset="zero",
+    reset_delay=False,
+    neuron=snn.Leaky,
+    thr=0.5,
+    seed=0,
+    bias=True,
+    gain=3.0,
+    per_neuron_thr=False,
+) -> nn.Sequential:
     """A seeded fully connected snnTorch model (``nn.Linear`` + neuron per layer, weights scaled
     by ``gain`` so that every layer spikes; ``per_neuron_thr`` draws thresholds in [0.3, 1.3))."""
     torch.manual_seed(seed)
@@ -215,8 +226,17 @@ def mlp(sizes, *, reset="zero", reset_delay=False, neuron=snn.Leaky, thr=0.5, se
     return nn.Sequential(*mods)
 
 
-def random_inputs(seed: int, steps: int, batch: int, shape: tuple[int, ...], *, p: float = 0.5,
-                  real: bool = False, device="cpu", dtype=torch.float32) -> torch.Tensor:
+def random_inputs(
+    seed: int,
+    steps: int,
+    batch: int,
+    shape: tuple[int, ...],
+    *,
+    p: float = 0.5,
+    real: bool = False,
+    device="cpu",
+    dtype=torch.float32,
+) -> torch.Tensor:
     """Bernoulli(p) spike inputs ``[T, B, *shape]`` (scaled by U(0, 2) if ``real``)."""
     gen = torch.Generator().manual_seed(seed)
     x = (torch.rand((steps, batch, *shape), generator=gen) < p).float()

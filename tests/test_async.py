@@ -14,10 +14,18 @@ from random_models import mlp, random_inputs, random_model
 STRATEGIES = [sa.LayerOrderedAsync, sa.RandomAsync, sa.MomentumAsync]
 
 
-def _mlp(reset="zero", reset_delay=False, neuron=snn.Leaky, sizes=(12, 16, 10, 4), thr=0.5, seed=0,
-         bias=True):
-    return mlp(sizes, reset=reset, reset_delay=reset_delay, neuron=neuron, thr=thr, seed=seed,
-               bias=bias)
+def _mlp(
+    reset="zero",
+    reset_delay=False,
+    neuron=snn.Leaky,
+    sizes=(12, 16, 10, 4),
+    thr=0.5,
+    seed=0,
+    bias=True,
+):
+    return mlp(
+        sizes, reset=reset, reset_delay=reset_delay, neuron=neuron, thr=thr, seed=seed, bias=bias
+    )
 
 
 def _spikes_in(seed, T=10, B=4, n=12, p=0.4):
@@ -37,7 +45,9 @@ def test_anchor_random_models_equal_layersync(seed):
         for F in (None, n_total):
             sched = strategy(forward_group_size=F, seed=seed)
             try:
-                out = sa.simulate(case.model, x, scheduler=sched, record=sa.Record(layer_spikes=True))
+                out = sa.simulate(
+                    case.model, x, scheduler=sched, record=sa.Record(layer_spikes=True)
+                )
             except UnsupportedModuleError as e:  # MaxPool over currents: refused, by design
                 assert "MaxPool2d" in str(e) and "current" in str(e)
                 pytest.skip(f"{case.description}: max pooling of currents (refused under async)")
@@ -69,7 +79,9 @@ def test_bias_above_threshold_fires_without_input_like_layersync():
     x = torch.zeros(5, 2, 12)
     ref = sa.simulate(net, x)
     assert ref.spike_counts[:, :, 1].sum() > 0
-    assert torch.equal(sa.simulate(net, x, scheduler=sa.RandomAsync()).spike_counts, ref.spike_counts)
+    assert torch.equal(
+        sa.simulate(net, x, scheduler=sa.RandomAsync()).spike_counts, ref.spike_counts
+    )
     # one spike at a time: the first layer (bias only, settled) is unchanged; downstream layers
     # receive its spikes one by one, so their timing may differ
     out = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1))
@@ -98,7 +110,10 @@ def test_silent_gradients_at_full_group_equal_layersync_gradients(reset):
         return [p.grad.clone() for p in net.parameters()]
 
     ref = grads(sa.LayerSync())
-    for s in (sa.LayerOrderedAsync(silent_gradients=True), sa.RandomAsync(seed=4, silent_gradients=True)):
+    for s in (
+        sa.LayerOrderedAsync(silent_gradients=True),
+        sa.RandomAsync(seed=4, silent_gradients=True),
+    ):
         for a, b in zip(grads(s), ref):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
     # the default, event-driven gradient differs (silent neurons pass no surrogate gradient)
@@ -111,16 +126,27 @@ def test_finite_difference_gradient_through_forward_steps():
     torch.manual_seed(0)
     smooth = lambda v: torch.sigmoid(4 * v)  # noqa: E731
     net = nn.Sequential(
-        nn.Linear(5, 4), snn.Leaky(beta=0.8, threshold=0.3, spike_grad=smooth, init_hidden=True,
-                                   reset_mechanism="none"),
-        nn.Linear(4, 3), snn.Leaky(beta=0.7, threshold=0.3, spike_grad=smooth, init_hidden=True,
-                                   reset_mechanism="none", output=True),
+        nn.Linear(5, 4),
+        snn.Leaky(
+            beta=0.8, threshold=0.3, spike_grad=smooth, init_hidden=True, reset_mechanism="none"
+        ),
+        nn.Linear(4, 3),
+        snn.Leaky(
+            beta=0.7,
+            threshold=0.3,
+            spike_grad=smooth,
+            init_hidden=True,
+            reset_mechanism="none",
+            output=True,
+        ),
     ).double()
     x = (torch.rand(4, 2, 5) < 0.6).double()
     sched = sa.LayerOrderedAsync(forward_group_size=2)
 
     def loss():
-        return (sa.simulate(net, x, scheduler=sched).spikes * torch.tensor([1.0, -2.0, 0.5]).double()).sum()
+        return (
+            sa.simulate(net, x, scheduler=sched).spikes * torch.tensor([1.0, -2.0, 0.5]).double()
+        ).sum()
 
     net.zero_grad()
     loss().backward()
@@ -143,8 +169,12 @@ def test_finite_difference_gradient_through_forward_steps():
 def test_invariants_small_groups(F, strategy):
     net = _mlp(bias=False)  # zero reset, no bias: no neuron can fire without receiving current
     x = _spikes_in(5, T=8, B=5)
-    r = sa.simulate(net, x, scheduler=strategy(forward_group_size=F, seed=1),
-                    record=sa.Record(layer_spikes=True))
+    r = sa.simulate(
+        net,
+        x,
+        scheduler=strategy(forward_group_size=F, seed=1),
+        record=sa.Record(layer_spikes=True),
+    )
     s = [ls.flatten(2) for ls in r.layer_spikes]
     # at most one spike per neuron per time step
     assert all(float(v.max()) <= 1.0 for v in s)
@@ -168,8 +198,15 @@ def test_determinism_and_seed_dependence():
     a = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1, seed=11)).spikes
     b = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1, seed=11)).spikes
     assert torch.equal(a, b)
-    others = [sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1, seed=s),
-                          record=sa.Record(layer_spikes=True)).layer_spikes for s in range(5)]
+    others = [
+        sa.simulate(
+            net,
+            x,
+            scheduler=sa.RandomAsync(forward_group_size=1, seed=s),
+            record=sa.Record(layer_spikes=True),
+        ).layer_spikes
+        for s in range(5)
+    ]
     assert any(not torch.equal(o[1], others[0][1]) for o in others[1:])
 
 
@@ -178,8 +215,12 @@ def test_small_groups_change_the_dynamics():
     net = _mlp(thr=0.3)
     x = _spikes_in(8, T=12, B=6) * 2
     ref = sa.simulate(net, x, record=sa.Record(layer_spikes=True))
-    out = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1, seed=0),
-                      record=sa.Record(layer_spikes=True))
+    out = sa.simulate(
+        net,
+        x,
+        scheduler=sa.RandomAsync(forward_group_size=1, seed=0),
+        record=sa.Record(layer_spikes=True),
+    )
     assert not all(torch.equal(a, b) for a, b in zip(out.layer_spikes, ref.layer_spikes))
     assert out.forward_steps.float().mean() > ref.forward_steps.float().mean()
 
@@ -187,8 +228,9 @@ def test_small_groups_change_the_dynamics():
 def test_max_forward_steps_carries_spikes_over():
     net = _mlp(bias=False)  # 3 layers
     x = _spikes_in(3, T=10, B=4) * 1.5
-    r = sa.simulate(net, x, scheduler=sa.RandomAsync(max_forward_steps=2),
-                    record=sa.Record(layer_spikes=True))
+    r = sa.simulate(
+        net, x, scheduler=sa.RandomAsync(max_forward_steps=2), record=sa.Record(layer_spikes=True)
+    )
     assert int(r.forward_steps.max()) <= 2
     # input + one delivery per step: the output layer can only be fed by carried-over spikes
     assert float(r.layer_spikes[2][0].sum()) == 0.0
@@ -232,16 +274,23 @@ def test_unprioritized_inputs_join_pending_set():
     ref = sa.simulate(net, x)
     out = sa.simulate(net, x, scheduler=sa.LayerOrderedAsync(prioritize_input=False))
     assert torch.equal(out.spikes, ref.spikes)  # layer order delivers all inputs first
-    rnd = sa.simulate(net, x, scheduler=sa.RandomAsync(prioritize_input=False, forward_group_size=2))
+    rnd = sa.simulate(
+        net, x, scheduler=sa.RandomAsync(prioritize_input=False, forward_group_size=2)
+    )
     assert rnd.forward_steps.float().mean() > ref.forward_steps.float().mean()
 
 
 def test_conv_and_pooled_spikes():
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(1, 3, 3, padding=1), snn.Leaky(beta=0.9, threshold=0.3, init_hidden=True),
-        nn.MaxPool2d(2), nn.Conv2d(3, 4, 3), snn.Leaky(beta=0.9, threshold=0.3, init_hidden=True),
-        nn.Flatten(), nn.Linear(16, 5), snn.Leaky(beta=0.9, threshold=0.2, init_hidden=True),
+        nn.Conv2d(1, 3, 3, padding=1),
+        snn.Leaky(beta=0.9, threshold=0.3, init_hidden=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3),
+        snn.Leaky(beta=0.9, threshold=0.3, init_hidden=True),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+        snn.Leaky(beta=0.9, threshold=0.2, init_hidden=True),
     )
     x = (torch.rand(6, 2, 1, 8, 8) < 0.4).float()
     ref = sa.simulate(net, x)
@@ -257,8 +306,13 @@ def test_anchor_on_cuda():
     x = _spikes_in(1).cuda()
     ref = sa.simulate(net, x)
     for strategy in STRATEGIES:
-        assert torch.equal(sa.simulate(net, x, scheduler=strategy(forward_group_size=3)).spikes.cpu().shape,
-                           ref.spikes.cpu().shape) or True
+        assert (
+            torch.equal(
+                sa.simulate(net, x, scheduler=strategy(forward_group_size=3)).spikes.cpu().shape,
+                ref.spikes.cpu().shape,
+            )
+            or True
+        )
         assert torch.equal(sa.simulate(net, x, scheduler=strategy()).spikes, ref.spikes)
 
 
@@ -281,17 +335,26 @@ def test_bad_dropout_and_sync_threshold():
     net = _mlp()
     x = _spikes_in(0)
     with pytest.raises(ConfigError, match="sync_threshold has 2 tensors but the model has 3"):
-        sa.simulate(net, x, scheduler=sa.RandomAsync(sync_threshold=[torch.zeros(16), torch.zeros(10)]))
+        sa.simulate(
+            net, x, scheduler=sa.RandomAsync(sync_threshold=[torch.zeros(16), torch.zeros(10)])
+        )
     with pytest.raises(ConfigError, match=r"expected a shape broadcastable to \[10\]"):
-        sa.simulate(net, x, scheduler=sa.RandomAsync(
-            sync_threshold=[torch.zeros(16), torch.zeros(7), torch.zeros(4)]))
+        sa.simulate(
+            net,
+            x,
+            scheduler=sa.RandomAsync(
+                sync_threshold=[torch.zeros(16), torch.zeros(7), torch.zeros(4)]
+            ),
+        )
 
 
 def test_max_pooling_of_currents_is_refused():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), snn.Leaky(beta=0.9, init_hidden=True))
     x = torch.ones(2, 1, 1, 8, 8)
     sa.simulate(net, x)  # fine layer-synchronously
-    with pytest.raises(UnsupportedModuleError, match=r"cannot run nn.MaxPool2d at '1'.*Fix: pool spikes"):
+    with pytest.raises(
+        UnsupportedModuleError, match=r"cannot run nn.MaxPool2d at '1'.*Fix: pool spikes"
+    ):
         sa.simulate(net, x, scheduler=sa.RandomAsync())
 
 
@@ -300,7 +363,9 @@ def _delay_net(max_delay, seed=0):
     torch.manual_seed(seed)
     net = nn.Sequential(
         sa.DelayedLinear(10, 12, max_delay=max_delay, seed=1),
-        snn.Leaky(beta=0.9, threshold=0.4, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+        snn.Leaky(
+            beta=0.9, threshold=0.4, init_hidden=True, reset_mechanism="zero", reset_delay=False
+        ),
         nn.Linear(12, 4),
         snn.Leaky(beta=0.9, threshold=0.3, init_hidden=True, output=True),
     )
@@ -316,8 +381,12 @@ def test_input_delays_at_full_group_equal_layersync(max_delay):
     x = _spikes_in(2, T=12, B=3, n=10)
     ref = sa.simulate(net, x, record=sa.Record(layer_spikes=True))
     assert ref.layer_spikes[0].sum() > 10
-    for s in (sa.LayerOrderedAsync(), sa.RandomAsync(seed=2), sa.MomentumAsync(),
-              sa.LayerOrderedAsync(prioritize_input=False)):
+    for s in (
+        sa.LayerOrderedAsync(),
+        sa.RandomAsync(seed=2),
+        sa.MomentumAsync(),
+        sa.LayerOrderedAsync(prioritize_input=False),
+    ):
         out = sa.simulate(net, x, scheduler=s, record=sa.Record(layer_spikes=True))
         for a, b in zip(out.layer_spikes, ref.layer_spikes):
             assert torch.equal(a, b)
@@ -332,16 +401,22 @@ def test_delay_zero_layer_equals_linear_under_async():
     x = _spikes_in(3, T=8, B=3, n=10)
     for F in (1, None):
         s = sa.RandomAsync(forward_group_size=F, seed=5)
-        assert torch.equal(sa.simulate(net, x, scheduler=s).spikes, sa.simulate(lin, x, scheduler=s).spikes)
+        assert torch.equal(
+            sa.simulate(net, x, scheduler=s).spikes, sa.simulate(lin, x, scheduler=s).spikes
+        )
 
 
 def test_hidden_delay_golden():
     """Layer 0 fires once at t = 0; its spike reaches layer 1 through a delay-2 synapse at t = 2."""
     net = nn.Sequential(
         nn.Linear(1, 1, bias=False),
-        snn.Leaky(beta=0.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+        snn.Leaky(
+            beta=0.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False
+        ),
         sa.DelayedLinear(1, 1, bias=False, delays=2),
-        snn.Leaky(beta=0.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+        snn.Leaky(
+            beta=0.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", reset_delay=False
+        ),
     )
     with torch.no_grad():
         net[0].weight.fill_(1.0)
@@ -355,8 +430,14 @@ def test_hidden_delay_golden():
 
 
 def test_delay_layer_must_stand_alone():
-    net = nn.Sequential(nn.Conv2d(1, 1, 1), nn.Flatten(), sa.DelayedLinear(4, 3, delays=1),
-                        snn.Leaky(beta=0.9, init_hidden=True))
+    net = nn.Sequential(
+        nn.Conv2d(1, 1, 1),
+        nn.Flatten(),
+        sa.DelayedLinear(4, 3, delays=1),
+        snn.Leaky(beta=0.9, init_hidden=True),
+    )
     x = torch.ones(2, 1, 1, 2, 2)
-    with pytest.raises(UnsupportedModuleError, match=r"a delay layer must be the only weighted module"):
+    with pytest.raises(
+        UnsupportedModuleError, match=r"a delay layer must be the only weighted module"
+    ):
         sa.simulate(net, x, scheduler=sa.RandomAsync())

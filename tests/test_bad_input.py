@@ -20,8 +20,12 @@ lb = pytest.importorskip("lava_bridge")
 def _net(n_in=6, hidden=5, out=3, **neuron):
     torch.manual_seed(0)
     kw = dict(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False, **neuron)
-    return nn.Sequential(nn.Linear(n_in, hidden), snn.Leaky(**kw), nn.Linear(hidden, out),
-                         snn.Leaky(**kw, output=True))
+    return nn.Sequential(
+        nn.Linear(n_in, hidden),
+        snn.Leaky(**kw),
+        nn.Linear(hidden, out),
+        snn.Leaky(**kw, output=True),
+    )
 
 
 def _one_line(exc) -> str:
@@ -68,14 +72,19 @@ def test_beta_outside_0_1_is_reported(caplog):
 
 
 def test_delays_set_out_of_range_after_construction_are_refused_by_simulate():
-    model = nn.Sequential(sa.DelayedLinear(4, 3, max_delay=2, seed=0),
-                          snn.Leaky(beta=0.9, init_hidden=True, output=True))
+    model = nn.Sequential(
+        sa.DelayedLinear(4, 3, max_delay=2, seed=0),
+        snn.Leaky(beta=0.9, init_hidden=True, output=True),
+    )
     sa.simulate(model, torch.ones(4, 2, 4))
     with torch.no_grad():
         model[0].delays.fill_(70)
     for scheduler in (sa.LayerSync(), sa.RandomAsync(forward_group_size=2)):
-        with pytest.raises(ConfigError, match=r"delays must be integers in 0\.\.62.*got values in "
-                           r"70\.\.70.*Fix: clip"):
+        with pytest.raises(
+            ConfigError,
+            match=r"delays must be integers in 0\.\.62.*got values in "
+            r"70\.\.70.*Fix: clip",
+        ):
             sa.simulate(model, torch.ones(4, 2, 4), scheduler=scheduler)
 
 
@@ -96,7 +105,9 @@ def test_initial_state_of_the_wrong_kind_or_batch():
 def test_evaluate_with_data_that_is_not_batches():
     with pytest.raises(InputError) as exc:
         sa.evaluate(_net(), 5)
-    assert "expects data as an iterable of batches" in _one_line(exc) and "got int" in str(exc.value)
+    assert "expects data as an iterable of batches" in _one_line(exc) and "got int" in str(
+        exc.value
+    )
     with pytest.raises(InputError, match="takes the model first"):
         sa.evaluate(5, [])
 

@@ -34,11 +34,17 @@ def test_one_vocabulary_in_both_packages():
 def test_lava_timing_adds_the_bias_to_v_from_step_0():
     # strong positive bias, no input: with Lava's timing every layer integrates from step 0
     m = nn.Sequential(
-        _lin(1, 1, 0.0, b=1.0), snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
-        _lin(1, 1, 0.0, b=1.0), snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
+        _lin(1, 1, 0.0, b=1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
+        _lin(1, 1, 0.0, b=1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
     )
-    res = simulate(m, torch.zeros(4, 1, 1), scheduler=Pipelined(bias_timing=BiasTiming.LAVA),
-                   record=Record(layer_spikes=True))
+    res = simulate(
+        m,
+        torch.zeros(4, 1, 1),
+        scheduler=Pipelined(bias_timing=BiasTiming.LAVA),
+        record=Record(layer_spikes=True),
+    )
     assert res.layer_spikes[0][:, 0, 0].tolist() == [1, 1, 1, 1]
     assert res.layer_spikes[1][:, 0, 0].tolist() == [1, 1, 1, 1]
 
@@ -90,13 +96,16 @@ def test_spec_records_the_timing_and_reads_version_1_files(tmp_path):
     with pytest.raises(SpecFormatError, match="different bias timings"):
         from dataclasses import replace
 
-        replace(spec, layers=(replace(spec.layers[0], bias_timing="synaptic"), *spec.layers[1:])).bias_timing
+        mixed = (replace(spec.layers[0], bias_timing="synaptic"), *spec.layers[1:])
+        _ = replace(spec, layers=mixed).bias_timing
 
 
 def _fixed(timing):
     from test_netx import _model  # one beta/threshold per layer, as netx stores them
 
-    return quantize(convert(_model(0), (6,), bias_timing=timing), QuantizeSettings(weight_exp=0)).spec
+    return quantize(
+        convert(_model(0), (6,), bias_timing=timing), QuantizeSettings(weight_exp=0)
+    ).spec
 
 
 def test_netx_opt_in_reports_the_measured_mismatch(tmp_path, caplog):

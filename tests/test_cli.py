@@ -40,8 +40,13 @@ def test_every_subcommand_has_help(capsys, cmd):
 
 
 def test_python_dash_m_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "snntorch_async", "--help"], env=ENV,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "snntorch_async", "--help"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for cmd in ("demo", "train", "evaluate", "export", "verify"):
         assert cmd in out
 
@@ -116,8 +121,15 @@ def test_evaluate_missing_empty_and_old_sidecar_checkpoints(capsys, tmp_path):
     from snntorch_async.checkpoint import FORMAT, architecture, fingerprint
 
     arch = architecture(model)
-    torch.save({"format": FORMAT, "fingerprint": fingerprint(arch), "architecture": arch,
-                "model": model.state_dict()}, x)
+    torch.save(
+        {
+            "format": FORMAT,
+            "fingerprint": fingerprint(arch),
+            "architecture": arch,
+            "model": model.state_dict(),
+        },
+        x,
+    )
     (tmp_path / "x.pt.meta.json").write_text(json.dumps({"model": "digits_mlp"}))
     err = _err(capsys, ["evaluate", str(x)])
     assert "older snntorch-async" in err and "x.pt.meta.json" in err and "retrain" in err
@@ -125,10 +137,29 @@ def test_evaluate_missing_empty_and_old_sidecar_checkpoints(capsys, tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path):
     ck = tmp_path / "c.pt"
-    cmd = [sys.executable, "-m", "snntorch_async", "train", "--hidden", "8", "--checkpoint",
-           str(ck), "--limit", "256", "--steps", "4", "--batch-size", "16"]
-    proc = subprocess.Popen([*cmd, "--epochs", "1000"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snntorch_async",
+        "train",
+        "--hidden",
+        "8",
+        "--checkpoint",
+        str(ck),
+        "--limit",
+        "256",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--epochs", "1000"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         seen = ""
@@ -142,8 +173,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path):
     assert "interrupted: checkpoint saved at" in err and "--resume" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp, lock or sidecar
-    done = subprocess.run([*cmd, "--epochs", "3", "--resume"], env=ENV, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [*cmd, "--epochs", "3", "--resume"], env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     losses = next(line for line in done.stdout.splitlines() if line.startswith("loss:"))
     assert len(losses.split()) == 1 + 3  # the resumed history covers all three epochs
@@ -156,8 +188,12 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     assert "| trained | executed | accuracy |" in text
     assert "Koopman et al." in text and "Measured here:" in text
     assert "## Lava" in text
-    for png in ("rasters.png", "accuracy_latency.png", "spikes_per_layer.png",
-                "training_curves.png"):
+    for png in (
+        "rasters.png",
+        "accuracy_latency.png",
+        "spikes_per_layer.png",
+        "training_curves.png",
+    ):
         assert (out / png).stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
     assert f"report written to {out / 'report.md'}" in capsys.readouterr().out
@@ -186,8 +222,18 @@ def test_export_netx_needs_lava_bias_timing_and_the_flags_reach_the_api(capsys, 
     err = _err(capsys, ["export", str(ck), "--out", str(tmp_path / "z")])
     assert "add --bias-timing lava" in err
     assert not list((tmp_path / "z").glob("*"))
-    argv = ["export", str(ck), "--out", str(tmp_path / "y"), "--formats", "netx", "spec",
-            "--bias-timing", "lava", "--approximate-reset"]
+    argv = [
+        "export",
+        str(ck),
+        "--out",
+        str(tmp_path / "y"),
+        "--formats",
+        "netx",
+        "spec",
+        "--bias-timing",
+        "lava",
+        "--approximate-reset",
+    ]
     assert main(argv) == 0 and (tmp_path / "y" / "net.h5").is_file()
     from lava_bridge import load
 
@@ -197,8 +243,11 @@ def test_export_netx_needs_lava_bias_timing_and_the_flags_reach_the_api(capsys, 
 @pytest.mark.lava
 @pytest.mark.timeout(240)
 def test_verify_checkpoint_on_lava(capsys, tmp_path):
-    pytest.importorskip("lava", reason="Lava needs Python 3.10 and the [lava] extra: run `make "
-                        "test`, or pip install 'snntorch-async[lava]' on Python 3.10")
+    pytest.importorskip(
+        "lava",
+        reason="Lava needs Python 3.10 and the [lava] extra: run `make "
+        "test`, or pip install 'snntorch-async[lava]' on Python 3.10",
+    )
     ck = tmp_path / "net.pt"
     assert main(["train", "--hidden", "8", "--epochs", "1", "--checkpoint", str(ck), *TINY]) == 0
     capsys.readouterr()
@@ -211,38 +260,50 @@ def test_verify_checkpoint_on_lava(capsys, tmp_path):
 # First contact: fast help, one error style, every bad input refused, nothing lost.
 # ------------------------------------------------------------------------------------------
 def test_help_and_argument_errors_do_not_import_torch():
-    code = ("import sys, time; t = time.perf_counter(); from snntorch_async.app.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['train', '--epochs', '0']):\n"
-            "    try: main(argv)\n"
-            "    except SystemExit: pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', time.perf_counter() - t)")
-    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
-                         timeout=60)
+    code = (
+        "import sys, time; t = time.perf_counter(); from snntorch_async.app.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['train', '--epochs', '0']):\n"
+        "    try: main(argv)\n"
+        "    except SystemExit: pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', time.perf_counter() - t)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60
+    )
     flag, seconds = res.stdout.split()[-2:]
     assert flag == "NO-TORCH", res.stdout
     assert float(seconds) < 0.5  # generous: it takes ~0.05 s without torch
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "snntorch_async", "--help"], env=ENV,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "snntorch_async", "--help"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0 and time.perf_counter() - t0 < 5  # interpreter start included
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["train", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
-    (["train", "--epochs", "-1"], "argument --epochs: expected a whole number >= 1, got -1"),
-    (["train", "--lr", "-0.1"], "argument --lr: expected a finite number > 0, got -0.1"),
-    (["train", "--batch-size", "0"], "argument --batch-size: expected a whole number >= 1"),
-    (["train", "--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
-    (["train", "--hidden", "0"], "argument --hidden: expected a whole number >= 1, got 0"),
-    (["train", "--limit", "0"], "argument --limit: expected a whole number >= 1, got 0"),
-    (["demo", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
-    (["verify", "x.npz", "--samples", "0"], "argument --samples: expected a whole number >= 1"),
-    (["evaluate", "x.pt", "--limit", "0"], "argument --limit: expected a whole number >= 1"),
-    (["train", "--scheduler", "layersync", "-F", "4"],
-     "-F only apply to the asynchronous schedulers (random, momentum, layerordered)"),
-])
-def test_bad_values_are_refused_before_anything_runs(capsys, tmp_path, monkeypatch, argv,
-                                                     expected):
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
+        (["train", "--epochs", "-1"], "argument --epochs: expected a whole number >= 1, got -1"),
+        (["train", "--lr", "-0.1"], "argument --lr: expected a finite number > 0, got -0.1"),
+        (["train", "--batch-size", "0"], "argument --batch-size: expected a whole number >= 1"),
+        (["train", "--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
+        (["train", "--hidden", "0"], "argument --hidden: expected a whole number >= 1, got 0"),
+        (["train", "--limit", "0"], "argument --limit: expected a whole number >= 1, got 0"),
+        (["demo", "--epochs", "0"], "argument --epochs: expected a whole number >= 1, got 0"),
+        (["verify", "x.npz", "--samples", "0"], "argument --samples: expected a whole number >= 1"),
+        (["evaluate", "x.pt", "--limit", "0"], "argument --limit: expected a whole number >= 1"),
+        (
+            ["train", "--scheduler", "layersync", "-F", "4"],
+            "-F only apply to the asynchronous schedulers (random, momentum, layerordered)",
+        ),
+    ],
+)
+def test_bad_values_are_refused_before_anything_runs(capsys, tmp_path, monkeypatch, argv, expected):
     monkeypatch.chdir(tmp_path)
     assert expected in _err(capsys, argv)
     assert list(tmp_path.iterdir()) == []  # nothing written
@@ -258,13 +319,21 @@ def test_model_file_with_an_unsupported_module(capsys, tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "snntorch_async", "evaluate", "--debug",
-                          str(tmp_path / "none.pt")], env=ENV, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "snntorch_async", "evaluate", "--debug", str(tmp_path / "none.pt")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode != 0 and "Traceback" in res.stderr and "CliError" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "snntorch_async", "evaluate",
-                          str(tmp_path / "none.pt")], env=ENV, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "snntorch_async", "evaluate", str(tmp_path / "none.pt")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("snntorch-async evaluate: error: ")
 
@@ -310,16 +379,54 @@ def test_same_command_twice_gives_the_same_checkpoint(capsys, tmp_path):
     runs = []
     for name in ("a.pt", "b.pt"):
         ck = tmp_path / name
-        assert main(["train", "--hidden", "8", "--epochs", "2", "--checkpoint", str(ck),
-                     "--scheduler", "random", "-F", "4", "--seed", "3", *TINY]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--hidden",
+                    "8",
+                    "--epochs",
+                    "2",
+                    "--checkpoint",
+                    str(ck),
+                    "--scheduler",
+                    "random",
+                    "-F",
+                    "4",
+                    "--seed",
+                    "3",
+                    *TINY,
+                ]
+            )
+            == 0
+        )
         runs.append(torch.load(ck, weights_only=True))
     a, b = runs
     assert a["history"] == b["history"] and a["history"]["loss"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["metadata"] == b["metadata"]
     c = tmp_path / "c.pt"  # another seed gives other weights: the test can fail
-    assert main(["train", "--hidden", "8", "--epochs", "2", "--checkpoint", str(c),
-                 "--scheduler", "random", "-F", "4", "--seed", "4", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+                "--checkpoint",
+                str(c),
+                "--scheduler",
+                "random",
+                "-F",
+                "4",
+                "--seed",
+                "4",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     other = torch.load(c, weights_only=True)
     assert not torch.equal(other["model"]["0.weight"], a["model"]["0.weight"])
 
@@ -376,8 +483,10 @@ def test_demo_is_deterministic_for_its_seed(tmp_path):
             torch.set_num_threads(threads)
             text = run_demo(cfg, tmp_path / name).read_text()
             assert torch.get_num_threads() == threads  # restored after the demo
-            tables.append([line for line in text.splitlines() if line.startswith("|")]
-                          + [line for line in text.splitlines() if "agree" in line])
+            tables.append(
+                [line for line in text.splitlines() if line.startswith("|")]
+                + [line for line in text.splitlines() if "agree" in line]
+            )
     finally:
         torch.set_num_threads(before)
     assert tables[0] == tables[1] and len(tables[0]) > 5
@@ -388,13 +497,33 @@ def test_demo_is_deterministic_for_its_seed(tmp_path):
 def test_ctrl_c_during_verify_prints_one_line(tmp_path):
     pytest.importorskip("lava", reason="Lava needs Python 3.10 and the [lava] extra")
     ck = tmp_path / "net.pt"
-    subprocess.run([sys.executable, "-m", "snntorch_async", "train", "--hidden", "8", "--epochs",
-                    "1", "--checkpoint", str(ck), *TINY], env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snntorch_async",
+            "train",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--checkpoint",
+            str(ck),
+            *TINY,
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     # a new session, signalled as a group: like Ctrl-C in a terminal (Lava's children get it too)
-    proc = subprocess.Popen([sys.executable, "-m", "snntorch_async", "verify", str(ck),
-                             "--samples", "40"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snntorch_async", "verify", str(ck), "--samples", "40"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         seen, deadline = "", time.monotonic() + 120
         while "sample/s" not in seen and time.monotonic() < deadline:  # Lava is running

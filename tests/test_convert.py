@@ -31,8 +31,10 @@ def test_leaky_and_synaptic_mapping():
     torch.manual_seed(0)
     beta = torch.tensor([0.5, 0.9, 0.25, 1.0])
     m = nn.Sequential(
-        nn.Linear(3, 4), snn.Leaky(beta=beta, threshold=0.7, **ZERO),
-        nn.Linear(4, 2, bias=False), snn.Synaptic(alpha=0.3, beta=0.8, threshold=1.5, output=True, **ZERO),
+        nn.Linear(3, 4),
+        snn.Leaky(beta=beta, threshold=0.7, **ZERO),
+        nn.Linear(4, 2, bias=False),
+        snn.Synaptic(alpha=0.3, beta=0.8, threshold=1.5, output=True, **ZERO),
     )
     spec = convert(m, (3,))
     l0, l1 = spec.layers
@@ -60,8 +62,12 @@ def test_delays_are_copied():
 def test_conv_pool_flatten_become_one_dense_matrix(caplog):
     torch.manual_seed(1)
     m = nn.Sequential(
-        nn.Conv2d(2, 3, 3, stride=1, padding=1), nn.AvgPool2d(2), nn.Flatten(), snn.Leaky(beta=0.5, **ZERO),
-        nn.Linear(12, 4), snn.Leaky(beta=0.5, output=True, **ZERO),
+        nn.Conv2d(2, 3, 3, stride=1, padding=1),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        snn.Leaky(beta=0.5, **ZERO),
+        nn.Linear(12, 4),
+        snn.Leaky(beta=0.5, output=True, **ZERO),
     )
     with caplog.at_level(logging.INFO, logger="lava_bridge._convert"):
         spec = convert(m, (2, 4, 4))
@@ -80,16 +86,23 @@ def test_conv_pool_flatten_become_one_dense_matrix(caplog):
 )
 def test_reset_rules_lava_cannot_run_are_refused(reset, delay):
     m = nn.Sequential(
-        nn.Linear(3, 4), snn.Leaky(beta=0.9, **ZERO),
-        nn.Linear(4, 2), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism=reset, reset_delay=delay),
+        nn.Linear(3, 4),
+        snn.Leaky(beta=0.9, **ZERO),
+        nn.Linear(4, 2),
+        snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism=reset, reset_delay=delay),
     )
-    with pytest.raises(ConversionError, match=r"Layer 1 \('3', Leaky\).*retrain with reset_mechanism='zero', "
-                       r"reset_delay=False.*approximate_reset=True"):
+    with pytest.raises(
+        ConversionError,
+        match=r"Layer 1 \('3', Leaky\).*retrain with reset_mechanism='zero', "
+        r"reset_delay=False.*approximate_reset=True",
+    ):
         convert(m, (3,))
 
 
 def test_approximate_reset_is_explicit_and_recorded(caplog):
-    m = nn.Sequential(nn.Linear(3, 4), snn.Leaky(beta=0.9, init_hidden=True))  # snnTorch default: subtract
+    m = nn.Sequential(
+        nn.Linear(3, 4), snn.Leaky(beta=0.9, init_hidden=True)
+    )  # snnTorch default: subtract
     with caplog.at_level(logging.WARNING, logger="lava_bridge._convert"):
         spec = convert(m, (3,), approximate_reset=True)
     assert "approximating reset 'subtract'" in caplog.text
@@ -97,7 +110,9 @@ def test_approximate_reset_is_explicit_and_recorded(caplog):
 
 
 def test_max_pool_and_missing_shape_are_refused():
-    m = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2), nn.Flatten(), snn.Leaky(beta=0.5, **ZERO))
+    m = nn.Sequential(
+        nn.Conv2d(1, 1, 3), nn.MaxPool2d(2), nn.Flatten(), snn.Leaky(beta=0.5, **ZERO)
+    )
     with pytest.raises(ConversionError, match="MaxPool2d at '1' is not linear.*AvgPool2d"):
         convert(m, (1, 6, 6))
     with pytest.raises(ConversionError, match="input shape"):
@@ -111,21 +126,30 @@ def test_graph_is_accepted():
 
 def _spec(*, delay=None, fixed=False, weight=None, vth=None, du=None):
     n = NeuronSpec(
-        du=np.full(2, 1 if du is None else du), dv=np.zeros(2, int if fixed else float),
+        du=np.full(2, 1 if du is None else du),
+        dv=np.zeros(2, int if fixed else float),
         vth=np.full(2, 1 if vth is None else vth),
     )
     w = np.ones((2, 3), int if fixed else float) if weight is None else weight
-    return NetworkSpec(layers=(LayerSpec(name="fc", weight=w, neuron=n, shape=(2,), delay=delay),),
-                       input_shape=(3,), fixed_point=fixed)
+    return NetworkSpec(
+        layers=(LayerSpec(name="fc", weight=w, neuron=n, shape=(2,), delay=delay),),
+        input_shape=(3,),
+        fixed_point=fixed,
+    )
 
 
 @pytest.mark.parametrize("d", [63, 64])
 def test_delays_above_62_are_refused_before_any_lava_object(d, monkeypatch):
     spec = _spec(delay=np.full((2, 3), d))
-    with pytest.raises(LoihiLimitError, match=rf"Layer 0 \('fc'\): synaptic delays .* 0\.\.62.*got values in {d}\.\.{d}"):
+    with pytest.raises(
+        LoihiLimitError,
+        match=rf"Layer 0 \('fc'\): synaptic delays .* 0\.\.62.*got values in {d}\.\.{d}",
+    ):
         check_loihi_limits(spec)
     calls = []
-    monkeypatch.setattr(importlib.import_module("lava_bridge._build"), "require_lava", lambda: calls.append(1))
+    monkeypatch.setattr(
+        importlib.import_module("lava_bridge._build"), "require_lava", lambda: calls.append(1)
+    )
     with pytest.raises(LoihiLimitError):
         build(spec, np.zeros((2, 3)))
     assert calls == []  # refused before Lava was even imported
@@ -133,7 +157,9 @@ def test_delays_above_62_are_refused_before_any_lava_object(d, monkeypatch):
 
 
 def test_fixed_point_ranges():
-    with pytest.raises(LoihiLimitError, match=r"weight mantissas must lie in -256\.\.255.*got values in 1\.\.300"):
+    with pytest.raises(
+        LoihiLimitError, match=r"weight mantissas must lie in -256\.\.255.*got values in 1\.\.300"
+    ):
         check_loihi_limits(_spec(fixed=True, weight=np.array([[1, 300, 1], [1, 1, 1]])))
     with pytest.raises(LoihiLimitError, match=r"vth .* 0\.\.131071.*131072"):
         check_loihi_limits(_spec(fixed=True, vth=2**17))
@@ -147,7 +173,10 @@ def test_fixed_point_ranges():
 def test_build_on_python_311_says_which_python_and_extra(monkeypatch):
     mod = importlib.import_module("lava_bridge._build")
     monkeypatch.setattr(mod, "_python_version", lambda: (3, 11, 4))
-    with pytest.raises(LavaUnavailableError, match=r"needs Python 3\.10, but this is Python 3\.11\.4.*"
-                       r"pip install 'snntorch-async\[lava\]'"):
+    with pytest.raises(
+        LavaUnavailableError,
+        match=r"needs Python 3\.10, but this is Python 3\.11\.4.*"
+        r"pip install 'snntorch-async\[lava\]'",
+    ):
         build(_spec(), np.zeros((2, 3)))
     assert not mod.lava_available()

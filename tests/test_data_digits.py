@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn (pip install '.[data]')")
+pytest.importorskip(
+    "sklearn", reason="the digits dataset needs scikit-learn (pip install '.[data]')"
+)
 
 from snntorch_async.data import (  # noqa: E402
     CurrentEncoding,

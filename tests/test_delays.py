@@ -43,7 +43,10 @@ def test_delay_zero_is_exactly_nn_linear():
     lin.load_state_dict({**ref.state_dict(), "delays": lin.delays})
     x = torch.randn(4, 3, 7)
     assert torch.equal(torch.stack([lin(x[t]) for t in range(4)]), ref(x))
-    make = lambda first: nn.Sequential(first, snn.Leaky(beta=0.8, threshold=0.3, output=True, **ZERO))  # noqa: E731
+
+    def make(first):
+        return nn.Sequential(first, snn.Leaky(beta=0.8, threshold=0.3, output=True, **ZERO))
+
     r1 = simulate(make(ref), (x > 0).float())
     r2 = simulate(make(lin), (x > 0).float())
     assert torch.equal(r1.spikes, r2.spikes)

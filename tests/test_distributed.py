@@ -40,11 +40,20 @@ def test_two_ranks_of_batch_B_train_like_one_process_of_batch_2B():
     out = _layersync_2ranks()
     ds = W.dataset()
     # one process, batch 2B, the same permutation (DistributedSampler with a single replica)
-    loader = DataLoader(ds, batch_size=2 * B, collate_fn=collate_time_major,
-                        sampler=DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0))
+    loader = DataLoader(
+        ds,
+        batch_size=2 * B,
+        collate_fn=collate_time_major,
+        sampler=DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0),
+    )
     model = W.net()
-    h = fit(model, loader, scheduler=LayerSync(), config=TrainConfig(epochs=2, lr=5e-3, seed=0),
-            progress=False)
+    h = fit(
+        model,
+        loader,
+        scheduler=LayerSync(),
+        config=TrainConfig(epochs=2, lr=5e-3, seed=0),
+        progress=False,
+    )
     assert len(h.step_loss) == 10  # 40 samples / 8 per step, 2 epochs
     for rank in (0, 1):
         assert out[rank]["step_loss"] == pytest.approx(h.step_loss, abs=1e-6, rel=0)
@@ -91,14 +100,25 @@ def test_resume_with_another_world_size_is_refused(tmp_path):
     assert out[0]["step_loss"]  # (a 2-rank checkpoint written by hand below)
     model = W.net()
     loader = DataLoader(W.dataset(), batch_size=8, collate_fn=collate_time_major)
-    fit(model, loader, scheduler=LayerSync(), config=TrainConfig(checkpoint_path=str(tmp_path / "c.pt")),
-        progress=False)
+    fit(
+        model,
+        loader,
+        scheduler=LayerSync(),
+        config=TrainConfig(checkpoint_path=str(tmp_path / "c.pt")),
+        progress=False,
+    )
     ck = load_checkpoint(tmp_path / "c.pt")
     ck["world_size"], ck["rng_ranks"] = 2, [ck["rng"], ck["rng"]]
     torch.save(ck, tmp_path / "c.pt")
     with pytest.raises(Exception, match="written by 2 training process"):
-        fit(W.net(), loader, scheduler=LayerSync(), resume=True, progress=False,
-            config=TrainConfig(epochs=2, checkpoint_path=str(tmp_path / "c.pt")))
+        fit(
+            W.net(),
+            loader,
+            scheduler=LayerSync(),
+            resume=True,
+            progress=False,
+            config=TrainConfig(epochs=2, checkpoint_path=str(tmp_path / "c.pt")),
+        )
 
 
 def test_distributed_settings_are_checked(monkeypatch):
@@ -128,13 +148,39 @@ def test_cli_train_nproc_2_and_ctrl_c_on_the_launcher(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        OMP_NUM_THREADS="1",
+    )
     ck = tmp_path / "ck.pt"
-    cmd = [sys.executable, "-m", "snntorch_async", "train", "--nproc", "2", "--model", "digits_mlp",
-           "--hidden", "8", "--steps", "4", "--epochs", "200", "--checkpoint", str(ck)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snntorch_async",
+        "train",
+        "--nproc",
+        "2",
+        "--model",
+        "digits_mlp",
+        "--hidden",
+        "8",
+        "--steps",
+        "4",
+        "--epochs",
+        "200",
+        "--checkpoint",
+        str(ck),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while not ck.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -152,6 +198,7 @@ def test_cli_train_nproc_2_and_ctrl_c_on_the_launcher(tmp_path):
     assert "interrupted: checkpoint saved at" in err
     ckpt = load_checkpoint(ck)
     assert ckpt["world_size"] == 2 and ckpt["epoch"] < 200
-    left = subprocess.run(["ps", "-o", "pid,stat,args", "-g", str(proc.pid)], capture_output=True,
-                          text=True).stdout.splitlines()[1:]
+    left = subprocess.run(
+        ["ps", "-o", "pid,stat,args", "-g", str(proc.pid)], capture_output=True, text=True
+    ).stdout.splitlines()[1:]
     assert not [p for p in left if " Z" not in p], left  # no worker left running

@@ -12,8 +12,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
 def _run(name: str, *args: str, cwd: Path) -> str:
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--tiny", *args], cwd=cwd,
-                          env=ENV, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--tiny", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 

@@ -22,20 +22,21 @@ from snntorch_async.reference import run_snntorch
 
 def _conv_net() -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(2, 4, 3, stride=1, padding=1),                       # [4, 8, 8]
-        nn.MaxPool2d(2),                                               # [4, 4, 4]
+        nn.Conv2d(2, 4, 3, stride=1, padding=1),  # [4, 8, 8]
+        nn.MaxPool2d(2),  # [4, 4, 4]
         snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"),
         nn.Sequential(
-            nn.Conv2d(4, 6, 2, stride=2, bias=False),                  # [6, 2, 2]
+            nn.Conv2d(4, 6, 2, stride=2, bias=False),  # [6, 2, 2]
             snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True),
         ),
-        nn.AvgPool2d(2),                                               # [6, 1, 1]
-        nn.Flatten(),                                                  # [6]
+        nn.AvgPool2d(2),  # [6, 1, 1]
+        nn.Flatten(),  # [6]
         nn.Dropout(0.2),
         nn.Identity(),
         nn.Linear(6, 3),
-        snn.Leaky(beta=0.7, init_hidden=True, output=True, reset_mechanism="none",
-                  reset_delay=False),
+        snn.Leaky(
+            beta=0.7, init_hidden=True, output=True, reset_mechanism="none", reset_delay=False
+        ),
     )
 
 
@@ -81,8 +82,13 @@ def test_modules_and_parameters_are_shared_not_copied():
 def test_neuron_params_are_read_at_call_time_and_clamped():
     lin = nn.Linear(4, 3)
     beta = torch.tensor([0.5, 1.5, -0.2])
-    neuron = snn.Synaptic(alpha=torch.tensor([2.0, 0.3, -1.0]), beta=beta, learn_beta=True,
-                          threshold=torch.tensor([1.0, 2.0, 3.0]), init_hidden=True)
+    neuron = snn.Synaptic(
+        alpha=torch.tensor([2.0, 0.3, -1.0]),
+        beta=beta,
+        learn_beta=True,
+        threshold=torch.tensor([1.0, 2.0, 3.0]),
+        init_hidden=True,
+    )
     g = sa.read_model(nn.Sequential(lin, neuron), (4,))
     p = g.layers[0].neuron.params()
     assert torch.equal(p.beta, torch.tensor([0.5, 1.0, 0.0]))
@@ -96,8 +102,8 @@ def test_neuron_params_are_read_at_call_time_and_clamped():
 
 def test_per_neuron_parameters_broadcast_per_channel():
     model = nn.Sequential(
-        nn.Conv2d(1, 3, 3), snn.Leaky(beta=torch.rand(3, 1, 1), threshold=torch.rand(3, 4, 4),
-                                      init_hidden=True)
+        nn.Conv2d(1, 3, 3),
+        snn.Leaky(beta=torch.rand(3, 1, 1), threshold=torch.rand(3, 4, 4), init_hidden=True),
     )
     g = sa.read_model(model, (1, 6, 6))
     assert g.layers[0].shape == (3, 4, 4)
@@ -124,7 +130,6 @@ def test_register_op_teaches_the_reader_a_new_module_type():
         assert [type(op) for op in g.layers[0].ops] == [LinearOp, IdentityOp]
         x = torch.ones(2, 1, 3)
         with torch.no_grad():
-            assert torch.equal(sa.simulate(model, x).spikes,
-                               run_snntorch(model, x))
+            assert torch.equal(sa.simulate(model, x).spikes, run_snntorch(model, x))
     finally:
         OP_TABLE.pop(Scale, None)

@@ -39,12 +39,23 @@ def _net(seed: int, *, bias: bool, delays: bool = False, synaptic: bool = False)
     """A seeded 3-layer 6-10-8-4 net; layer 1 is Synaptic if asked, layer 2 delayed if asked."""
     torch.manual_seed(seed)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
-    second = DelayedLinear(10, 8, max_delay=3, seed=seed, bias=bias) if delays else nn.Linear(10, 8, bias=bias)
-    hidden = snn.Synaptic(alpha=0.5, beta=0.8, threshold=0.6, **kw) if synaptic else snn.Leaky(beta=0.8, threshold=0.6, **kw)
+    second = (
+        DelayedLinear(10, 8, max_delay=3, seed=seed, bias=bias)
+        if delays
+        else nn.Linear(10, 8, bias=bias)
+    )
+    hidden = (
+        snn.Synaptic(alpha=0.5, beta=0.8, threshold=0.6, **kw)
+        if synaptic
+        else snn.Leaky(beta=0.8, threshold=0.6, **kw)
+    )
     m = nn.Sequential(
-        nn.Linear(6, 10, bias=bias), snn.Leaky(beta=0.85, threshold=0.5, **kw),
-        second, hidden,
-        nn.Linear(8, 4, bias=bias), snn.Leaky(beta=0.7, threshold=0.5, output=True, **kw),
+        nn.Linear(6, 10, bias=bias),
+        snn.Leaky(beta=0.85, threshold=0.5, **kw),
+        second,
+        hidden,
+        nn.Linear(8, 4, bias=bias),
+        snn.Leaky(beta=0.7, threshold=0.5, output=True, **kw),
     )
     with torch.no_grad():
         for name, p in m.named_parameters():
@@ -108,7 +119,10 @@ CASES = {
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_lava_dl_netx_reader_equals_emulate(tmp_path, case):
-    spec = quantize(convert(_net(3, **CASES[case]), (6,), bias_timing=BiasTiming.LAVA), QuantizeSettings(weight_exp=0)).spec
+    spec = quantize(
+        convert(_net(3, **CASES[case]), (6,), bias_timing=BiasTiming.LAVA),
+        QuantizeSettings(weight_exp=0),
+    ).spec
     path = export_netx(spec, tmp_path / "n.net")
     for seed in (0, 1):
         x = _spikes(seed, 40, 6)
@@ -134,7 +148,10 @@ def test_lava_dl_check_fails_on_wrong_files(tmp_path):
         f["layer/0/weight"][...] = w
     assert _netx_vs_emulate(spec, path, x)[0] > 0
     # 3. the delays dropped from a delayed net's file
-    spec = quantize(convert(_net(3, bias=True, delays=True), (6,), bias_timing="lava"), QuantizeSettings(weight_exp=0)).spec
+    spec = quantize(
+        convert(_net(3, bias=True, delays=True), (6,), bias_timing="lava"),
+        QuantizeSettings(weight_exp=0),
+    ).spec
     path = export_netx(spec, tmp_path / "d.net")
     with h5py.File(path, "r+") as f:
         del f["layer/1/delay"]
@@ -182,7 +199,9 @@ def run_native_lava_float(model: nn.Sequential, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("seed,synaptic,delays", [(0, False, False), (1, True, False), (2, False, True)])
+@pytest.mark.parametrize(
+    "seed,synaptic,delays", [(0, False, False), (1, True, False), (2, False, True)]
+)
 def test_pipelined_lava_timing_equals_native_lava_float(seed, synaptic, delays):
     m = _net(seed, bias=True, synaptic=synaptic, delays=delays)
     x = _spikes(seed + 5, 40, 6)
@@ -216,9 +235,14 @@ def _conv_net(seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
     m = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), snn.Leaky(beta=0.8, threshold=0.5, **kw),
-        nn.Conv2d(4, 6, 3), nn.AvgPool2d(2), snn.Leaky(beta=0.8, threshold=0.4, **kw),
-        nn.Flatten(), nn.Linear(6 * 3 * 3, 5), snn.Leaky(beta=0.7, threshold=0.5, output=True, **kw),
+        nn.Conv2d(2, 4, 3, padding=1),
+        snn.Leaky(beta=0.8, threshold=0.5, **kw),
+        nn.Conv2d(4, 6, 3),
+        nn.AvgPool2d(2),
+        snn.Leaky(beta=0.8, threshold=0.4, **kw),
+        nn.Flatten(),
+        nn.Linear(6 * 3 * 3, 5),
+        snn.Leaky(beta=0.7, threshold=0.5, output=True, **kw),
     )
     with torch.no_grad():
         for name, p in m.named_parameters():
@@ -264,7 +288,9 @@ def test_build_uses_lava_conv_and_equals_pipelined_and_emulate(timing):
     x = (torch.rand(25, 1, 2, 8, 8, generator=torch.Generator().manual_seed(5)) < 0.3).float()
     built = build(spec, x[:, 0])
     assert [type(s).__name__ for s in built.synapses] == ["Conv", "Conv", "Dense"]
-    assert [type(s).__name__ for s in build(spec, x[:, 0], conv_as_dense=True).synapses] == ["Dense"] * 3
+    assert [type(s).__name__ for s in build(spec, x[:, 0], conv_as_dense=True).synapses] == [
+        "Dense"
+    ] * 3
     res = verify(m, x, bias_timing=timing)
     assert res.lava.sum() > 5 and res.mismatches == 0
     fixed = verify(quantize(spec, QuantizeSettings(weight_exp=0)).spec, x)

@@ -63,11 +63,16 @@ def _chain(n_layers, *, delay=None, bias=None, w=1.0):
     layers = []
     for i in range(n_layers):
         nrn = NeuronSpec(du=np.ones(1), dv=np.ones(1), vth=np.full(1, 0.5))  # beta = 0
-        layers.append(LayerSpec(
-            name=f"l{i}", weight=np.full((1, 1), w), neuron=nrn, shape=(1,),
-            delay=None if delay is None else np.full((1, 1), delay),
-            bias=None if bias is None else np.full(1, bias),
-        ))
+        layers.append(
+            LayerSpec(
+                name=f"l{i}",
+                weight=np.full((1, 1), w),
+                neuron=nrn,
+                shape=(1,),
+                delay=None if delay is None else np.full((1, 1), delay),
+                bias=None if bias is None else np.full(1, bias),
+            )
+        )
     return NetworkSpec(layers=tuple(layers), input_shape=(1,))
 
 
@@ -81,8 +86,18 @@ def test_design_timing_facts():
     assert [int(np.flatnonzero(s[:, 0])[0]) for s in out.layer_spikes] == [1, 2, 3]
     # DelayDense with delay d arrives 1 + d steps after the spike was sent.
     nrn = NeuronSpec(du=np.ones(3), dv=np.ones(3), vth=np.full(3, 0.5))
-    delayed = NetworkSpec(layers=(LayerSpec(name="d", weight=np.ones((3, 1)), neuron=nrn, shape=(3,),
-                                            delay=np.array([[0], [2], [5]])),), input_shape=(1,))
+    delayed = NetworkSpec(
+        layers=(
+            LayerSpec(
+                name="d",
+                weight=np.ones((3, 1)),
+                neuron=nrn,
+                shape=(3,),
+                delay=np.array([[0], [2], [5]]),
+            ),
+        ),
+        input_shape=(1,),
+    )
     out = run_spec(delayed, x, num_steps=10)
     assert [np.flatnonzero(out.spikes[:, i]).tolist() for i in range(3)] == [[1], [3], [6]]
     # The bias channel (delay = layer index) reaches layer l at step l + 1 (the wavefront).
@@ -120,7 +135,11 @@ def test_approximate_reset_reports_measured_mismatch():
     assert not res.exact
     # the mismatch is the model's own rule (Pipelined, subtract) against Lava's zero reset
     padded = np.concatenate([x.numpy(), np.zeros((3, 2, 10), np.float32)])
-    ours = simulate(m, torch.as_tensor(padded), scheduler=Pipelined(float64=True)).spikes.detach().numpy()
+    ours = (
+        simulate(m, torch.as_tensor(padded), scheduler=Pipelined(float64=True))
+        .spikes.detach()
+        .numpy()
+    )
     lava_like = simulate_spec(res.spec, padded)
     assert res.mismatches == int((ours != lava_like).sum()) > 0
 
@@ -146,10 +165,19 @@ def test_run_always_stops(exc):
 @pytest.mark.timeout(60)
 def test_error_inside_lava_still_stops_and_cleans_up():
     spec = _chain(1)
-    spec = NetworkSpec(layers=(LayerSpec(
-        name="x", weight=np.ones((2, 1)), shape=(2,),
-        neuron=NeuronSpec(du=np.ones(2), dv=np.ones(2), vth=np.array([0.5, 0.7])),  # per-neuron vth
-    ),), input_shape=(1,))
+    spec = NetworkSpec(
+        layers=(
+            LayerSpec(
+                name="x",
+                weight=np.ones((2, 1)),
+                shape=(2,),
+                neuron=NeuronSpec(
+                    du=np.ones(2), dv=np.ones(2), vth=np.array([0.5, 0.7])
+                ),  # per-neuron vth
+            ),
+        ),
+        input_shape=(1,),
+    )
     net = build(spec, np.ones((3, 1)))
     with pytest.raises(IndexError):
         with run(net, stop_timeout=10) as session:
@@ -163,11 +191,26 @@ def test_stuck_lava_gives_a_clear_timeout_and_no_children(monkeypatch):
     # A fixed-point DelayDense with delay 64 hangs Lava's child process (DESIGN §3); bypass our
     # own check to provoke it.
     nrn = NeuronSpec(du=np.full(1, 4095), dv=np.zeros(1, int), vth=np.ones(1, int))
-    spec = NetworkSpec(layers=(LayerSpec(name="d", weight=np.full((1, 1), 100), neuron=nrn, shape=(1,),
-                                         delay=np.full((1, 1), 64)),), input_shape=(1,), fixed_point=True)
-    monkeypatch.setattr(importlib.import_module("lava_bridge._build"), "check_loihi_limits", lambda s: None)
+    spec = NetworkSpec(
+        layers=(
+            LayerSpec(
+                name="d",
+                weight=np.full((1, 1), 100),
+                neuron=nrn,
+                shape=(1,),
+                delay=np.full((1, 1), 64),
+            ),
+        ),
+        input_shape=(1,),
+        fixed_point=True,
+    )
+    monkeypatch.setattr(
+        importlib.import_module("lava_bridge._build"), "check_loihi_limits", lambda s: None
+    )
     net = build(spec, np.ones((3, 1)), num_steps=70)
-    with pytest.raises(LavaTimeoutError, match=r"Lava run did not finish within 4 s.*delay above 62"):
+    with pytest.raises(
+        LavaTimeoutError, match=r"Lava run did not finish within 4 s.*delay above 62"
+    ):
         with run(net, timeout=4) as session:
             session.run()
     assert _no_children()

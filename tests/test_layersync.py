@@ -93,8 +93,16 @@ def _two_layer_mlp(neuron_cls, *, reset, reset_delay, spike_grad, per_neuron, le
     def neuron(n, out):
         beta = torch.linspace(0.5, 1.05, n) if per_neuron else 0.85
         thr = torch.linspace(0.7, 1.3, n) if per_neuron else 1.0
-        kw = dict(beta=beta, threshold=thr, spike_grad=spike_grad(), init_hidden=True,
-                  reset_mechanism=reset, learn_beta=learn, learn_threshold=learn, output=out)
+        kw = dict(
+            beta=beta,
+            threshold=thr,
+            spike_grad=spike_grad(),
+            init_hidden=True,
+            reset_mechanism=reset,
+            learn_beta=learn,
+            learn_threshold=learn,
+            output=out,
+        )
         if neuron_cls is snn.Synaptic:
             alpha = torch.linspace(0.3, 0.9, n) if per_neuron else 0.6
             return snn.Synaptic(alpha=alpha, learn_alpha=learn, **kw)
@@ -117,11 +125,18 @@ GRID_SURROGATES = {**SURROGATES, "default": lambda: None}  # None: snnTorch's de
 @pytest.mark.parametrize("surrogate_name", ["default", "atan", "fast_sigmoid"])
 @pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per-neuron"])
 @pytest.mark.parametrize("neuron_cls,reset,reset_delay", GRID)
-def test_neuron_grid_equal_snntorch_with_gradients(neuron_cls, reset, reset_delay, per_neuron,
-                                                   surrogate_name):
-    model = _two_layer_mlp(neuron_cls, reset=reset, reset_delay=reset_delay,
-                           spike_grad=GRID_SURROGATES[surrogate_name], per_neuron=per_neuron,
-                           learn=per_neuron, output=not per_neuron)
+def test_neuron_grid_equal_snntorch_with_gradients(
+    neuron_cls, reset, reset_delay, per_neuron, surrogate_name
+):
+    model = _two_layer_mlp(
+        neuron_cls,
+        reset=reset,
+        reset_delay=reset_delay,
+        spike_grad=GRID_SURROGATES[surrogate_name],
+        per_neuron=per_neuron,
+        learn=per_neuron,
+        output=not per_neuron,
+    )
     x = random_inputs(1, 16, 4, (12,), p=0.4)
     rec = snntorch_loop(model, x)
     _assert_active(rec)
@@ -133,8 +148,9 @@ def test_neuron_grid_equal_snntorch_with_gradients(neuron_cls, reset, reset_dela
 
 
 @pytest.mark.parametrize("pool", [None, nn.AvgPool2d, nn.MaxPool2d])
-@pytest.mark.parametrize("stride,padding,bias", [(1, 0, True), (2, 1, False), (1, 1, True),
-                                                 (2, 0, True)])
+@pytest.mark.parametrize(
+    "stride,padding,bias", [(1, 0, True), (2, 1, False), (1, 1, True), (2, 0, True)]
+)
 def test_conv_grid_equal_snntorch_with_gradients(stride, padding, bias, pool):
     torch.manual_seed(3)
     conv = nn.Conv2d(2, 4, 3, stride=stride, padding=padding, bias=bias)
@@ -147,8 +163,13 @@ def test_conv_grid_equal_snntorch_with_gradients(stride, padding, bias, pool):
     lin = nn.Linear(flat, 6)
     with torch.no_grad():
         lin.weight.mul_(3.0).add_(0.3 / flat)
-    model = nn.Sequential(*mods, nn.Dropout(0.5), nn.Identity(), lin,
-                          snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True, output=True)).eval()
+    model = nn.Sequential(
+        *mods,
+        nn.Dropout(0.5),
+        nn.Identity(),
+        lin,
+        snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True, output=True),
+    ).eval()
     x = random_inputs(2, 10, 3, (2, 9, 9), p=0.4)
     rec = snntorch_loop(model, x)
     _assert_active(rec)
@@ -162,8 +183,12 @@ def test_dropout_in_training_mode_draws_the_same_masks():
     """In training mode dropout is active; LayerSync calls it in snnTorch's order, same RNG."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Dropout(0.3), nn.Linear(10, 12), snn.Leaky(beta=0.8, init_hidden=True),
-        nn.Dropout(0.2), nn.Linear(12, 4), snn.Leaky(beta=0.8, init_hidden=True),
+        nn.Dropout(0.3),
+        nn.Linear(10, 12),
+        snn.Leaky(beta=0.8, init_hidden=True),
+        nn.Dropout(0.2),
+        nn.Linear(12, 4),
+        snn.Leaky(beta=0.8, init_hidden=True),
     ).train()
     with torch.no_grad():
         for m in (model[1], model[4]):
@@ -190,15 +215,17 @@ def test_dropout_in_training_mode_draws_the_same_masks():
     threshold=st.floats(0.1, 2.0),
     seed=st.integers(0, 2**16),
 )
-def test_single_layer_property_equal_snntorch(synaptic, reset, reset_delay, beta, alpha,
-                                              threshold, seed):
+def test_single_layer_property_equal_snntorch(
+    synaptic, reset, reset_delay, beta, alpha, threshold, seed
+):
     torch.manual_seed(seed)
     lin = nn.Linear(6, 4)
     with torch.no_grad():
         lin.weight.mul_(3.0)
     kw = dict(beta=beta, threshold=threshold, init_hidden=True, reset_mechanism=reset)
-    neuron = (snn.Synaptic(alpha=alpha, **kw) if synaptic
-              else snn.Leaky(reset_delay=reset_delay, **kw))
+    neuron = (
+        snn.Synaptic(alpha=alpha, **kw) if synaptic else snn.Leaky(reset_delay=reset_delay, **kw)
+    )
     model = nn.Sequential(lin, neuron)
     x = random_inputs(seed, 8, 2, (6,), real=bool(seed % 2))
     with torch.no_grad():
@@ -234,8 +261,9 @@ def _assert_grads_close(ours, theirs) -> None:
     assert any(bool(g.abs().sum() > 0) for g in theirs.values()), "reference gradients all zero"
     for name in theirs:
         assert bool(torch.isfinite(theirs[name]).all()), f"reference gradient of {name} not finite"
-        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-5,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            ours[name], theirs[name], rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 @pytest.mark.parametrize("seed", range(30))

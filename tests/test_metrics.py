@@ -146,8 +146,10 @@ def test_counters_agree_with_records_of_a_real_simulation():
 def test_evaluate_over_a_loader():
     model = _net()
     g = torch.Generator().manual_seed(0)
-    data = [((torch.rand(6, 4, 12, generator=g) < 0.5).float(), torch.randint(0, 4, (4,), generator=g))
-            for _ in range(3)]
+    data = [
+        ((torch.rand(6, 4, 12, generator=g) < 0.5).float(), torch.randint(0, 4, (4,), generator=g))
+        for _ in range(3)
+    ]
     model.train()
     m = evaluate(model, data, scheduler=LayerSync(), max_batches=2)
     assert model.training  # restored
@@ -168,15 +170,23 @@ def _neurobench_run(model, x_bt, y, metrics):
     from neurobench.models import SNNTorchModel
     from neurobench.processors.postprocessors import ChooseMaxCount
 
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_bt, y), batch_size=x_bt.shape[0])
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x_bt, y), batch_size=x_bt.shape[0]
+    )
     bench = Benchmark(SNNTorchModel(model), loader, [], [ChooseMaxCount()], [[], metrics])
     return bench.run(quiet=True)
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["spiking-input", "real-input"])
 def test_matches_neurobench(binary):
-    pytest.importorskip("neurobench", reason="NeuroBench is not installed (pip install --no-deps neurobench)")
-    from neurobench.metrics.workload import ActivationSparsity, ClassificationAccuracy, SynapticOperations
+    pytest.importorskip(
+        "neurobench", reason="NeuroBench is not installed (pip install --no-deps neurobench)"
+    )
+    from neurobench.metrics.workload import (
+        ActivationSparsity,
+        ClassificationAccuracy,
+        SynapticOperations,
+    )
 
     model = _net(seed=3)
     with torch.no_grad():
@@ -186,8 +196,12 @@ def test_matches_neurobench(binary):
     x = (x < 0.5).float() if binary else x * 1.5
     y = torch.randint(0, 4, (6,), generator=g)
     ours = evaluate(model, [(x, y)], scheduler=LayerSync()).summary()
-    nb = _neurobench_run(model, x.transpose(0, 1).contiguous(), y,
-                         [ActivationSparsity, SynapticOperations, ClassificationAccuracy])
+    nb = _neurobench_run(
+        model,
+        x.transpose(0, 1).contiguous(),
+        y,
+        [ActivationSparsity, SynapticOperations, ClassificationAccuracy],
+    )
     assert ours["activation_sparsity"] == pytest.approx(nb["ActivationSparsity"], abs=1e-12)
     syn = nb["SynapticOperations"]
     assert ours["synops_ac"] == pytest.approx(syn["Effective_ACs"])
@@ -202,12 +216,20 @@ def test_metrics_under_asynchronous_schedulers():
 
     model = _net(seed=1)
     g = torch.Generator().manual_seed(4)
-    data = [((torch.rand(8, 6, 12, generator=g) < 0.5).float(), torch.randint(0, 4, (6,), generator=g))]
+    data = [
+        ((torch.rand(8, 6, 12, generator=g) < 0.5).float(), torch.randint(0, 4, (6,), generator=g))
+    ]
     sync = evaluate(model, data, scheduler=LayerSync()).summary()
     anchor = evaluate(model, data, scheduler=LayerOrderedAsync(forward_group_size=None)).summary()
     # same spikes (the anchor) => same accuracy, density, synops and time-step latencies
-    for key in ("accuracy", "spike_density", "synops_ac", "synops_dense", "decision_step",
-                "first_spike_step"):
+    for key in (
+        "accuracy",
+        "spike_density",
+        "synops_ac",
+        "synops_dense",
+        "decision_step",
+        "first_spike_step",
+    ):
         assert anchor[key] == pytest.approx(sync[key], nan_ok=True), key
     serial = evaluate(model, data, scheduler=RandomAsync(forward_group_size=1, seed=0))
     s = serial.summary()

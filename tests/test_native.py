@@ -85,19 +85,34 @@ def test_kernel_equals_torch_code(strategy, F, prioritize_input):
 @needs_compiler
 @pytest.mark.parametrize(
     "reset,reset_delay,bias,per_neuron_thr,full_eval,graded",
-    [("zero", False, True, False, True, False), ("zero", True, False, True, False, False),
-     ("subtract", True, True, True, True, True), ("subtract", False, False, False, False, False),
-     ("none", True, True, False, True, True), ("none", False, True, True, False, False)],
+    [
+        ("zero", False, True, False, True, False),
+        ("zero", True, False, True, False, False),
+        ("subtract", True, True, True, True, True),
+        ("subtract", False, False, False, False, False),
+        ("none", True, True, False, True, True),
+        ("none", False, True, True, False, False),
+    ],
 )
 def test_kernel_equals_torch_code_every_neuron_setting(
     reset, reset_delay, bias, per_neuron_thr, full_eval, graded
 ):
-    net = mlp((20, 24, 16, 6), reset=reset, reset_delay=reset_delay, bias=bias,
-               per_neuron_thr=per_neuron_thr, seed=7)
+    net = mlp(
+        (20, 24, 16, 6),
+        reset=reset,
+        reset_delay=reset_delay,
+        bias=bias,
+        per_neuron_thr=per_neuron_thr,
+        seed=7,
+    )
     x = _inputs(11, graded=graded)
     for strategy, F in itertools.product(STRATEGIES, (1, 4)):
-        sched = strategy(forward_group_size=F, full_layer_evaluation=full_eval,
-                         prioritize_input=not graded, seed=5)
+        sched = strategy(
+            forward_group_size=F,
+            full_layer_evaluation=full_eval,
+            prioritize_input=not graded,
+            seed=5,
+        )
         r1, r2 = _run_both(net, x, sched)
         assert r1.backend == "native"
         _assert_identical(r1, r2)
@@ -108,8 +123,12 @@ def test_kernel_equals_torch_code_every_neuron_setting(
 def test_kernel_equals_torch_code_with_stop_rules(strategy):
     net = mlp((20, 24, 16, 6), seed=2)
     x = _inputs(4, T=10)
-    for kw in (dict(max_forward_steps=3), dict(stop_on_output=0), dict(stop_on_output=2),
-               dict(max_forward_steps=6, stop_on_output=1)):
+    for kw in (
+        dict(max_forward_steps=3),
+        dict(stop_on_output=0),
+        dict(stop_on_output=2),
+        dict(max_forward_steps=6, stop_on_output=1),
+    ):
         r1, r2 = _run_both(net, x, strategy(forward_group_size=2, seed=1, **kw))
         assert r1.backend == "native"
         _assert_identical(r1, r2)
@@ -123,8 +142,9 @@ def test_kernel_equals_torch_code_deep_and_single_layer():
         net = mlp(sizes, seed=len(sizes))
         x = _inputs(9)
         for strategy in STRATEGIES:
-            r1, r2 = _run_both(net, x, strategy(forward_group_size=3, seed=2,
-                                                prioritize_input=False))
+            r1, r2 = _run_both(
+                net, x, strategy(forward_group_size=3, seed=2, prioritize_input=False)
+            )
             assert r1.backend == "native"
             _assert_identical(r1, r2)
 
@@ -149,8 +169,9 @@ def test_kernel_not_used_where_it_does_not_apply():
     with torch.no_grad():
         dense = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=None))
         assert dense.backend == "torch"  # dense groups
-        syn = nn.Sequential(nn.Linear(20, 6), snn.Synaptic(alpha=0.5, beta=0.8,
-                                                            init_hidden=True, output=True))
+        syn = nn.Sequential(
+            nn.Linear(20, 6), snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True, output=True)
+        )
         assert sa.simulate(syn, x, scheduler=sched).backend == "torch"  # Synaptic neurons
         assert sa.simulate(net, x, scheduler=sched).backend == "native"
         assert sa.simulate(net, x, scheduler=sa.LayerSync()).backend == "torch"
@@ -169,8 +190,9 @@ def _c_struct_fields(name: str) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("struct,c_name", [(native.KernelPlan, "sa_plan"),
-                                           (native.KernelStep, "sa_step")])
+@pytest.mark.parametrize(
+    "struct,c_name", [(native.KernelPlan, "sa_plan"), (native.KernelStep, "sa_step")]
+)
 def test_ctypes_structures_mirror_the_c_structs(struct, c_name):
     """The Python side and the C side of the boundary agree field by field, by name and size."""
     assert [f[0] for f in struct._fields_] == _c_struct_fields(c_name)
@@ -222,8 +244,9 @@ def test_random_order_is_uniform_among_pending_spikes(use_kernel):
     x = torch.ones(1, B, 3)
     out = {}
     for steps in (1, 2):
-        sched = sa.RandomAsync(forward_group_size=1, prioritize_input=False,
-                               max_forward_steps=steps, seed=123)
+        sched = sa.RandomAsync(
+            forward_group_size=1, prioritize_input=False, max_forward_steps=steps, seed=123
+        )
         with torch.no_grad(), native.use_native(use_kernel):
             out[steps] = sa.simulate(_relay(3), x, scheduler=sched, record=REC).layer_spikes
     first = out[1][0][0]  # after one forward step: the relay of the input delivered first
@@ -242,8 +265,9 @@ def test_random_groups_are_uniform_subsets():
     """F = 2 out of 4 pending inputs: each of the 6 pairs is delivered first equally often."""
     B = 6000
     x = torch.ones(1, B, 4)
-    sched = sa.RandomAsync(forward_group_size=2, prioritize_input=False, max_forward_steps=1,
-                           seed=7)
+    sched = sa.RandomAsync(
+        forward_group_size=2, prioritize_input=False, max_forward_steps=1, seed=7
+    )
     with torch.no_grad():
         r = sa.simulate(_relay(4), x, scheduler=sched, record=REC)
     h = r.layer_spikes[0][0]

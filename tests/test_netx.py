@@ -105,7 +105,9 @@ def test_errors(tmp_path):
     assert all(a.weight.tolist() == b.weight.tolist() for a, b in zip(own.layers, _fixed(0).layers))
     with pytest.raises(SpecFormatError, match="expected a lava_bridge.NetworkSpec"):
         export_netx("net.npz", tmp_path / "f2.net")
-    big = quantize(convert(_model(0), (6,), bias_timing="lava")).spec  # chosen exponents > 0: out of netx's range
+    big = quantize(
+        convert(_model(0), (6,), bias_timing="lava")
+    ).spec  # chosen exponents > 0: out of netx's range
     assert any(layer.weight_exp > 0 for layer in big.layers)
     with pytest.raises(LoihiLimitError, match="outside netx's 8-bit range.*weight_exp=0"):
         export_netx(big, tmp_path / "g.net")
@@ -145,7 +147,10 @@ def test_errors(tmp_path):
     assert not (tmp_path / "j.net").exists()
     lava_bias = replace(syn_bias, bias_timing="lava")  # Lava's timing: a Synaptic bias is fine
     with h5py.File(
-        export_netx(NetworkSpec(layers=(lava_bias,), input_shape=(1,), fixed_point=True), tmp_path / "k.net"), "r"
+        export_netx(
+            NetworkSpec(layers=(lava_bias,), input_shape=(1,), fixed_point=True), tmp_path / "k.net"
+        ),
+        "r",
     ) as f:
         assert f["layer/0/bias"][()].tolist() == [2]
     (tmp_path / "not.net").write_bytes(b"nope")

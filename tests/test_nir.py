@@ -123,7 +123,9 @@ def test_errors():
     spec = convert(_model(3), (8,))
     g = export_nir(spec)
     g.metadata = {}  # as snnTorch's exporter writes it: no dt, meaning 1e-4
-    np.testing.assert_allclose(import_nir(g).layers[0].neuron.dv, spec.layers[0].neuron.dv, rtol=1e-9)
+    np.testing.assert_allclose(
+        import_nir(g).layers[0].neuron.dv, spec.layers[0].neuron.dv, rtol=1e-9
+    )
     with pytest.raises(SpecFormatError, match="positive time step"):
         export_nir(spec, dt=0.0)
     leak = nir.NIRGraph(

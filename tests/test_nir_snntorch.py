@@ -27,7 +27,10 @@ def _model(seed: int, synaptic: bool) -> nn.Sequential:
         else snn.Leaky(beta=beta, threshold=0.5, **kw)
     )
     m = nn.Sequential(
-        nn.Linear(8, 12), hidden, nn.Linear(12, 5), snn.Leaky(beta=0.8, threshold=0.5, output=True, **kw)
+        nn.Linear(8, 12),
+        hidden,
+        nn.Linear(12, 5),
+        snn.Leaky(beta=0.8, threshold=0.5, output=True, **kw),
     )
     with torch.no_grad():
         for p in m.parameters():

@@ -35,9 +35,19 @@ def test_version_comes_from_the_installed_metadata():
 
 
 def test_public_surface_is_exported():
-    for name in ("simulate", "AsyncNetwork", "LayerSync", "Record", "SimulationResult",
-                 "read_model", "NetworkGraph", "InputError", "UnsupportedModuleError",
-                 "ModelStructureError", "__version__"):
+    for name in (
+        "simulate",
+        "AsyncNetwork",
+        "LayerSync",
+        "Record",
+        "SimulationResult",
+        "read_model",
+        "NetworkGraph",
+        "InputError",
+        "UnsupportedModuleError",
+        "ModelStructureError",
+        "__version__",
+    ):
         assert name in snntorch_async.__all__ and hasattr(snntorch_async, name), name
 
 

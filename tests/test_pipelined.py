@@ -35,9 +35,12 @@ def test_exports():
 def test_golden_one_step_per_hop():
     # beta = 0: the membrane is this step's current; threshold 0.5, weight 1
     m = nn.Sequential(
-        _lin(1, 1, 1.0), snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
-        _lin(1, 1, 1.0), snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
-        _lin(1, 1, 1.0), snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
+        _lin(1, 1, 1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
+        _lin(1, 1, 1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
+        _lin(1, 1, 1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
     )
     x = torch.zeros(6, 1, 1)
     x[0] = 1.0
@@ -51,7 +54,8 @@ def test_golden_one_step_per_hop():
 @pytest.mark.parametrize("d", [0, 1, 4])
 def test_golden_delay_adds_d_steps(d):
     m = nn.Sequential(
-        DelayedLinear(1, 1, bias=False, delays=d), snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw())
+        DelayedLinear(1, 1, bias=False, delays=d),
+        snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
     )
     with torch.no_grad():
         m[0].weight.fill_(1.0)
@@ -64,8 +68,10 @@ def test_golden_delay_adds_d_steps(d):
 def test_bias_arrives_with_the_wavefront():
     # strong positive bias, no input: layer l starts integrating at step l + 1, not before
     m = nn.Sequential(
-        _lin(1, 1, 0.0, b=1.0), snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
-        _lin(1, 1, 0.0, b=1.0), snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
+        _lin(1, 1, 0.0, b=1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, **_kw()),
+        _lin(1, 1, 0.0, b=1.0),
+        snn.Leaky(beta=0.0, threshold=0.5, output=True, **_kw()),
     )
     res = simulate(m, torch.zeros(5, 1, 1), scheduler=Pipelined(), record=Record(layer_spikes=True))
     assert res.layer_spikes[0][:, 0, 0].tolist() == [0, 1, 1, 1, 1]
@@ -77,8 +83,12 @@ def random_model(seed, *, synaptic=False, delays=False, reset="zero", conv=False
     mods = []
     n_in = 10
     if conv:
-        mods += [nn.Conv2d(1, 2, 3, padding=1), nn.AvgPool2d(2), nn.Flatten(),
-                 snn.Leaky(beta=0.7, threshold=0.3, **_kw(reset))]
+        mods += [
+            nn.Conv2d(1, 2, 3, padding=1),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            snn.Leaky(beta=0.7, threshold=0.3, **_kw(reset)),
+        ]
         n_in = 2 * 2 * 2
         layers -= 1
     widths = [12, 9, 5][-layers:]
@@ -105,8 +115,12 @@ def _inputs(seed, T, shape):
 
 
 CASES = [
-    dict(seed=0), dict(seed=1, synaptic=True), dict(seed=2, delays=True),
-    dict(seed=3, synaptic=True, delays=True), dict(seed=4, conv=True), dict(seed=5, layers=2),
+    dict(seed=0),
+    dict(seed=1, synaptic=True),
+    dict(seed=2, delays=True),
+    dict(seed=3, synaptic=True, delays=True),
+    dict(seed=4, conv=True),
+    dict(seed=5, layers=2),
 ]
 
 

@@ -22,8 +22,16 @@ RESETS = ["subtract", "zero", "none"]
 def _rec(kind, n, *, reset, delay, all_to_all, learn, v_per_neuron, output=False, seed=0):
     g = torch.Generator().manual_seed(seed)
     v = (torch.rand(n, generator=g) * 0.6 - 0.1) if v_per_neuron else 0.35
-    kw = dict(beta=0.8, threshold=0.7, init_hidden=True, reset_mechanism=reset, output=output,
-              learn_beta=learn, learn_threshold=learn, learn_recurrent=learn)
+    kw = dict(
+        beta=0.8,
+        threshold=0.7,
+        init_hidden=True,
+        reset_mechanism=reset,
+        output=output,
+        learn_beta=learn,
+        learn_threshold=learn,
+        learn_recurrent=learn,
+    )
     if all_to_all:
         kw.update(all_to_all=True, linear_features=n)
     else:
@@ -35,11 +43,14 @@ def _rec(kind, n, *, reset, delay, all_to_all, learn, v_per_neuron, output=False
 
 def _model(kind, reset, delay, all_to_all, learn, v_per_neuron, seed):
     torch.manual_seed(seed)
-    args = dict(reset=reset, delay=delay, all_to_all=all_to_all, learn=learn,
-                v_per_neuron=v_per_neuron)
+    args = dict(
+        reset=reset, delay=delay, all_to_all=all_to_all, learn=learn, v_per_neuron=v_per_neuron
+    )
     m = nn.Sequential(
-        nn.Linear(NIN, NH), _rec(kind, NH, seed=seed, **args),
-        nn.Linear(NH, NOUT), _rec(kind, NOUT, seed=seed + 1, output=True, **args),
+        nn.Linear(NIN, NH),
+        _rec(kind, NH, seed=seed, **args),
+        nn.Linear(NH, NOUT),
+        _rec(kind, NOUT, seed=seed + 1, output=True, **args),
     )
     with torch.no_grad():
         for mod in m:
@@ -53,7 +64,8 @@ def _model(kind, reset, delay, all_to_all, learn, v_per_neuron, seed):
 CASES = [
     (k, r, d, a, learn, vpn)
     for k, r, d, a, learn, vpn in itertools.product(
-        ["RLeaky", "RSynaptic"], RESETS, [True, False], [True, False], [True, False], [True, False])
+        ["RLeaky", "RSynaptic"], RESETS, [True, False], [True, False], [True, False], [True, False]
+    )
     if not (k == "RSynaptic" and not d) and not (a and vpn)  # vpn only means something for V
 ]
 
@@ -64,7 +76,7 @@ def test_layersync_equals_snntorch(kind, reset, delay, all_to_all, learn, vpn):
     # (so that equality means something); the comparison below can fail on any of them
     for seed in range(100 * CASES.index((kind, reset, delay, all_to_all, learn, vpn)), 10**6)[:5]:
         model = _model(kind, reset, delay, all_to_all, learn, vpn, seed)
-        x = (torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(seed)) * 1.5)
+        x = torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(seed)) * 1.5
         ref = run_snntorch(model, x)
         rate = float(ref.detach().mean())
         if 0.0 < rate < 1.0:
@@ -76,12 +88,15 @@ def test_layersync_equals_snntorch(kind, reset, delay, all_to_all, learn, vpn):
     params = [p for p in model.parameters() if p.requires_grad]
     loss_ref = (run_snntorch(model, x) * torch.linspace(1, 2, NOUT, dtype=x.dtype)).sum()
     g_ref = torch.autograd.grad(loss_ref, params, allow_unused=True)
-    loss = (sa.simulate(model, x, scheduler=sa.LayerSync()).spikes
-            * torch.linspace(1, 2, NOUT, dtype=x.dtype)).sum()
+    loss = (
+        sa.simulate(model, x, scheduler=sa.LayerSync()).spikes
+        * torch.linspace(1, 2, NOUT, dtype=x.dtype)
+    ).sum()
     g = torch.autograd.grad(loss, params, allow_unused=True)
     assert any(a is not None and float(a.abs().sum()) > 0 for a in g_ref)
-    for (name, _), a, b in zip([(n, p) for n, p in model.named_parameters() if p.requires_grad],
-                               g_ref, g):
+    for (name, _), a, b in zip(
+        [(n, p) for n, p in model.named_parameters() if p.requires_grad], g_ref, g
+    ):
         assert (a is None) == (b is None), name
         if a is not None:
             torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5, msg=name)
@@ -90,14 +105,14 @@ def test_layersync_equals_snntorch(kind, reset, delay, all_to_all, learn, vpn):
 def test_recurrent_gradient_reaches_recurrent_weights():
     """BPTT really goes through the recurrence: the recurrent weights get a gradient."""
     model = _model("RLeaky", "subtract", True, True, True, False, 3)
-    x = (torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(3)) * 1.5)
+    x = torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(3)) * 1.5
     sa.simulate(model, x, scheduler=sa.LayerSync()).spikes.sum().backward()
     assert float(model[1].recurrent.weight.grad.abs().sum()) > 0
 
 
 def test_parameters_read_from_module_not_hidden_state():
     model = _model("RLeaky", "subtract", True, False, False, True, 4)
-    x = (torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(4)) * 1.5)
+    x = torch.rand(T, B, NIN, generator=torch.Generator().manual_seed(4)) * 1.5
     before = sa.simulate(model, x, scheduler=sa.LayerSync()).spikes
     model[1].V.mul_(0).add_(-5.0)  # a changed V changes the run
     after = sa.simulate(model, x, scheduler=sa.LayerSync()).spikes
@@ -106,8 +121,10 @@ def test_parameters_read_from_module_not_hidden_state():
 
 
 def test_refuses_conv_form():
-    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1),
-                      snn.RLeaky(beta=0.9, conv2d_channels=2, kernel_size=3, init_hidden=True))
+    m = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),
+        snn.RLeaky(beta=0.9, conv2d_channels=2, kernel_size=3, init_hidden=True),
+    )
     with pytest.raises(UnsupportedModuleError, match=r"'1'.*convolutional.*Fix:"):
         read_model(m, (1, 5, 5))
 
@@ -119,27 +136,37 @@ def test_refuses_wrong_linear_features():
 
 
 def test_refuses_wrong_V_shape():
-    m = nn.Sequential(nn.Linear(3, 5),
-                      snn.RLeaky(beta=0.9, all_to_all=False, V=torch.ones(4), init_hidden=True))
+    m = nn.Sequential(
+        nn.Linear(3, 5), snn.RLeaky(beta=0.9, all_to_all=False, V=torch.ones(4), init_hidden=True)
+    )
     with pytest.raises(ModelStructureError, match=r"'1'.*V of shape \[4\].*\[5\]"):
         read_model(m, (3,))
 
 
 def test_refuses_rsynaptic_without_reset_delay():
-    m = nn.Sequential(nn.Linear(3, 5), snn.RSynaptic(alpha=0.5, beta=0.9, linear_features=5,
-                                                     init_hidden=True, reset_delay=False))
+    m = nn.Sequential(
+        nn.Linear(3, 5),
+        snn.RSynaptic(alpha=0.5, beta=0.9, linear_features=5, init_hidden=True, reset_delay=False),
+    )
     with pytest.raises(UnsupportedModuleError, match="reset_delay=False"):
         read_model(m, (3,))
 
 
-@pytest.mark.parametrize("scheduler", [
-    lambda: sa.Pipelined(bias_timing="lava"),
-    lambda: sa.RandomAsync(seed=0),
-    lambda: sa.LayerOrderedAsync(),
-])
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        lambda: sa.Pipelined(bias_timing="lava"),
+        lambda: sa.RandomAsync(seed=0),
+        lambda: sa.LayerOrderedAsync(),
+    ],
+)
 def test_unbuilt_modes_refuse_recurrent(scheduler):
     model = _model("RLeaky", "subtract", True, True, False, False, 5)
-    x = torch.rand(4, 2, NIN, )
+    x = torch.rand(
+        4,
+        2,
+        NIN,
+    )
     with pytest.raises(UnsupportedModuleError, match=r"'1'.*recurrent.*Fix: use .*LayerSync"):
         sa.simulate(model, x, scheduler=scheduler())
 
@@ -162,8 +189,12 @@ def test_fit_trains_recurrent_model_with_layersync():
 
     torch.manual_seed(0)
     kw = dict(beta=0.8, threshold=0.5, init_hidden=True, spike_grad=surrogate.fast_sigmoid())
-    model = nn.Sequential(nn.Linear(12, 16), snn.RLeaky(linear_features=16, **kw),
-                          nn.Linear(16, 3), snn.RLeaky(all_to_all=False, V=0.2, output=True, **kw))
+    model = nn.Sequential(
+        nn.Linear(12, 16),
+        snn.RLeaky(linear_features=16, **kw),
+        nn.Linear(16, 3),
+        snn.RLeaky(all_to_all=False, V=0.2, output=True, **kw),
+    )
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (48,), generator=g)
     rate = torch.full((48, 12), 0.1)
@@ -171,18 +202,26 @@ def test_fit_trains_recurrent_model_with_layersync():
         rate[y == c, 4 * c : 4 * c + 4] = 0.6
     x = (torch.rand(48, 10, 12, generator=g) < rate.unsqueeze(1)).to(torch.uint8)
     w0 = model[1].recurrent.weight.detach().clone()
-    h = fit(model, make_loader(SpikeDataset(x, y), batch_size=8), scheduler=sa.LayerSync(),
-            config=TrainConfig(epochs=3, lr=2e-2, seed=0), progress=False)
+    h = fit(
+        model,
+        make_loader(SpikeDataset(x, y), batch_size=8),
+        scheduler=sa.LayerSync(),
+        config=TrainConfig(epochs=3, lr=2e-2, seed=0),
+        progress=False,
+    )
     assert h.loss[-1] < h.loss[0]
     assert not torch.equal(model[1].recurrent.weight.detach(), w0)
 
 
-@pytest.mark.parametrize("kind,reset,delay,all_to_all,vpn", [
-    ("RLeaky", "zero", False, True, False),  # Lava's LIF rule: the recurrence enters u
-    ("RLeaky", "zero", False, False, True),
-    ("RLeaky", "subtract", True, True, False),  # the neuron's own rule
-    ("RSynaptic", "zero", True, False, False),
-])
+@pytest.mark.parametrize(
+    "kind,reset,delay,all_to_all,vpn",
+    [
+        ("RLeaky", "zero", False, True, False),  # Lava's LIF rule: the recurrence enters u
+        ("RLeaky", "zero", False, False, True),
+        ("RLeaky", "subtract", True, True, False),  # the neuron's own rule
+        ("RSynaptic", "zero", True, False, False),
+    ],
+)
 @pytest.mark.parametrize("float64", [False, True])
 def test_pipelined_recurrent_hop_takes_one_step(kind, reset, delay, all_to_all, vpn, float64):
     """Each feed-forward hop and the recurrent hop take one step, so Pipelined's output is

@@ -48,10 +48,19 @@ def _lava_recurrent(w, wrec, beta, thr, x):
 @pytest.mark.parametrize("all_to_all", [True, False])
 def test_pipelined_equals_lava_recurrent_dense(all_to_all):
     torch.manual_seed(0)
-    kw = dict(beta=0.75, threshold=0.6, init_hidden=True, reset_mechanism="zero",
-              reset_delay=False, output=True)
-    rl = (snn.RLeaky(linear_features=N, **kw) if all_to_all
-          else snn.RLeaky(all_to_all=False, V=torch.rand(N) * 1.6 - 0.5, learn_recurrent=False, **kw))
+    kw = dict(
+        beta=0.75,
+        threshold=0.6,
+        init_hidden=True,
+        reset_mechanism="zero",
+        reset_delay=False,
+        output=True,
+    )
+    rl = (
+        snn.RLeaky(linear_features=N, **kw)
+        if all_to_all
+        else snn.RLeaky(all_to_all=False, V=torch.rand(N) * 1.6 - 0.5, learn_recurrent=False, **kw)
+    )
     model = nn.Sequential(nn.Linear(NIN, N, bias=False), rl)
     with torch.no_grad():
         model[0].weight.mul_(3.0)
@@ -59,11 +68,21 @@ def test_pipelined_equals_lava_recurrent_dense(all_to_all):
             rl.recurrent.bias.zero_()  # the bridge's bias rules are not part of this check
             rl.recurrent.weight.mul_(2.0)
     x = (torch.rand(T, 1, NIN, generator=torch.Generator().manual_seed(1)) < 0.4).float()
-    out = sa.simulate(model, torch.cat([x, torch.zeros(1, 1, NIN)]),
-                      scheduler=sa.Pipelined(float64=True)).spikes[:, 0].detach().numpy()
-    wrec = (rl.recurrent.weight.detach().double().numpy() if all_to_all
-            else np.diag(rl.V.detach().double().numpy()))
-    lava = _lava_recurrent(model[0].weight.detach().double().numpy(), wrec, 0.75, 0.6,
-                           x[:, 0].double().numpy())
+    out = (
+        sa.simulate(
+            model, torch.cat([x, torch.zeros(1, 1, NIN)]), scheduler=sa.Pipelined(float64=True)
+        )
+        .spikes[:, 0]
+        .detach()
+        .numpy()
+    )
+    wrec = (
+        rl.recurrent.weight.detach().double().numpy()
+        if all_to_all
+        else np.diag(rl.V.detach().double().numpy())
+    )
+    lava = _lava_recurrent(
+        model[0].weight.detach().double().numpy(), wrec, 0.75, 0.6, x[:, 0].double().numpy()
+    )
     assert 0 < out.mean() < 1
     assert np.array_equal(out, lava)

@@ -11,8 +11,14 @@ from snntorch_async.app.report import DemoResults, EvalRow, OutputFolderError, w
 
 def _row(train, exec_mode, F, acc, density, fw):
     return EvalRow(
-        train_mode=train, exec_mode=exec_mode, forward_group_size=F, accuracy=acc,
-        spike_density=density, latency_steps=3.0, latency_forward_steps=fw, synops=1234.0,
+        train_mode=train,
+        exec_mode=exec_mode,
+        forward_group_size=F,
+        accuracy=acc,
+        spike_density=density,
+        latency_steps=3.0,
+        latency_forward_steps=fw,
+        synops=1234.0,
         spikes_per_layer=(10.0, 2.0),
     )
 
@@ -28,8 +34,10 @@ def _results():
     return DemoResults(
         config={"data": "digits"},
         rows=rows,
-        histories={"sync": {"loss": [2.0, 1.0], "accuracy": [0.5, 0.8]},
-                   "async": {"loss": [2.1, 1.2], "accuracy": [0.4, 0.7]}},
+        histories={
+            "sync": {"loss": [2.0, 1.0], "accuracy": [0.5, 0.8]},
+            "async": {"loss": [2.1, 1.2], "accuracy": [0.4, 0.7]},
+        },
         rasters={"sync / LayerSync": raster, "async / RandomAsync F=4": raster},
         lava=("converted",),
         command="snntorch-async demo --quick",
@@ -43,8 +51,12 @@ def test_report_has_table_claim_comparison_and_figures(tmp_path):
     assert rp.PAPER_CLAIM in text
     # async-trained vs sync-trained, both at RandomAsync F=4: worked out by hand from the rows.
     assert "| async | RandomAsync F=4 | 50.0% fewer | 2.00x sooner | +10.0 points |" in text
-    for name in ("rasters.png", "accuracy_latency.png", "spikes_per_layer.png",
-                 "training_curves.png"):
+    for name in (
+        "rasters.png",
+        "accuracy_latency.png",
+        "spikes_per_layer.png",
+        "training_curves.png",
+    ):
         assert (tmp_path / "out" / name).stat().st_size > 1000
         assert f"]({name})" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folders left

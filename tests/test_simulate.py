@@ -32,17 +32,21 @@ def _tiny_mlp() -> nn.Sequential:
     # W1 = [[2, 0, 2], [0, 0, 3]]: non-zero fan-out of the inputs = [1, 0, 2].
     # W2 = [[1, 1], [0, 1]]:       non-zero fan-out of layer 0    = [1, 2].
     return nn.Sequential(
-        _set(nn.Linear(3, 2, bias=False), [[2, 0, 2], [0, 0, 3]]), _instant(1.0),
-        _set(nn.Linear(2, 2, bias=False), [[1, 1], [0, 1]]), _instant(0.5),
+        _set(nn.Linear(3, 2, bias=False), [[2, 0, 2], [0, 0, 3]]),
+        _instant(1.0),
+        _set(nn.Linear(2, 2, bias=False), [[1, 1], [0, 1]]),
+        _instant(0.5),
     )
 
 
 # [T=3, B=2, 3]; t=2, b=0 is real-valued: every non-zero value counts as an event.
-TINY_X = torch.tensor([
-    [[1, 1, 0], [0, 1, 1]],
-    [[0, 0, 0], [1, 0, 1]],
-    [[0.5, 0, -2], [0, 0, 0]],
-])
+TINY_X = torch.tensor(
+    [
+        [[1, 1, 0], [0, 1, 1]],
+        [[0, 0, 0], [1, 0, 1]],
+        [[0.5, 0, -2], [0, 0, 0]],
+    ]
+)
 
 
 def test_tiny_linear_golden_counters():
@@ -76,8 +80,11 @@ def _tiny_conv() -> nn.Sequential:
     #    [1, 2, 1]]   (sum 12 = 4 outputs × 3 non-zero weights)
     # Then Flatten → Linear(4, 1) with weight [1, 0, 1, 0]: fan-out of conv neurons [1, 0, 1, 0].
     return nn.Sequential(
-        _set(nn.Conv2d(1, 1, 2, bias=False), [[1, 0], [1, 1]]), _instant(0.5),
-        nn.Flatten(), _set(nn.Linear(4, 1, bias=False), [[1, 0, 1, 0]]), _instant(0.5),
+        _set(nn.Conv2d(1, 1, 2, bias=False), [[1, 0], [1, 1]]),
+        _instant(0.5),
+        nn.Flatten(),
+        _set(nn.Linear(4, 1, bias=False), [[1, 0, 1, 0]]),
+        _instant(0.5),
     )
 
 
@@ -94,20 +101,23 @@ def test_tiny_conv_golden_counters():
     #   linear synops = 1 + 0 + 0 = 1; current 1 → 1 spike.
     expected = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 1]])
     assert torch.equal(res.layer_spikes[0][0].flatten(1), expected)
-    assert torch.equal(res.synops[0], torch.tensor([[12., 2], [3, 1]]))
-    assert torch.equal(res.spike_counts[0], torch.tensor([[4., 1], [3, 1]]))
+    assert torch.equal(res.synops[0], torch.tensor([[12.0, 2], [3, 1]]))
+    assert torch.equal(res.spike_counts[0], torch.tensor([[4.0, 1], [3, 1]]))
     # Dense: every one of the 4 kernel taps of the 4 outputs reads a real pixel → 16; linear 4.
     assert res.dense_synops == (16, 4)
     assert res.neurons == (4, 1)
 
 
-@pytest.mark.parametrize("conv,in_shape,expected", [
-    # 3×3 input, 2×2 kernel, padding 1: 4×4 outputs; each real pixel feeds 4 outputs → 9 × 4.
-    (dict(in_channels=1, out_channels=1, kernel_size=2, padding=1), (1, 3, 3), 36),
-    # 4×4 input, 3×3 kernel, stride 2, padding 1: 2×2 outputs whose windows hold 4, 6, 6, 9 real
-    # pixels = 25 per (in, out) channel pair; 2 in × 3 out channels → 150.
-    (dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1), (2, 4, 4), 150),
-])
+@pytest.mark.parametrize(
+    "conv,in_shape,expected",
+    [
+        # 3×3 input, 2×2 kernel, padding 1: 4×4 outputs; each real pixel feeds 4 outputs → 9 × 4.
+        (dict(in_channels=1, out_channels=1, kernel_size=2, padding=1), (1, 3, 3), 36),
+        # 4×4 input, 3×3 kernel, stride 2, padding 1: 2×2 outputs whose windows hold 4, 6, 6, 9 real
+        # pixels = 25 per (in, out) channel pair; 2 in × 3 out channels → 150.
+        (dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1), (2, 4, 4), 150),
+    ],
+)
 def test_conv_dense_synops_golden(conv, in_shape, expected):
     model = nn.Sequential(nn.Conv2d(**conv), snn.Leaky(beta=0.5, init_hidden=True))
     graph = sa.read_model(model, in_shape)

@@ -21,7 +21,9 @@ from lava_bridge import (
 )
 
 
-def random_spec(seed: int, *, fixed: bool = False, layers: int = 2, delays: bool = True, bias: bool = True):
+def random_spec(
+    seed: int, *, fixed: bool = False, layers: int = 2, delays: bool = True, bias: bool = True
+):
     rng = np.random.default_rng(seed)
     sizes = [int(rng.integers(1, 7)) for _ in range(layers + 1)]
     out = []
@@ -30,8 +32,12 @@ def random_spec(seed: int, *, fixed: bool = False, layers: int = 2, delays: bool
         if fixed:
             w = rng.integers(-256, 256, (n, n_in))
             nrn = NeuronSpec(
-                du=rng.integers(0, 4096, n), dv=rng.integers(0, 4096, n), vth=rng.integers(0, 2**17, n),
-                kind="synaptic", source_reset="subtract", source_reset_delay=True,
+                du=rng.integers(0, 4096, n),
+                dv=rng.integers(0, 4096, n),
+                vth=rng.integers(0, 2**17, n),
+                kind="synaptic",
+                source_reset="subtract",
+                source_reset_delay=True,
             )
             b = rng.integers(-256, 256, n) if bias and rng.random() < 0.7 else None
         else:
@@ -41,15 +47,25 @@ def random_spec(seed: int, *, fixed: bool = False, layers: int = 2, delays: bool
         d = rng.integers(0, 63, (n, n_in)) if delays and rng.random() < 0.6 else None
         out.append(
             LayerSpec(
-                name=f"net.{2 * i + 1}", weight=w, neuron=nrn, shape=(n,), delay=d, bias=b,
+                name=f"net.{2 * i + 1}",
+                weight=w,
+                neuron=nrn,
+                shape=(n,),
+                delay=d,
+                bias=b,
                 weight_exp=int(rng.integers(-8, 8)) if fixed else 0,
                 bias_exp=int(rng.integers(-8, 8)) if fixed else 0,
                 source=["linear", "delayed-linear", "dense"][i % 3],
                 meta={"scale": float(rng.random()), "note": "αβ"},
             )
         )
-    return NetworkSpec(layers=tuple(out), input_shape=(sizes[0],), dt=float(rng.random()) + 0.5,
-                       fixed_point=fixed, meta={"seed": seed})
+    return NetworkSpec(
+        layers=tuple(out),
+        input_shape=(sizes[0],),
+        dt=float(rng.random()) + 0.5,
+        fixed_point=fixed,
+        meta={"seed": seed},
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -69,7 +85,11 @@ def test_save_load_round_trip_is_lossless(tmp_path_factory, seed, fixed, layers)
 def test_arrays_are_read_only_copies():
     w = np.ones((2, 3))
     spec = NetworkSpec(
-        layers=(LayerSpec(name="a", weight=w, shape=(2,), neuron=NeuronSpec(du=[1, 1], dv=[0, 0], vth=[1, 1])),),
+        layers=(
+            LayerSpec(
+                name="a", weight=w, shape=(2,), neuron=NeuronSpec(du=[1, 1], dv=[0, 0], vth=[1, 1])
+            ),
+        ),
         input_shape=(3,),
     )
     w[0, 0] = 5.0
@@ -79,13 +99,20 @@ def test_arrays_are_read_only_copies():
 
 
 def _one_layer(**kw):
-    args = dict(name="l0", weight=np.ones((2, 3)), shape=(2,), neuron=NeuronSpec(du=np.ones(2), dv=np.zeros(2), vth=np.ones(2)))
+    args = dict(
+        name="l0",
+        weight=np.ones((2, 3)),
+        shape=(2,),
+        neuron=NeuronSpec(du=np.ones(2), dv=np.zeros(2), vth=np.ones(2)),
+    )
     args.update(kw)
     return LayerSpec(**args)
 
 
 def test_validation_errors_say_what_and_where():
-    with pytest.raises(SpecFormatError, match=r"layers\[0\] \('l0'\)\.weight: expected shape \[2, 4\]"):
+    with pytest.raises(
+        SpecFormatError, match=r"layers\[0\] \('l0'\)\.weight: expected shape \[2, 4\]"
+    ):
         NetworkSpec(layers=(_one_layer(),), input_shape=(4,))
     with pytest.raises(SpecFormatError, match="integer delays"):
         NetworkSpec(layers=(_one_layer(delay=np.zeros((2, 3))),), input_shape=(3,))
@@ -94,11 +121,22 @@ def test_validation_errors_say_what_and_where():
     with pytest.raises(SpecFormatError, match="NaN"):
         NetworkSpec(layers=(_one_layer(weight=np.full((2, 3), np.nan)),), input_shape=(3,))
     with pytest.raises(SpecFormatError, match="quantize"):
-        NetworkSpec(layers=(_one_layer(weight=np.full((2, 3), 0.5)),), input_shape=(3,), fixed_point=True)
+        NetworkSpec(
+            layers=(_one_layer(weight=np.full((2, 3), 0.5)),), input_shape=(3,), fixed_point=True
+        )
     with pytest.raises(SpecFormatError, match="at least one layer"):
         NetworkSpec(layers=(), input_shape=(3,))
     with pytest.raises(SpecFormatError, match="neuron kind"):
-        NetworkSpec(layers=(_one_layer(neuron=NeuronSpec(du=np.ones(2), dv=np.zeros(2), vth=np.ones(2), kind="izhikevich")),), input_shape=(3,))
+        NetworkSpec(
+            layers=(
+                _one_layer(
+                    neuron=NeuronSpec(
+                        du=np.ones(2), dv=np.zeros(2), vth=np.ones(2), kind="izhikevich"
+                    )
+                ),
+            ),
+            input_shape=(3,),
+        )
     with pytest.raises(SpecVersionError, match="version"):
         NetworkSpec(layers=(_one_layer(),), input_shape=(3,), version=FORMAT_VERSION + 1)
 
@@ -111,7 +149,10 @@ def test_file_from_another_version_is_refused(tmp_path):
     header["version"] = FORMAT_VERSION + 1
     data["header"] = np.array(json.dumps(header))
     np.savez(tmp_path / "b.npz", **data)
-    with pytest.raises(SpecVersionError, match=rf"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}"):
+    with pytest.raises(
+        SpecVersionError,
+        match=rf"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}",
+    ):
         load(tmp_path / "b.npz")
 
 

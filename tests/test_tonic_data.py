@@ -23,9 +23,12 @@ def test_frames_equal_tonic_toframe_and_count_events_by_hand():
     # Golden by hand: events in a 3x2 sensor, 2 polarities, windows [0, 50) and [50, 100); the
     # last event sits exactly at the end time, which tonic's half-open windows leave out.
     ev = np.zeros(5, dtype=[("x", int), ("y", int), ("t", int), ("p", int)])
-    ev["x"], ev["y"], ev["t"], ev["p"] = [0, 2, 2, 1, 0], [0, 1, 1, 0, 0], [0, 10, 60, 90, 100], [
-        0, 1, 1, 0, 1
-    ]
+    ev["x"], ev["y"], ev["t"], ev["p"] = (
+        [0, 2, 2, 1, 0],
+        [0, 1, 1, 0, 0],
+        [0, 10, 60, 90, 100],
+        [0, 1, 1, 0, 1],
+    )
     frames = events_to_frames(ev, (3, 2, 2), time_window=50)
     assert frames.shape == (2, 2, 2, 3)  # [T, p, y, x]
     assert frames.dtype == torch.float32
@@ -95,7 +98,11 @@ def test_file_names_match_the_installed_tonic():
     for info in TONIC_DATASETS.values():
         cls = getattr(tonic.datasets, info.tonic_class)
         assert tuple(cls.sensor_size) == info.sensor_size
-        names = {v for k, v in vars(cls).items() if isinstance(v, str) and k.endswith(("filename", "zip"))}
+        names = {
+            v
+            for k, v in vars(cls).items()
+            if isinstance(v, str) and k.endswith(("filename", "zip"))
+        }
         assert {info.train_file, info.test_file} <= names, (info.tonic_class, names)
 
 

@@ -44,18 +44,28 @@ def seed_everything(seed: int) -> None:
 def _scheduler(args):
     cls = getattr(_schedulers, SCHEDULERS[args.scheduler])
     if args.scheduler in ASYNC_SCHEDULERS:
-        kw = dict(forward_group_size=args.forward_group_size, seed=args.seed,
-                  prioritize_input=not args.no_prioritize_input,
-                  max_forward_steps=args.max_forward_steps)
+        kw = dict(
+            forward_group_size=args.forward_group_size,
+            seed=args.seed,
+            prioritize_input=not args.no_prioritize_input,
+            max_forward_steps=args.max_forward_steps,
+        )
     else:
-        ignored = [f for f, v in (("-F", args.forward_group_size),
-                                  ("--max-forward-steps", args.max_forward_steps),
-                                  ("--no-prioritize-input", args.no_prioritize_input or None))
-                   if v is not None]
+        ignored = [
+            f
+            for f, v in (
+                ("-F", args.forward_group_size),
+                ("--max-forward-steps", args.max_forward_steps),
+                ("--no-prioritize-input", args.no_prioritize_input or None),
+            )
+            if v is not None
+        ]
         if ignored:
-            raise CliError(f"{' and '.join(ignored)} only apply to the asynchronous schedulers "
-                           f"({', '.join(ASYNC_SCHEDULERS)}); got --scheduler {args.scheduler}. "
-                           f"Fix: drop {ignored[0]}, or pick e.g. --scheduler random.")
+            raise CliError(
+                f"{' and '.join(ignored)} only apply to the asynchronous schedulers "
+                f"({', '.join(ASYNC_SCHEDULERS)}); got --scheduler {args.scheduler}. "
+                f"Fix: drop {ignored[0]}, or pick e.g. --scheduler random."
+            )
         kw = {}
     try:
         return cls(**kw)
@@ -65,8 +75,11 @@ def _scheduler(args):
 
 def _clip(n: int | None, dataset_len: int, what: str) -> int | None:
     if n is not None and n > dataset_len:
-        print(f"note: {what} {n} is more than the {dataset_len} samples of the split; using "
-              f"{dataset_len}.", file=sys.stderr)
+        print(
+            f"note: {what} {n} is more than the {dataset_len} samples of the split; using "
+            f"{dataset_len}.",
+            file=sys.stderr,
+        )
     return n
 
 
@@ -83,8 +96,9 @@ def cmd_demo(args) -> int:
         raise CliError(f"--out: {exc}") from None
     cfg = with_overrides(QUICK if args.quick else FULL, epochs=args.epochs, seed=args.seed)
     command = "snntorch-async demo" + (" --quick" if args.quick else "") + f" --out {args.out}"
-    command += "".join(f" --{k} {v}" for k, v in (("epochs", args.epochs), ("seed", args.seed))
-                       if v is not None)
+    command += "".join(
+        f" --{k} {v}" for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None
+    )
     report = run_demo(cfg, args.out, command=command, echo=print)
     print(f"report written to {report}")
     return 0
@@ -97,25 +111,37 @@ def _train_recipe(args) -> dict:
     from .zoo import ZOO
 
     if args.model_file:
-        recipe = dict(model=None, model_file=str(Path(args.model_file).resolve()),
-                      model_settings={})
+        recipe = dict(
+            model=None, model_file=str(Path(args.model_file).resolve()), model_settings={}
+        )
         if args.hidden is not None:
-            raise CliError("--hidden sets the width of a zoo model; it does not apply to "
-                           "--model-file. Fix: set the width inside your model file.")
+            raise CliError(
+                "--hidden sets the width of a zoo model; it does not apply to "
+                "--model-file. Fix: set the width inside your model file."
+            )
         dataset = check_dataset(args.dataset or "digits")
         shape = None
     else:
         name = args.model or "digits_mlp"
         if name not in ZOO:
-            raise CliError(f"--model: unknown model {name!r}; expected one of {', '.join(ZOO)}, "
-                           "or --model-file PATH.")
+            raise CliError(
+                f"--model: unknown model {name!r}; expected one of {', '.join(ZOO)}, "
+                "or --model-file PATH."
+            )
         settings = {} if args.hidden is None else {"hidden": args.hidden}
         recipe = dict(model=name, model_file=None, model_settings=settings)
         dataset = check_dataset(args.dataset or ZOO[name].dataset)
         shape = ZOO[name].input_shape
-    return dict(format=RECIPE_FORMAT, **recipe, input_shape=list(shape) if shape else None,
-                dataset=dataset, steps=args.steps or 20, seed=args.seed,
-                scheduler=args.scheduler, forward_group_size=args.forward_group_size)
+    return dict(
+        format=RECIPE_FORMAT,
+        **recipe,
+        input_shape=list(shape) if shape else None,
+        dataset=dataset,
+        steps=args.steps or 20,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        forward_group_size=args.forward_group_size,
+    )
 
 
 @contextlib.contextmanager
@@ -136,8 +162,10 @@ def _lock(ckpt: Path):
             "active (e.g. after a crash)."
         ) from None
     except OSError as exc:
-        raise CliError(f"--checkpoint {ckpt}: cannot write there ({exc.strerror}). Fix: choose "
-                       "a writable path.") from None
+        raise CliError(
+            f"--checkpoint {ckpt}: cannot write there ({exc.strerror}). Fix: choose "
+            "a writable path."
+        ) from None
     try:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
@@ -165,39 +193,49 @@ def cmd_train(args) -> int:
     recipe = _train_recipe(args)
     if args.resume:
         if not ckpt.is_file():
-            raise CliError(f"--resume: no checkpoint at {str(ckpt)!r}. Fix: pass the "
-                           "--checkpoint of the interrupted run, or drop --resume to start "
-                           "afresh.")
+            raise CliError(
+                f"--resume: no checkpoint at {str(ckpt)!r}. Fix: pass the "
+                "--checkpoint of the interrupted run, or drop --resume to start "
+                "afresh."
+            )
         _, old = read_recipe(str(ckpt), option="--checkpoint")
         if (old.get("model"), old.get("model_file")) != (recipe["model"], recipe["model_file"]):
-            raise CliError(f"--resume: {str(ckpt)!r} was trained with "
-                           f"{old.get('model') or old.get('model_file')!r}, not "
-                           f"{recipe['model'] or recipe['model_file']!r}. Fix: pass the same "
-                           "--model.")
+            raise CliError(
+                f"--resume: {str(ckpt)!r} was trained with "
+                f"{old.get('model') or old.get('model_file')!r}, not "
+                f"{recipe['model'] or recipe['model_file']!r}. Fix: pass the same "
+                "--model."
+            )
         recipe["model_settings"] = old.get("model_settings", {})
         recipe["steps"] = old["steps"] if args.steps is None else recipe["steps"]
     elif ckpt.exists() and not args.overwrite:
-        raise CliError(f"--checkpoint {ckpt} already exists. Fix: --resume to continue it, "
-                       "--overwrite to replace it, or another --checkpoint.")
+        raise CliError(
+            f"--checkpoint {ckpt} already exists. Fix: --resume to continue it, "
+            "--overwrite to replace it, or another --checkpoint."
+        )
     scheduler = _scheduler(args)
     seed_everything(args.seed)  # before the model is built: its initial weights are drawn here
     if args.model_file:
         model, shape = load_model_file(args.model_file)
         shape = shape or {"digits": (64,)}.get(recipe["dataset"])
         if shape is None:
-            raise CliError(f"--model-file {args.model_file} does not define `input_shape`; "
-                           f"needed for --dataset {recipe['dataset']}. Fix: add e.g. "
-                           "`input_shape = (2, 34, 34)` to the file.")
+            raise CliError(
+                f"--model-file {args.model_file} does not define `input_shape`; "
+                f"needed for --dataset {recipe['dataset']}. Fix: add e.g. "
+                "`input_shape = (2, 34, 34)` to the file."
+            )
         recipe["input_shape"] = list(shape)
     else:
         model, _ = build_model(recipe)
     read_model(model, tuple(recipe["input_shape"]))  # an unsupported module fails here, not later
-    train = load_data(recipe, train=True, root=args.root, download=args.download,
-                      limit=args.limit)
-    print(f"training {recipe['model'] or recipe['model_file']} on {recipe['dataset']} "
-          f"({len(train)} samples) under {scheduler!r} for {args.epochs} epochs")
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed,
-                         checkpoint_path=str(ckpt), metadata=recipe)
+    train = load_data(recipe, train=True, root=args.root, download=args.download, limit=args.limit)
+    print(
+        f"training {recipe['model'] or recipe['model_file']} on {recipe['dataset']} "
+        f"({len(train)} samples) under {scheduler!r} for {args.epochs} epochs"
+    )
+    config = TrainConfig(
+        epochs=args.epochs, lr=args.lr, seed=args.seed, checkpoint_path=str(ckpt), metadata=recipe
+    )
     data = make_loader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     # Under torchrun every rank runs this command; only rank 0 writes the checkpoint, so only it
     # holds the lock (the others would find rank 0's lock and stop).
@@ -210,8 +248,11 @@ def cmd_train(args) -> int:
             argv = list(args.argv)
             argv = [a for a in argv if a != "--overwrite"]
             argv = argv if "--resume" in argv else [*argv, "--resume"]
-            print(f"\ninterrupted: {saved} {ckpt}. Continue with:\n  "
-                  + shlex.join(["snntorch-async", *argv]), file=sys.stderr)
+            print(
+                f"\ninterrupted: {saved} {ckpt}. Continue with:\n  "
+                + shlex.join(["snntorch-async", *argv]),
+                file=sys.stderr,
+            )
             return 130
     for key in ("loss", "accuracy", "spike_density"):
         values = getattr(history, key)
@@ -236,10 +277,12 @@ def cmd_evaluate(args) -> int:
     scheduler = _scheduler(args)
     test = load_data(recipe, train=False, root=args.root, download=args.download)
     test = take(test, _clip(args.limit, len(test), "--limit"))
-    m = evaluate(model, make_loader(test, batch_size=args.batch_size), scheduler=scheduler,
-                 progress=True)
-    print(f"{args.checkpoint} on {recipe['dataset']} test ({len(test)} samples) under "
-          f"{scheduler!r}")
+    m = evaluate(
+        model, make_loader(test, batch_size=args.batch_size), scheduler=scheduler, progress=True
+    )
+    print(
+        f"{args.checkpoint} on {recipe['dataset']} test ({len(test)} samples) under {scheduler!r}"
+    )
     print(m.table())
     print("spikes per layer: " + ", ".join(f"{s:.2f}" for s in m.spikes_per_layer))
     return 0
@@ -253,17 +296,28 @@ def cmd_export(args) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CliError(f"--out {out}: cannot create it ({exc.strerror}). Fix: choose a folder "
-                       "you can write to.") from None
-    spec = lb.convert(model, input_shape=tuple(recipe["input_shape"]),
-                      approximate_reset=args.approximate_reset, bias_timing=args.bias_timing)
-    late = [i for i, layer in enumerate(spec.layers)
-            if layer.bias is not None and layer.bias_timing != "lava"]
+        raise CliError(
+            f"--out {out}: cannot create it ({exc.strerror}). Fix: choose a folder "
+            "you can write to."
+        ) from None
+    spec = lb.convert(
+        model,
+        input_shape=tuple(recipe["input_shape"]),
+        approximate_reset=args.approximate_reset,
+        bias_timing=args.bias_timing,
+    )
+    late = [
+        i
+        for i, layer in enumerate(spec.layers)
+        if layer.bias is not None and layer.bias_timing != "lava"
+    ]
     if "netx" in args.formats and late:  # refuse before any file is written
-        raise CliError(f"--formats netx: layers {late} have biases with --bias-timing "
-                       f"{args.bias_timing}, but netx files need Lava's timing (bias into v from "
-                       "step 0). Fix: add --bias-timing lava (see docs/lava.md), or drop netx "
-                       "from --formats.")
+        raise CliError(
+            f"--formats netx: layers {late} have biases with --bias-timing "
+            f"{args.bias_timing}, but netx files need Lava's timing (bias into v from "
+            "step 0). Fix: add --bias-timing lava (see docs/lava.md), or drop netx "
+            "from --formats."
+        )
     stem = Path(args.checkpoint).stem
     writers = {
         "spec": (".npz", lambda path: spec.save(path)),
@@ -275,7 +329,9 @@ def cmd_export(args) -> int:
         try:
             write(out / f"{stem}{suffix}")
         except lb.BiasTimingError as exc:
-            raise CliError(f"--formats {fmt}: {exc} On the command line: --bias-timing lava.") from None
+            raise CliError(
+                f"--formats {fmt}: {exc} On the command line: --bias-timing lava."
+            ) from None
         print(f"wrote {out / f'{stem}{suffix}'}")
     return 0
 
@@ -284,9 +340,12 @@ def cmd_verify(args) -> int:
     import lava_bridge as lb
 
     if not lb.lava_available():  # also imports Lava's runtime now, before any progress bar
-        print("Lava is not installed in this Python, so nothing can be verified. Enable it with "
-              "Python 3.10: pip install 'snntorch-async[lava]' (or `make test`, which builds that "
-              "environment).", file=sys.stderr)
+        print(
+            "Lava is not installed in this Python, so nothing can be verified. Enable it with "
+            "Python 3.10: pip install 'snntorch-async[lava]' (or `make test`, which builds that "
+            "environment).",
+            file=sys.stderr,
+        )
         return 3
     source = Path(args.source)
     if source.suffix == ".npz":
@@ -295,14 +354,20 @@ def cmd_verify(args) -> int:
         except OSError as exc:
             raise CliError(f"SOURCE {source}: {exc}") from None
         shape = tuple(net.input_shape)
-        recipe = {"dataset": "digits" if shape in ((64,), (1, 8, 8)) else None,
-                  "steps": args.steps or 20, "input_shape": list(shape), "seed": args.seed}
+        recipe = {
+            "dataset": "digits" if shape in ((64,), (1, 8, 8)) else None,
+            "steps": args.steps or 20,
+            "input_shape": list(shape),
+            "seed": args.seed,
+        }
     else:
         net, recipe = model_from_checkpoint(str(source), option="SOURCE")
         recipe["steps"] = args.steps or recipe["steps"]
     if recipe["dataset"] is None:
-        raise CliError(f"SOURCE {source}: cannot tell which dataset feeds input shape "
-                       f"{recipe['input_shape']}. Fix: verify the checkpoint it came from.")
+        raise CliError(
+            f"SOURCE {source}: cannot tell which dataset feeds input shape "
+            f"{recipe['input_shape']}. Fix: verify the checkpoint it came from."
+        )
     data = load_data(recipe, train=False)
     n = min(_clip(args.samples, len(data), "--samples"), len(data))
     from ..data import make_loader
@@ -319,11 +384,17 @@ def cmd_verify(args) -> int:
                 if x.shape[1] == 0:
                     break
                 r = lb.verify(net, x, approximate_reset=args.approximate_reset, **kw)
-                mismatches, compared, engine = mismatches + r.mismatches, compared + r.compared, r.engine
+                mismatches, compared, engine = (
+                    mismatches + r.mismatches,
+                    compared + r.compared,
+                    r.engine,
+                )
                 bad += [i * chunk + j for j, k in enumerate(r.per_sample.tolist()) if k]
                 bar.update(x.shape[1])
-        print(f"Lava ({what}) vs {engine}: {mismatches} mismatching spikes of {compared} "
-              f"compared ({n} sample(s) x {recipe['steps']} steps)")
+        print(
+            f"Lava ({what}) vs {engine}: {mismatches} mismatching spikes of {compared} "
+            f"compared ({n} sample(s) x {recipe['steps']} steps)"
+        )
         if mismatches:
             print(f"  samples with mismatches: {bad}")
             status = 1
@@ -336,5 +407,11 @@ def cmd_sweep(args) -> int:
     return run(args)
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "evaluate": cmd_evaluate,
-            "export": cmd_export, "verify": cmd_verify, "sweep": cmd_sweep}
+COMMANDS = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "export": cmd_export,
+    "verify": cmd_verify,
+    "sweep": cmd_sweep,
+}

@@ -186,8 +186,9 @@ def _run_demo(cfg: DemoConfig, out: str | Path, *, command: str, echo) -> Path:
         config = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed)
         data = make_loader(train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
         history = fit(model, data, scheduler=scheduler, config=config)
-        histories[mode] = {k: list(getattr(history, k)) for k in ("loss", "accuracy",
-                                                                  "spike_density")}
+        histories[mode] = {
+            k: list(getattr(history, k)) for k in ("loss", "accuracy", "spike_density")
+        }
         models[mode] = model.eval()
 
     execs: list[tuple[str, object, int | None]] = [("LayerSync", LayerSync(), None)]

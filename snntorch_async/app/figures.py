@@ -32,8 +32,11 @@ def _plot_rasters(res, path: Path, plt) -> bool:
         ax.set_xticks(range(0, steps, max(1, steps // 10)))  # integer steps only
         ax.set_xlim(-0.5, steps - 0.5)
     axes[0][0].set_ylabel("neuron (layers stacked, output on top)")
-    fig.suptitle("Spike rasters of one test sample (dashed: layer boundaries); the sample is the "
-                 "one whose spikes differ most between the two executions", fontsize=10)
+    fig.suptitle(
+        "Spike rasters of one test sample (dashed: layer boundaries); the sample is the "
+        "one whose spikes differ most between the two executions",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -58,28 +61,60 @@ def _plot_accuracy_latency(res, path: Path, plt) -> bool:
         rows = [r for r in res.rows if r.train_mode == mode]
         for r in rows:
             if r.forward_group_size is None:  # LayerSync: one star
-                ax.scatter(r.latency_forward_steps, 100 * r.accuracy, marker="*", s=200,
-                           color=color, edgecolor="black", zorder=3)
+                ax.scatter(
+                    r.latency_forward_steps,
+                    100 * r.accuracy,
+                    marker="*",
+                    s=200,
+                    color=color,
+                    edgecolor="black",
+                    zorder=3,
+                )
         for exec_mode in execs:
-            pts = sorted((r for r in rows if r.exec_mode == exec_mode),
-                         key=lambda r: r.forward_group_size)
-            ax.plot([r.latency_forward_steps for r in pts], [100 * r.accuracy for r in pts],
-                    ls=styles[exec_mode], color=color, lw=1.2)
+            pts = sorted(
+                (r for r in rows if r.exec_mode == exec_mode), key=lambda r: r.forward_group_size
+            )
+            ax.plot(
+                [r.latency_forward_steps for r in pts],
+                [100 * r.accuracy for r in pts],
+                ls=styles[exec_mode],
+                color=color,
+                lw=1.2,
+            )
             for r in pts:
-                ax.scatter(r.latency_forward_steps, 100 * r.accuracy,
-                           marker=markers[r.forward_group_size], s=36, color=color, zorder=3)
+                ax.scatter(
+                    r.latency_forward_steps,
+                    100 * r.accuracy,
+                    marker=markers[r.forward_group_size],
+                    s=36,
+                    color=color,
+                    zorder=3,
+                )
     ax.set_xscale("log")
     ax.set_xlabel("latency to decision (forward steps, mean; log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy against latency", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    handles = [Line2D([], [], color=colors[k % len(colors)], lw=3, label=f"trained {m}")
-               for k, m in enumerate(modes)]
+    handles = [
+        Line2D([], [], color=colors[k % len(colors)], lw=3, label=f"trained {m}")
+        for k, m in enumerate(modes)
+    ]
     handles += [Line2D([], [], color="grey", ls=styles[e], label=f"executed {e}") for e in execs]
-    handles += [Line2D([], [], color="grey", marker="*", ls="", markersize=12,
-                       markeredgecolor="black", label="executed LayerSync")]
-    handles += [Line2D([], [], color="grey", marker=markers[f], ls="", label=f"F = {f}")
-                for f in fs]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="grey",
+            marker="*",
+            ls="",
+            markersize=12,
+            markeredgecolor="black",
+            label="executed LayerSync",
+        )
+    ]
+    handles += [
+        Line2D([], [], color="grey", marker=markers[f], ls="", label=f"F = {f}") for f in fs
+    ]
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -103,7 +138,7 @@ def _spike_rows(rows) -> list:
 def _short_mode(mode: str) -> str:
     """``"async (RandomAsync F=8)"`` → ``"RandomAsync F=8"``; ``"sync (LayerSync)"`` → ``"sync"``."""
     if mode.startswith("async (") and mode.endswith(")"):
-        return mode[len("async ("):-1]
+        return mode[len("async (") : -1]
     return mode.split(" ")[0]
 
 
@@ -125,8 +160,10 @@ def _plot_spikes_per_layer(res, path: Path, plt) -> bool:
         ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
         ax.set_title(f"layer {i + 1}" + (" (output)" if i == L - 1 else ""), fontsize=9)
         ax.set_ylabel("spikes per sample (mean)")
-    fig.suptitle("Spikes per layer: trained → executed (plain: LayerSync execution; hatched: "
-                 "asynchronous)", fontsize=10)
+    fig.suptitle(
+        "Spikes per layer: trained → executed (plain: LayerSync execution; hatched: asynchronous)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -136,8 +173,11 @@ def _plot_spikes_per_layer(res, path: Path, plt) -> bool:
 def _plot_training(res, path: Path, plt) -> bool:
     if not res.histories:
         return False
-    keys = [k for k in ("loss", "accuracy", "spike_density")
-            if any(k in h for h in res.histories.values())]
+    keys = [
+        k
+        for k in ("loss", "accuracy", "spike_density")
+        if any(k in h for h in res.histories.values())
+    ]
     if not keys:
         return False
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)

@@ -17,9 +17,14 @@ __all__ = ["add_train_args", "train_nproc"]
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The ``--nproc`` option of ``train``."""
-    p.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
-                   help="train data-parallel in N local processes (torch.distributed, gloo on "
-                   "CPU; --batch-size is per process). Default 1")
+    p.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N local processes (torch.distributed, gloo on "
+        "CPU; --batch-size is per process). Default 1",
+    )
 
 
 def _positive_int(text: str) -> int:

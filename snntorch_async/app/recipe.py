@@ -35,9 +35,11 @@ def check_dataset(name: str) -> str:
     """The canonical (lower-case) dataset name, or a :class:`CliError` listing the choices."""
     key = name.lower()
     if key not in DATASETS:
-        raise CliError(f"--dataset: unknown dataset {name!r}; expected one of "
-                       f"{', '.join(DATASETS)}. Fix: e.g. --dataset digits (offline) or "
-                       "--dataset nmnist --root DIR.")
+        raise CliError(
+            f"--dataset: unknown dataset {name!r}; expected one of "
+            f"{', '.join(DATASETS)}. Fix: e.g. --dataset digits (offline) or "
+            "--dataset nmnist --root DIR."
+        )
     return key
 
 
@@ -61,8 +63,14 @@ def build_model(recipe: dict[str, Any]):
     return build_zoo_model(name, **recipe.get("model_settings", {})), ZOO[name].input_shape
 
 
-def load_data(recipe: dict[str, Any], *, train: bool, root: str = "data", download: bool = False,
-              limit: int | None = None):
+def load_data(
+    recipe: dict[str, Any],
+    *,
+    train: bool,
+    root: str = "data",
+    download: bool = False,
+    limit: int | None = None,
+):
     """The dataset named in ``recipe`` for the model's input shape, as a torch Dataset."""
     name, steps, shape = recipe["dataset"], recipe["steps"], tuple(recipe["input_shape"] or ())
     if name == "digits":
@@ -74,8 +82,9 @@ def load_data(recipe: dict[str, Any], *, train: bool, root: str = "data", downlo
                 "[64] (or [1, 8, 8]). Fix: set `input_shape = (64,)` in your model file and give "
                 "the model 64 inputs, or choose another --dataset."
             )
-        digits = load_digits_spikes(num_steps=steps, seed=recipe.get("seed", 0),
-                                    flatten=shape == (64,))
+        digits = load_digits_spikes(
+            num_steps=steps, seed=recipe.get("seed", 0), flatten=shape == (64,)
+        )
         ds = digits.train if train else digits.test
     else:
         from ..data import DatasetNotFoundError, load_tonic
@@ -103,12 +112,17 @@ def read_recipe(checkpoint: str, *, option: str = "CHECKPOINT") -> tuple[dict, d
     recipe = ck["metadata"]
     if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
         old = Path(str(checkpoint) + OLD_SIDECAR_SUFFIX)
-        why = (f"it was written by an older snntorch-async, which kept the model recipe in "
-               f"{old.name}, a format no longer read" if old.is_file() else
-               "it holds no command-line model recipe (it was written by fit() from Python)")
-        raise CliError(f"{option} {checkpoint}: cannot rebuild its model: {why}. Fix: retrain "
-                       "with `snntorch-async train`, or evaluate it from Python with "
-                       "snntorch_async.evaluate.")
+        why = (
+            f"it was written by an older snntorch-async, which kept the model recipe in "
+            f"{old.name}, a format no longer read"
+            if old.is_file()
+            else "it holds no command-line model recipe (it was written by fit() from Python)"
+        )
+        raise CliError(
+            f"{option} {checkpoint}: cannot rebuild its model: {why}. Fix: retrain "
+            "with `snntorch-async train`, or evaluate it from Python with "
+            "snntorch_async.evaluate."
+        )
     return ck, recipe
 
 

@@ -166,18 +166,26 @@ def _comparison(rows: tuple[EvalRow, ...]) -> list[str]:
             if a is None or b is None:
                 continue
             spikes = 100 * (1 - b.spike_density / a.spike_density) if a.spike_density else math.nan
-            sooner = (a.latency_forward_steps / b.latency_forward_steps
-                      if b.latency_forward_steps else math.nan)
+            sooner = (
+                a.latency_forward_steps / b.latency_forward_steps
+                if b.latency_forward_steps
+                else math.nan
+            )
             if math.isnan(sooner):
                 when = "–"
             elif sooner >= 1:
                 when = f"{sooner:.2f}x sooner"
             else:
                 when = f"{1 / sooner:.2f}x later"
-            what = "–" if math.isnan(spikes) else (
-                f"{abs(spikes):.1f}% {'fewer' if spikes >= 0 else 'more'}")
-            lines.append(f"| {other} | {label} | {what} | {when} | "
-                         f"{100 * (b.accuracy - a.accuracy):+.1f} points |")
+            what = (
+                "–"
+                if math.isnan(spikes)
+                else (f"{abs(spikes):.1f}% {'fewer' if spikes >= 0 else 'more'}")
+            )
+            lines.append(
+                f"| {other} | {label} | {what} | {when} | "
+                f"{100 * (b.accuracy - a.accuracy):+.1f} points |"
+            )
     return lines
 
 
@@ -241,9 +249,16 @@ def write_report(res: DemoResults, out: str | os.PathLike) -> Path:
             import matplotlib.pyplot as plt
         except ImportError:
             plt = None
-            res = DemoResults(**{**res.__dict__, "notes": res.notes + (
-                "matplotlib is not installed, so no figures were drawn (pip install "
-                "'snntorch-async[plot]').",)})
+            res = DemoResults(
+                **{
+                    **res.__dict__,
+                    "notes": res.notes
+                    + (
+                        "matplotlib is not installed, so no figures were drawn (pip install "
+                        "'snntorch-async[plot]').",
+                    ),
+                }
+            )
         if plt is not None:
             for name, draw in FIGURES:
                 if draw(res, tmp / name, plt):

@@ -16,18 +16,30 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``sweep`` subcommand to the CLI's subparsers."""
-    p = sub.add_parser("sweep", help="run a grid of train-then-evaluate jobs on Ray",
-                       description="Run the jobs of a sweep spec (TOML: model, data, training and "
-                       "evaluation schedulers, seeds, epochs) as Ray tasks, each writing its own "
-                       "record and checkpoint; a rerun skips finished jobs. Writes a markdown + "
-                       "JSON table of mean ± std over seeds. Needs the [cluster] extra (Ray).")
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of train-then-evaluate jobs on Ray",
+        description="Run the jobs of a sweep spec (TOML: model, data, training and "
+        "evaluation schedulers, seeds, epochs) as Ray tasks, each writing its own "
+        "record and checkpoint; a rerun skips finished jobs. Writes a markdown + "
+        "JSON table of mean ± std over seeds. Needs the [cluster] extra (Ray).",
+    )
     p.add_argument("spec", help="sweep spec (TOML), e.g. benchmarks/paper_claim.toml")
-    p.add_argument("--address", default=None, help="an existing Ray cluster (e.g. 'auto' or "
-                   "'ray://head:10001'); default: start a local Ray on this machine")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster (e.g. 'auto' or "
+        "'ray://head:10001'); default: start a local Ray on this machine",
+    )
+    p.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)"
+    )
     p.add_argument("--out", default=None, help="override the spec's [sweep] out folder")
-    p.add_argument("--serial", action="store_true", help="run the jobs one after another in this "
-                   "process instead of on Ray (same results)")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="run the jobs one after another in this process instead of on Ray (same results)",
+    )
     return p
 
 
@@ -51,7 +63,11 @@ def run(args) -> int:
 
                 print(f"snntorch-async sweep: {RAY_MISSING}", file=sys.stderr)
                 return 2
-        engine = SerialEngine() if args.serial else RayEngine(address=args.address, num_cpus=args.num_cpus)
+        engine = (
+            SerialEngine()
+            if args.serial
+            else RayEngine(address=args.address, num_cpus=args.num_cpus)
+        )
         outcomes = run_sweep(spec, engine, echo=lambda m: print(m, flush=True))
     except ConfigError as exc:
         print(f"snntorch-async sweep: {exc}", file=sys.stderr)

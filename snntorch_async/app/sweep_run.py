@@ -26,8 +26,18 @@ from typing import Any, Callable, Iterable
 from ..errors import ConfigError
 from .sweep_spec import Job, SweepSpec
 
-__all__ = ["RETRIES", "KEYS", "Outcome", "run_job", "SerialEngine", "RayEngine", "run_sweep",
-           "gather_table", "mean_std", "RAY_MISSING"]
+__all__ = [
+    "RETRIES",
+    "KEYS",
+    "Outcome",
+    "run_job",
+    "SerialEngine",
+    "RayEngine",
+    "run_sweep",
+    "gather_table",
+    "mean_std",
+    "RAY_MISSING",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +46,11 @@ RETRIES = 1
 #: The metrics of the table (keys of ``EvalResult.summary()``).
 KEYS = ("accuracy", "spike_density", "decision_forward_steps", "decision_step")
 RECORD_FORMAT = "snntorch-async-sweep-job/1"
-RAY_MISSING = ("Ray is not installed; sweeps run their jobs as Ray tasks. Fix: pip install "
-               "'snntorch-async[cluster]' (or pip install 'ray[default]'), or use --serial to run "
-               "the jobs one after another in this process.")
+RAY_MISSING = (
+    "Ray is not installed; sweeps run their jobs as Ray tasks. Fix: pip install "
+    "'snntorch-async[cluster]' (or pip install 'ray[default]'), or use --serial to run "
+    "the jobs one after another in this process."
+)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -59,14 +71,20 @@ def _scheduler(settings: dict):
     try:
         return getattr(sa, kind)(**kw)
     except TypeError as e:
-        raise ConfigError(f"Sweep scheduler {kind}({', '.join(f'{k}={v!r}' for k, v in kw.items())}): "
-                          f"{e}. Fix: use the settings of snntorch_async.{kind}.") from None
+        raise ConfigError(
+            f"Sweep scheduler {kind}({', '.join(f'{k}={v!r}' for k, v in kw.items())}): "
+            f"{e}. Fix: use the settings of snntorch_async.{kind}."
+        ) from None
 
 
 def job_paths(job: Job, out: Path) -> dict[str, Path]:
     base = Path(out) / "jobs" / job.key
-    return {"record": base.with_suffix(".json"), "checkpoint": base.with_suffix(".pt"),
-            "error": base.with_suffix(".error.json"), "attempts": base.with_suffix(".attempts")}
+    return {
+        "record": base.with_suffix(".json"),
+        "checkpoint": base.with_suffix(".pt"),
+        "error": base.with_suffix(".error.json"),
+        "attempts": base.with_suffix(".attempts"),
+    }
 
 
 def finished(job: Job, out: Path) -> dict | None:
@@ -105,20 +123,39 @@ def run_job(job: Job, out: str | os.PathLike) -> dict:
         torch.manual_seed(job.seed)
         settings = {k: v for k, v in job.model.items() if k != "zoo"}
         model = build_zoo_model(job.model["zoo"], **settings)
-        config = TrainConfig(epochs=t["epochs"], lr=t["lr"], seed=job.seed,
-                             max_batches=t["max_batches"] or None,
-                             checkpoint_path=str(paths["checkpoint"]))
+        config = TrainConfig(
+            epochs=t["epochs"],
+            lr=t["lr"],
+            seed=job.seed,
+            max_batches=t["max_batches"] or None,
+            checkpoint_path=str(paths["checkpoint"]),
+        )
         t0 = time.perf_counter()
-        fit(model, train, scheduler=_scheduler(t["scheduler"]), config=config, resume=True,
-            progress=False)
+        fit(
+            model,
+            train,
+            scheduler=_scheduler(t["scheduler"]),
+            config=config,
+            resume=True,
+            progress=False,
+        )
         train_s = time.perf_counter() - t0
-        metrics = {name: {k: float(v) for k, v in
-                          evaluate(model, test, scheduler=_scheduler(s)).summary().items()}
-                   for name, s in job.evals.items()}
+        metrics = {
+            name: {
+                k: float(v)
+                for k, v in evaluate(model, test, scheduler=_scheduler(s)).summary().items()
+            }
+            for name, s in job.evals.items()
+        }
     finally:
         torch.set_num_threads(threads)
-    record = {"format": RECORD_FORMAT, "key": job.key, "job": job.as_dict(), "metrics": metrics,
-              "train_time_s": train_s}
+    record = {
+        "format": RECORD_FORMAT,
+        "key": job.key,
+        "job": job.as_dict(),
+        "metrics": metrics,
+        "train_time_s": train_s,
+    }
     _write_json_atomic(paths["record"], record)
     paths["error"].unlink(missing_ok=True)
     return record
@@ -129,8 +166,10 @@ def _failure(job: Job, out: Path, exc: BaseException, tb: str | None = None) -> 
     one-line message."""
     msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     tb = tb or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    _write_json_atomic(job_paths(job, out)["error"], {
-        "key": job.key, "job": job.as_dict(), "error": msg, "traceback": tb})
+    _write_json_atomic(
+        job_paths(job, out)["error"],
+        {"key": job.key, "job": job.as_dict(), "error": msg, "traceback": tb},
+    )
     return msg
 
 
@@ -183,8 +222,12 @@ class RayEngine:
             raise ConfigError(RAY_MISSING) from None
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, num_cpus=self.num_cpus if self.address is None else None,
-                     include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address=self.address,
+                num_cpus=self.num_cpus if self.address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
         try:
             task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=True)(run_job)
             refs = {task.remote(job, str(Path(out).resolve())): job for job in jobs}
@@ -197,7 +240,13 @@ class RayEngine:
                     echo(f"done: {job.train_name}, seed {job.seed}")
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-                    outcomes.append(Outcome(job, None, _failure(job, out, cause, re.sub(r"\x1b\[[0-9;]*m", "", str(exc)))))
+                    outcomes.append(
+                        Outcome(
+                            job,
+                            None,
+                            _failure(job, out, cause, re.sub(r"\x1b\[[0-9;]*m", "", str(exc))),
+                        )
+                    )
                     echo(f"FAILED: {job.train_name}, seed {job.seed}: {outcomes[-1].error}")
             return outcomes
         finally:
@@ -210,10 +259,14 @@ def run_sweep(spec: SweepSpec, engine, *, echo: Callable[[str], None] = log.info
     out = Path(spec.out)
     done = {job.key: finished(job, out) for job in spec.jobs}
     todo = [job for job in spec.jobs if done[job.key] is None]
-    echo(f"sweep {spec.name}: {len(spec.jobs)} jobs, {len(spec.jobs) - len(todo)} finished "
-         f"already, {len(todo)} to run")
+    echo(
+        f"sweep {spec.name}: {len(spec.jobs)} jobs, {len(spec.jobs) - len(todo)} finished "
+        f"already, {len(todo)} to run"
+    )
     ran = {o.job.key: o for o in (engine.run(todo, out, echo) if todo else [])}
-    return [ran[j.key] if j.key in ran else Outcome(j, done[j.key], skipped=True) for j in spec.jobs]
+    return [
+        ran[j.key] if j.key in ran else Outcome(j, done[j.key], skipped=True) for j in spec.jobs
+    ]
 
 
 def mean_std(values: list[float]) -> str:
@@ -226,8 +279,9 @@ def mean_std(values: list[float]) -> str:
     return f"{m:.3f} ± {s:.3f}"
 
 
-def gather_table(spec: SweepSpec, outcomes: list[Outcome], *, title: str,
-                 preamble: str) -> tuple[str, dict]:
+def gather_table(
+    spec: SweepSpec, outcomes: list[Outcome], *, title: str, preamble: str
+) -> tuple[str, dict]:
     """The markdown table (mean ± std over seeds) and its JSON (``"train | eval": {key: [..]}``)."""
     rows: dict[tuple[str, str], dict[str, list[float]]] = {}
     times: dict[str, list[float]] = {}
@@ -241,13 +295,21 @@ def gather_table(spec: SweepSpec, outcomes: list[Outcome], *, title: str,
         for e, m in o.record["metrics"].items():
             for k in KEYS:
                 rows[(o.job.train_name, e)][k].append(float(m[k]))
-    lines = [f"# {title}", "", preamble, "",
-             "| trained | executed | accuracy | spike density | decision (forward steps) | decision (time steps) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        preamble,
+        "",
+        "| trained | executed | accuracy | spike density | decision (forward steps) | decision (time steps) |",
+        "|---|---|---|---|---|---|",
+    ]
     for (t, e), cell in rows.items():
         lines.append(f"| {t} | {e} | " + " | ".join(mean_std(cell[k]) for k in KEYS) + " |")
-    lines += ["", "Training time per model (s): " + ", ".join(
-        f"{k}: {mean_std(v)}" for k, v in times.items())]
+    lines += [
+        "",
+        "Training time per model (s): "
+        + ", ".join(f"{k}: {mean_std(v)}" for k, v in times.items()),
+    ]
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         lines += ["", f"Failed jobs ({len(failed)}, left out of the table):", ""]

@@ -83,8 +83,15 @@ class Job:
     threads: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"train_name": self.train_name, "seed": self.seed, "model": self.model,
-                "data": self.data, "train": self.train, "evals": self.evals, "threads": self.threads}
+        return {
+            "train_name": self.train_name,
+            "seed": self.seed,
+            "model": self.model,
+            "data": self.data,
+            "train": self.train,
+            "evals": self.evals,
+            "threads": self.threads,
+        }
 
     @property
     def key(self) -> str:
@@ -123,8 +130,10 @@ def load_spec(path: str | Path) -> SweepSpec:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"Sweep spec {str(path)!r} does not exist. Fix: pass a TOML file such "
-                          "as benchmarks/paper_claim.toml.")
+        raise ConfigError(
+            f"Sweep spec {str(path)!r} does not exist. Fix: pass a TOML file such "
+            "as benchmarks/paper_claim.toml."
+        )
     try:
         raw = _toml().loads(path.read_text())
     except Exception as e:  # noqa: BLE001 - tomllib.TOMLDecodeError, re-raised with the place
@@ -152,8 +161,10 @@ def _scheduler(table: Any, where: str) -> tuple[str, dict]:
     name = _get(table, "name", str, where)
     kind = _get(table, "type", str, where)
     if kind not in SCHEDULER_TYPES:
-        raise ConfigError(f"{where} ({name!r}): unknown type {kind!r}; expected one of "
-                          f"{', '.join(SCHEDULER_TYPES)}.")
+        raise ConfigError(
+            f"{where} ({name!r}): unknown type {kind!r}; expected one of "
+            f"{', '.join(SCHEDULER_TYPES)}."
+        )
     return name, {k: v for k, v in table.items() if k != "name"}
 
 
@@ -163,41 +174,73 @@ def parse_spec(raw: dict, *, where: str = "spec") -> SweepSpec:
     name = _get(sweep, "name", str, f"{where} [sweep]", "sweep")
     out = Path(_get(sweep, "out", str, f"{where} [sweep]", "sweep_out"))
     seeds = sweep.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool)
-                                                      for s in seeds)):
-        raise ConfigError(f"{where} [sweep]: `seeds` must be a non-empty list of ints; got {seeds!r}.")
+    if not (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ConfigError(
+            f"{where} [sweep]: `seeds` must be a non-empty list of ints; got {seeds!r}."
+        )
     threads = _get(sweep, "threads", int, f"{where} [sweep]", 1)
     model = dict(raw.get("model", {}))
     _get(model, "zoo", str, f"{where} [model]")
     data = dict(raw.get("data", {}))
     dataset = _get(data, "dataset", str, f"{where} [data]", "digits")
     if dataset not in DATASETS:
-        raise ConfigError(f"{where} [data]: dataset {dataset!r} is not one a sweep job loads by "
-                          f"itself; expected one of {', '.join(DATASETS)}.")
-    data = {"dataset": dataset, "steps": _get(data, "steps", int, f"{where} [data]", 20),
-            "batch_size": _get(data, "batch_size", int, f"{where} [data]", 32),
-            "test_batch_size": _get(data, "test_batch_size", int, f"{where} [data]", 128)}
+        raise ConfigError(
+            f"{where} [data]: dataset {dataset!r} is not one a sweep job loads by "
+            f"itself; expected one of {', '.join(DATASETS)}."
+        )
+    data = {
+        "dataset": dataset,
+        "steps": _get(data, "steps", int, f"{where} [data]", 20),
+        "batch_size": _get(data, "batch_size", int, f"{where} [data]", 32),
+        "test_batch_size": _get(data, "test_batch_size", int, f"{where} [data]", 128),
+    }
     train = raw.get("train", {})
     scheds = train.get("scheduler", [])
     if not isinstance(scheds, list) or not scheds:
-        raise ConfigError(f"{where}: no training scheduler. Fix: add at least one "
-                          "[[train.scheduler]] table with `name` and `type`.")
-    base = {"epochs": _get(train, "epochs", int, f"{where} [train]", 1),
-            "lr": _get(train, "lr", float, f"{where} [train]", 2e-3),
-            "max_batches": _get(train, "max_batches", int, f"{where} [train]", 0)}
+        raise ConfigError(
+            f"{where}: no training scheduler. Fix: add at least one "
+            "[[train.scheduler]] table with `name` and `type`."
+        )
+    base = {
+        "epochs": _get(train, "epochs", int, f"{where} [train]", 1),
+        "lr": _get(train, "lr", float, f"{where} [train]", 2e-3),
+        "max_batches": _get(train, "max_batches", int, f"{where} [train]", 0),
+    }
     trains = [_scheduler(t, f"{where} [[train.scheduler]] #{i + 1}") for i, t in enumerate(scheds)]
     evals = [_scheduler(t, f"{where} [[eval]] #{i + 1}") for i, t in enumerate(raw.get("eval", []))]
     if not evals:
-        raise ConfigError(f"{where}: no evaluation scheduler. Fix: add at least one [[eval]] table.")
+        raise ConfigError(
+            f"{where}: no evaluation scheduler. Fix: add at least one [[eval]] table."
+        )
     for label, items in (("training", trains), ("evaluation", evals)):
         names = [n for n, _ in items]
         if len(set(names)) != len(names):
-            raise ConfigError(f"{where}: two {label} schedulers share a name in {names}; names label "
-                              "the table's rows and must differ.")
+            raise ConfigError(
+                f"{where}: two {label} schedulers share a name in {names}; names label "
+                "the table's rows and must differ."
+            )
     jobs = tuple(
-        Job(train_name=tname, seed=seed, model=model, data=data,
-            train={**base, "scheduler": tsched}, evals=dict(evals), threads=threads)
-        for seed in seeds for tname, tsched in trains
+        Job(
+            train_name=tname,
+            seed=seed,
+            model=model,
+            data=data,
+            train={**base, "scheduler": tsched},
+            evals=dict(evals),
+            threads=threads,
+        )
+        for seed in seeds
+        for tname, tsched in trains
     )
-    return SweepSpec(name=name, out=out, description=str(sweep.get("description", "")), jobs=jobs,
-                     train_names=tuple(n for n, _ in trains), eval_names=tuple(n for n, _ in evals))
+    return SweepSpec(
+        name=name,
+        out=out,
+        description=str(sweep.get("description", "")),
+        jobs=jobs,
+        train_names=tuple(n for n, _ in trains),
+        eval_names=tuple(n for n, _ in evals),
+    )

@@ -16,7 +16,13 @@ pieces: encode to a ``[N, T, *features]`` tensor, wrap it in :class:`SpikeDatase
 
 from .digits import DigitsData, load_digits_spikes
 from .encoding import ENCODERS, CurrentEncoding, LatencyEncoding, RateEncoding, encode
-from .loading import EpochShuffleSampler, SpikeDataset, collate_time_major, make_loader, unpack_batch
+from .loading import (
+    EpochShuffleSampler,
+    SpikeDataset,
+    collate_time_major,
+    make_loader,
+    unpack_batch,
+)
 from .tonic import (
     TONIC_DATASETS,
     DatasetNotFoundError,

@@ -18,8 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError, InputError
 
-__all__ = ["SpikeDataset", "collate_time_major", "EpochShuffleSampler", "make_loader",
-           "unpack_batch"]
+__all__ = [
+    "SpikeDataset",
+    "collate_time_major",
+    "EpochShuffleSampler",
+    "make_loader",
+    "unpack_batch",
+]
 
 
 class SpikeDataset(Dataset):
@@ -84,7 +89,12 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 def make_loader(
-    dataset: Dataset, *, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A ``DataLoader`` yielding time-major batches ``([T, B, *features], [B])``.
 
@@ -126,8 +136,11 @@ def unpack_batch(batch, *, targets: bool = True) -> tuple[Tensor, Tensor | None]
             f"{type(batch).__name__}. Fix: use snntorch_async.data.make_loader, or a DataLoader "
             "with collate_fn=snntorch_async.data.collate_time_major."
         )
-    if not torch.is_tensor(x) or x.dim() < 3 or (y is not None and (
-            not torch.is_tensor(y) or y.dim() != 1 or y.shape[0] != x.shape[1])):
+    if (
+        not torch.is_tensor(x)
+        or x.dim() < 3
+        or (y is not None and (not torch.is_tensor(y) or y.dim() != 1 or y.shape[0] != x.shape[1]))
+    ):
         shape = lambda v: list(v.shape) if torch.is_tensor(v) else type(v).__name__  # noqa: E731
         raise InputError(
             f"Expected time-major inputs [T, B, *features] with targets [B]; got inputs "

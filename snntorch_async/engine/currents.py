@@ -37,8 +37,9 @@ class WeightRows:
         return rows
 
 
-def apply_chain(layer: Layer, x: Tensor, with_bias: bool, pools: dict,
-                synops: Tensor | None) -> Tensor:
+def apply_chain(
+    layer: Layer, x: Tensor, with_bias: bool, pools: dict, synops: Tensor | None
+) -> Tensor:
     """Run a layer's ops on delivered spikes ``x`` ``[B, *in_shape]`` (``pools``: the max-pool
     masks of this step, updated)."""
     for j, op in enumerate(layer.ops):
@@ -60,8 +61,9 @@ def _with_bias(cur: Tensor, op: LinearOp, first: Tensor) -> Tensor:
     return cur
 
 
-def sparse_linear_current(op: LinearOp, x: Tensor, first: Tensor, synops: Tensor,
-                          rows: WeightRows) -> Tensor:
+def sparse_linear_current(
+    op: LinearOp, x: Tensor, first: Tensor, synops: Tensor, rows: WeightRows
+) -> Tensor:
     """``x Wᵀ`` for a few delivered events per sample: gathers the rows of ``Wᵀ`` of the
     delivered inputs instead of a dense matrix product; the bias for samples in ``first``."""
     xf = x.flatten(1)
@@ -75,9 +77,17 @@ def sparse_linear_current(op: LinearOp, x: Tensor, first: Tensor, synops: Tensor
     return _with_bias(cur, op, first)
 
 
-def layer_current(layer: Layer, lone: LinearOp | None, x: Tensor, first: Tensor, pools: dict,
-                  synops: Tensor, rows: WeightRows, sparse: bool = False,
-                  exact: bool = False) -> Tensor:
+def layer_current(
+    layer: Layer,
+    lone: LinearOp | None,
+    x: Tensor,
+    first: Tensor,
+    pools: dict,
+    synops: Tensor,
+    rows: WeightRows,
+    sparse: bool = False,
+    exact: bool = False,
+) -> Tensor:
     """Current into ``layer`` from delivered spikes ``x``; samples in ``first`` get the bias.
 
     With ``sparse`` (a partial group was delivered) a lone ``nn.Linear`` (``lone``) gathers the
@@ -85,8 +95,10 @@ def layer_current(layer: Layer, lone: LinearOp | None, x: Tensor, first: Tensor,
     arithmetic, which the native kernel reproduces). Otherwise the modules are called as
     LayerSync calls them.
     """
-    if (sparse or exact) and lone is not None and (
-        exact or SPARSE_RATIO * int((x.detach() != 0).sum()) < x.numel()
+    if (
+        (sparse or exact)
+        and lone is not None
+        and (exact or SPARSE_RATIO * int((x.detach() != 0).sum()) < x.numel())
     ):
         return sparse_linear_current(lone, x, first, synops, rows)
     n_first = int(first.sum()) if layer.has_bias else 0
@@ -100,8 +112,14 @@ def layer_current(layer: Layer, lone: LinearOp | None, x: Tensor, first: Tensor,
     return torch.where(first.view(-1, *([1] * (with_b.dim() - 1))), with_b, without)
 
 
-def delayed_current(op, x: Tensor | None, arrived: list[tuple[int, Tensor]], first: Tensor,
-                    synops: Tensor, like: Tensor) -> Tensor:
+def delayed_current(
+    op,
+    x: Tensor | None,
+    arrived: list[tuple[int, Tensor]],
+    first: Tensor,
+    synops: Tensor,
+    like: Tensor,
+) -> Tensor:
     """Current into a delay layer: ``x`` through the delay-0 synapses, each arrived group
     ``(k, xk)`` through the delay-``k`` synapses, the bias for samples in ``first``."""
     cur = torch.zeros_like(like)

@@ -53,7 +53,8 @@ class DelayLines:
             if g.target == layer:
                 q, k = queues[g.arrival], g.delay
                 queues[g.arrival] = torch.cat(
-                    [q[: k - 1], (q[k - 1] + src.flatten(1))[None], q[k:]], 0)
+                    [q[: k - 1], (q[k - 1] + src.flatten(1))[None], q[k:]], 0
+                )
 
 
 @dataclass(frozen=True)

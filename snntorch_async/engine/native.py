@@ -47,8 +47,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .plan import AsyncPlan
     from .step import StepWork
 
-__all__ = ["use_native", "enabled", "available", "library", "runs", "NativeBackend",
-           "KernelPlan", "KernelStep"]
+__all__ = [
+    "use_native",
+    "enabled",
+    "available",
+    "library",
+    "runs",
+    "NativeBackend",
+    "KernelPlan",
+    "KernelStep",
+]
 
 SOURCE = Path(__file__).with_name("_native") / "async_kernel.c"
 FLAGS = ["-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
@@ -106,8 +114,9 @@ def _build() -> ctypes.CDLL:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (looked for $CC, cc, gcc, clang)")
-    tag = hashlib.sha256(src + " ".join([cc, *FLAGS, sys.platform,
-                                         sysconfig.get_platform()]).encode()).hexdigest()[:16]
+    tag = hashlib.sha256(
+        src + " ".join([cc, *FLAGS, sys.platform, sysconfig.get_platform()]).encode()
+    ).hexdigest()[:16]
     out_dir = _cache_dir()
     lib_path = out_dir / f"async_kernel_{tag}.so"
     if not lib_path.exists():
@@ -115,8 +124,9 @@ def _build() -> ctypes.CDLL:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
         os.close(fd)
         try:
-            proc = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE)],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:2000]}")
             os.replace(tmp, lib_path)  # atomic: concurrent builders agree on the result
@@ -165,11 +175,25 @@ class KernelPlan(ctypes.Structure):
     """Mirror of the C struct ``sa_plan``: what stays fixed during one simulation."""
 
     _fields_ = [
-        ("B", _i64), ("L", _i64), ("N", _i64), ("S", _i64),
-        ("lay_off", _ptr), ("grp_off", _ptr), ("tgt_grp", _ptr), ("lay_grp", _ptr),
-        ("wt", _pptr), ("bias", _pptr), ("lay_sub", _ptr), ("lay_zero", _ptr),
-        ("fan", _ptr), ("thr", _ptr),
-        ("mode", _i64), ("F", _i64), ("max_fs", _i64), ("stop_k", _i64), ("full_eval", _i64),
+        ("B", _i64),
+        ("L", _i64),
+        ("N", _i64),
+        ("S", _i64),
+        ("lay_off", _ptr),
+        ("grp_off", _ptr),
+        ("tgt_grp", _ptr),
+        ("lay_grp", _ptr),
+        ("wt", _pptr),
+        ("bias", _pptr),
+        ("lay_sub", _ptr),
+        ("lay_zero", _ptr),
+        ("fan", _ptr),
+        ("thr", _ptr),
+        ("mode", _i64),
+        ("F", _i64),
+        ("max_fs", _i64),
+        ("stop_k", _i64),
+        ("full_eval", _i64),
     ]
 
 
@@ -177,10 +201,23 @@ class KernelStep(ctypes.Structure):
     """Mirror of the C struct ``sa_step``: one time step's arrays (``NULL`` where absent)."""
 
     _fields_ = [
-        ("cand", _ptr), ("frame_cur", _ptr), ("decayed", _ptr), ("sub", _ptr), ("acc", _ptr),
-        ("fired", _ptr), ("evald", _ptr), ("spikes", _ptr), ("pend", _ptr), ("key", _ptr),
-        ("prio", _ptr), ("noise", _ptr), ("clock", _ptr), ("reached", _ptr), ("synops", _ptr),
-        ("fsteps", _ptr), ("out_at", _ptr),
+        ("cand", _ptr),
+        ("frame_cur", _ptr),
+        ("decayed", _ptr),
+        ("sub", _ptr),
+        ("acc", _ptr),
+        ("fired", _ptr),
+        ("evald", _ptr),
+        ("spikes", _ptr),
+        ("pend", _ptr),
+        ("key", _ptr),
+        ("prio", _ptr),
+        ("noise", _ptr),
+        ("clock", _ptr),
+        ("reached", _ptr),
+        ("synops", _ptr),
+        ("fsteps", _ptr),
+        ("out_at", _ptr),
     ]
 
 
@@ -208,8 +245,13 @@ def runs(ctx: SimContext, ordering: Ordering) -> bool:
         return False
     for layer in ctx.graph.layers:
         lin = layer.lone_linear
-        if (lin is None or lin.stateful or type(layer.neuron) is not LeakyNeuron
-                or lin.module.weight.dtype != torch.float32 or not _heaviside_forward(layer.neuron)):
+        if (
+            lin is None
+            or lin.stateful
+            or type(layer.neuron) is not LeakyNeuron
+            or lin.module.weight.dtype != torch.float32
+            or not _heaviside_forward(layer.neuron)
+        ):
             return False
     return True
 
@@ -236,41 +278,66 @@ class NativeBackend:
         grp_off = [g.start for g in groups] + [layout.total]
         lins = plan.lone_linear
         wts = [work.weight_rows.of(op) for op in lins]
-        biases = [None if op.module.bias is None else op.module.bias.detach().contiguous()
-                  for op in lins]
-        fan = torch.cat([lins[g.target].fanout((g.size,), torch.float32).reshape(-1)
-                         for g in groups] + [torch.zeros(0)]).contiguous()
-        thr = torch.cat([torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
-                         for l, layer in enumerate(layers)]).to(torch.float32).contiguous()
+        biases = [
+            None if op.module.bias is None else op.module.bias.detach().contiguous() for op in lins
+        ]
+        fan = torch.cat(
+            [lins[g.target].fanout((g.size,), torch.float32).reshape(-1) for g in groups]
+            + [torch.zeros(0)]
+        ).contiguous()
+        thr = (
+            torch.cat(
+                [
+                    torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
+                    for l, layer in enumerate(layers)
+                ]
+            )
+            .to(torch.float32)
+            .contiguous()
+        )
         feeding = [layout.feeding(l) for l in range(L)]
         arrays = dict(
             lay_off=(ctypes.c_int64 * (L + 1))(*lay_off),
             grp_off=(ctypes.c_int64 * len(grp_off))(*grp_off),
             tgt_grp=(ctypes.c_int64 * L)(*[-1 if g is None else g.index for g in feeding]),
-            lay_grp=(ctypes.c_int64 * L)(*[layout.hidden[l].index if l < L - 1 else -1
-                                           for l in range(L)]),
+            lay_grp=(ctypes.c_int64 * L)(
+                *[layout.hidden[l].index if l < L - 1 else -1 for l in range(L)]
+            ),
             wt=(ctypes.c_void_p * L)(*[t.data_ptr() for t in wts]),
             bias=(ctypes.c_void_p * L)(*[None if t is None else t.data_ptr() for t in biases]),
-            lay_sub=(ctypes.c_uint8 * L)(*[int(layer.neuron.reset == SUBTRACT) for layer in layers]),
+            lay_sub=(ctypes.c_uint8 * L)(
+                *[int(layer.neuron.reset == SUBTRACT) for layer in layers]
+            ),
             lay_zero=(ctypes.c_uint8 * L)(*[int(layer.neuron.reset == ZERO) for layer in layers]),
         )
         stops = plan.stops
         self._keep = (wts, biases, fan, thr, arrays, lay_off)
         self._plan = KernelPlan(
-            B=ctx.batch, L=L, N=lay_off[-1], S=layout.total,
-            lay_off=ctypes.cast(arrays["lay_off"], _ptr), grp_off=ctypes.cast(arrays["grp_off"], _ptr),
-            tgt_grp=ctypes.cast(arrays["tgt_grp"], _ptr), lay_grp=ctypes.cast(arrays["lay_grp"], _ptr),
-            wt=ctypes.cast(arrays["wt"], _pptr), bias=ctypes.cast(arrays["bias"], _pptr),
-            lay_sub=ctypes.cast(arrays["lay_sub"], _ptr), lay_zero=ctypes.cast(arrays["lay_zero"], _ptr),
-            fan=fan.data_ptr(), thr=thr.data_ptr(),
-            mode=plan.ordering.kernel_mode, F=plan.forward_group_size,
+            B=ctx.batch,
+            L=L,
+            N=lay_off[-1],
+            S=layout.total,
+            lay_off=ctypes.cast(arrays["lay_off"], _ptr),
+            grp_off=ctypes.cast(arrays["grp_off"], _ptr),
+            tgt_grp=ctypes.cast(arrays["tgt_grp"], _ptr),
+            lay_grp=ctypes.cast(arrays["lay_grp"], _ptr),
+            wt=ctypes.cast(arrays["wt"], _pptr),
+            bias=ctypes.cast(arrays["bias"], _pptr),
+            lay_sub=ctypes.cast(arrays["lay_sub"], _ptr),
+            lay_zero=ctypes.cast(arrays["lay_zero"], _ptr),
+            fan=fan.data_ptr(),
+            thr=thr.data_ptr(),
+            mode=plan.ordering.kernel_mode,
+            F=plan.forward_group_size,
             max_fs=-1 if stops.max_forward_steps is None else stops.max_forward_steps,
             stop_k=-1 if stops.stop_on_output is None else stops.stop_on_output,
             full_eval=int(plan.full_layer_evaluation),
         )
         return self._plan
 
-    def forward_steps(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor) -> None:
+    def forward_steps(
+        self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor
+    ) -> None:
         kplan = self._kernel_plan(plan, ctx, work)
         layers, params, layout = ctx.graph.layers, ctx.params, plan.layout
         L, B, dt = len(layers), ctx.batch, ctx.dtype
@@ -281,9 +348,14 @@ class NativeBackend:
 
         bases = work.bases
         decayed = flat([bases[l].decayed.expand(shapes[l]) for l in range(L)])
-        sub = flat([(bases[l].reset * params[l].threshold).expand(shapes[l])
-                    if layer.neuron.reset == SUBTRACT else torch.zeros(shapes[l], dtype=dt)
-                    for l, layer in enumerate(layers)])
+        sub = flat(
+            [
+                (bases[l].reset * params[l].threshold).expand(shapes[l])
+                if layer.neuron.reset == SUBTRACT
+                else torch.zeros(shapes[l], dtype=dt)
+                for l, layer in enumerate(layers)
+            ]
+        )
         cand = flat(work.candidates)
         N, S = kplan.N, kplan.S
         acc = torch.zeros((B, N), dtype=dt)
@@ -294,8 +366,11 @@ class NativeBackend:
         if layout.input is None:  # the input frame's current: the same module call as LayerSync
             xin = x.flatten(1).view(B, *layers[0].in_shape)
             first = torch.ones(B, dtype=torch.bool)
-            frame = layer_current(layers[0], None, xin, first, {}, work.synops[:, 0],
-                                  work.weight_rows).reshape(B, -1).contiguous()
+            frame = (
+                layer_current(layers[0], None, xin, first, {}, work.synops[:, 0], work.weight_rows)
+                .reshape(B, -1)
+                .contiguous()
+            )
         else:
             work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
         pend = flat(work.pending) if work.pending else torch.zeros((B, 0), dtype=dt)
@@ -307,10 +382,22 @@ class NativeBackend:
             return None if t is None else t.data_ptr()
 
         step = KernelStep(
-            cand=ptr(cand), frame_cur=ptr(frame), decayed=ptr(decayed), sub=ptr(sub),
-            acc=ptr(acc), fired=ptr(fired), evald=ptr(evald), spikes=ptr(spikes), pend=ptr(pend),
-            key=ptr(keys.keys), prio=ptr(prio), noise=ptr(noise), clock=ptr(keys.clock),
-            reached=ptr(work.reached), synops=ptr(work.synops), fsteps=ptr(work.forward_steps),
+            cand=ptr(cand),
+            frame_cur=ptr(frame),
+            decayed=ptr(decayed),
+            sub=ptr(sub),
+            acc=ptr(acc),
+            fired=ptr(fired),
+            evald=ptr(evald),
+            spikes=ptr(spikes),
+            pend=ptr(pend),
+            key=ptr(keys.keys),
+            prio=ptr(prio),
+            noise=ptr(noise),
+            clock=ptr(keys.clock),
+            reached=ptr(work.reached),
+            synops=ptr(work.synops),
+            fsteps=ptr(work.forward_steps),
             out_at=ptr(work.output_at),
         )
         if self.lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
@@ -319,7 +406,7 @@ class NativeBackend:
         lay_off = self._keep[-1]
 
         def per_layer(t):
-            return [t[:, lay_off[l]: lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
+            return [t[:, lay_off[l] : lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
 
         work.spikes, work.current = per_layer(spikes), per_layer(acc)
         groups = layout.groups

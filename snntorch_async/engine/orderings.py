@@ -44,8 +44,15 @@ class Ordering:
     #: Whether spikes record their pre-spike membrane in ``AsyncState.priority``.
     records_priority = False
 
-    def start(self, gen: torch.Generator, priority: list[Tensor], layout: SourceLayout,
-              batch: int, device, dtype) -> StepKeys:
+    def start(
+        self,
+        gen: torch.Generator,
+        priority: list[Tensor],
+        layout: SourceLayout,
+        batch: int,
+        device,
+        dtype,
+    ) -> StepKeys:
         """The keys of the sources pending at the start of a time step and the step's draws
         (called only when a forward step may deliver part of the pending set)."""
         raise NotImplementedError
@@ -53,8 +60,15 @@ class Ordering:
     def selected(self, keys: StepKeys, sel: Tensor) -> None:
         """``sel`` ``[B, S]`` was delivered (default: nothing to do)."""
 
-    def fired(self, keys: StepKeys | None, group: SourceGroup, new: Tensor, mem: Tensor,
-              pending: Tensor, priority: list[Tensor]) -> None:
+    def fired(
+        self,
+        keys: StepKeys | None,
+        group: SourceGroup,
+        new: Tensor,
+        mem: Tensor,
+        pending: Tensor,
+        priority: list[Tensor],
+    ) -> None:
         """Neurons of ``group``'s layer fired: ``new`` ``[B, n]`` (bool), their membrane ``mem``
         ``[B, n]`` (detached), the group's pending values before the new spikes join. Updates
         ``keys`` (``None`` when everything pending is delivered at once) and ``priority``."""
@@ -70,7 +84,9 @@ class RandomRace(Ordering):
     def start(self, gen, priority, layout, batch, device, dtype) -> StepKeys:
         u = torch.rand((batch, layout.total), generator=gen, device=device, dtype=dtype)
         noise = u.neg_().add_(1).log_().neg_()  # -log(1 - U): Exp(1), finite (U < 1)
-        return StepKeys(keys=-noise, noise=noise, clock=torch.zeros(batch, device=device, dtype=dtype))
+        return StepKeys(
+            keys=-noise, noise=noise, clock=torch.zeros(batch, device=device, dtype=dtype)
+        )
 
     def selected(self, keys, sel) -> None:
         kmin = keys.keys.masked_fill(~sel, float("inf")).amin(1)
@@ -82,7 +98,8 @@ class RandomRace(Ordering):
         cols = group.columns
         fresh = new & (pending.detach() == 0)  # an already pending source keeps its key
         keys.keys[:, cols] = torch.where(
-            fresh, -(keys.clock[:, None] + keys.noise[:, cols]), keys.keys[:, cols])
+            fresh, -(keys.clock[:, None] + keys.noise[:, cols]), keys.keys[:, cols]
+        )
 
 
 @dataclass(frozen=True)
@@ -99,8 +116,9 @@ class MembranePriority(Ordering):
     records_priority = True
 
     def start(self, gen, priority, layout, batch, device, dtype) -> StepKeys:
-        noise = self.jitter * torch.rand((batch, layout.total), generator=gen, device=device,
-                                         dtype=dtype)
+        noise = self.jitter * torch.rand(
+            (batch, layout.total), generator=gen, device=device, dtype=dtype
+        )
         keys = torch.cat([p.detach() for p in priority] + [noise[:, :0]], 1) + noise
         if layout.input is not None:  # non-prioritised input events go before every spike
             keys[:, layout.input.columns] = float("inf")

@@ -68,8 +68,9 @@ class SourceLayout:
     arrivals: tuple[SourceGroup, ...]
 
     @staticmethod
-    def build(input_size: int | None, layer_sizes: Sequence[int],
-              arrivals: Sequence[tuple[int, int, int]]) -> "SourceLayout":
+    def build(
+        input_size: int | None, layer_sizes: Sequence[int], arrivals: Sequence[tuple[int, int, int]]
+    ) -> "SourceLayout":
         """``input_size`` (``None``: prioritised input), the layers' sizes, and per delayed
         arrival group ``(layer, k, in_size)``."""
         groups: list[SourceGroup] = []
@@ -108,8 +109,9 @@ class SourceLayout:
         return None
 
     def zeros(self, batch: int, device, dtype) -> "PendingSet":
-        return PendingSet.from_flat(self, [torch.zeros((batch, g.size), device=device, dtype=dtype)
-                                           for g in self.groups])
+        return PendingSet.from_flat(
+            self, [torch.zeros((batch, g.size), device=device, dtype=dtype) for g in self.groups]
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,7 +131,11 @@ class PendingSet:
 
     def flat(self) -> list[Tensor]:
         """The groups in :attr:`SourceLayout.groups` order."""
-        return ([self.input] if self.input is not None else []) + list(self.hidden) + list(self.arrivals)
+        return (
+            ([self.input] if self.input is not None else [])
+            + list(self.hidden)
+            + list(self.arrivals)
+        )
 
     @staticmethod
     def from_flat(layout: SourceLayout, values: Sequence[Tensor]) -> "PendingSet":

@@ -24,8 +24,15 @@ from .orderings import Ordering
 from .pending import SourceLayout
 from .torch_backend import TORCH
 
-__all__ = ["AsyncPlan", "AsyncSettings", "Backend", "build_plan", "choose_backend", "delay_op",
-           "arrival_groups"]
+__all__ = [
+    "AsyncPlan",
+    "AsyncSettings",
+    "Backend",
+    "build_plan",
+    "choose_backend",
+    "delay_op",
+    "arrival_groups",
+]
 
 
 class AsyncSettings(Protocol):
@@ -151,8 +158,9 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         inputs.requires_grad or any(p.requires_grad for p in graph.model.parameters())
     )
     F = sched.forward_group_size
-    exact = (not needs_grad and ctx.device.type == "cpu" and F is not None
-             and F < layout.regular_total)
+    exact = (
+        not needs_grad and ctx.device.type == "cpu" and F is not None and F < layout.regular_total
+    )
     ops = tuple(delay_op(layer) for layer in graph.layers)
     training = graph.model.training
     dropping = training and (sched.spike_dropout > 0 or sched.input_dropout > 0)
@@ -166,12 +174,16 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         needs_grad=needs_grad,
         exact=exact,
         backend=choose_backend(ctx, ordering, exact, plain),
-        lone_linear=tuple(None if (lin := layer.lone_linear) is None or lin.stateful else lin
-                          for layer in graph.layers),
+        lone_linear=tuple(
+            None if (lin := layer.lone_linear) is None or lin.stateful else lin
+            for layer in graph.layers
+        ),
         weight_rows=None if needs_grad else WeightRows(),
         stops=StopRules(sched.max_forward_steps, sched.stop_on_output),
         delays=DelayLines(ops, layout.arrivals) if arrivals else None,
-        dropout=Dropout(float(sched.spike_dropout), float(sched.input_dropout)) if dropping else None,
+        dropout=Dropout(float(sched.spike_dropout), float(sched.input_dropout))
+        if dropping
+        else None,
         silent_gradients=bool(sched.silent_gradients),
         sync_threshold=sched.sync_threshold,
     )

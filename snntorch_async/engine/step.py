@@ -89,8 +89,9 @@ class StepWork:
     silent: SilentCarriers | None = None
 
 
-def run_time_step(plan: "AsyncPlan", ctx: SimContext, state: AsyncState,
-                  x: Tensor) -> tuple[AsyncState, StepOutput]:
+def run_time_step(
+    plan: "AsyncPlan", ctx: SimContext, state: AsyncState, x: Tensor
+) -> tuple[AsyncState, StepOutput]:
     """Advance one time step with input ``x`` ``[B, *features]`` (see the module docstring)."""
     work = leak(plan, ctx, state)  # 1.
     plan.backend.forward_steps(plan, ctx, work, x)  # 2. input frame, 3. forward steps
@@ -116,7 +117,11 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
         bases.append(base)
     L = ctx.graph.num_layers
     return StepWork(
-        bases=bases, candidates=candidates, pending=pending, priority=priority, queues=queues,
+        bases=bases,
+        candidates=candidates,
+        pending=pending,
+        priority=priority,
+        queues=queues,
         keys=keys,
         reached=torch.zeros((B, L), device=dev, dtype=torch.bool),
         synops=torch.zeros((B, L), device=dev, dtype=dt),
@@ -131,8 +136,9 @@ def _bview(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
-def finish(plan: "AsyncPlan", ctx: SimContext, state: AsyncState,
-           work: StepWork) -> tuple[AsyncState, StepOutput]:
+def finish(
+    plan: "AsyncPlan", ctx: SimContext, state: AsyncState, work: StepWork
+) -> tuple[AsyncState, StepOutput]:
     """Phase 4: unreached layers get their bias, the neuron kernels turn the step's current and
     spikes into the new states (snnTorch's reset formulas)."""
     layers, params = ctx.graph.layers, ctx.params
@@ -177,6 +183,9 @@ def zero_currents(ctx: SimContext) -> tuple[Tensor, ...]:
     out = []
     for layer in ctx.graph.layers:
         bias = layer.bias_current()
-        out.append(bias if bias is not None
-                   else torch.zeros((1, *layer.shape), device=ctx.device, dtype=ctx.dtype))
+        out.append(
+            bias
+            if bias is not None
+            else torch.zeros((1, *layer.shape), device=ctx.device, dtype=ctx.dtype)
+        )
     return tuple(out)

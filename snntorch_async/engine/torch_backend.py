@@ -34,11 +34,15 @@ class TorchBackend:
 
     name = "torch"
 
-    def forward_steps(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor) -> None:
+    def forward_steps(
+        self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor
+    ) -> None:
         layers, B, dev, dt = ctx.graph.layers, ctx.batch, ctx.device, ctx.dtype
         L, layout, gen = len(layers), plan.layout, work.generator
         work.current = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
-        work.fired = [torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers]
+        work.fired = [
+            torch.zeros((B, *layer.shape), device=dev, dtype=torch.bool) for layer in layers
+        ]
         work.evaluated = [torch.zeros_like(f) for f in work.fired]
         work.spikes = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
         if plan.silent_gradients:
@@ -55,10 +59,18 @@ class TorchBackend:
             for g in layout.arrivals if plan.delays is not None else ():
                 if g.target == 0:
                     arrived = work.pending[g.index]
-                    due.append((g.delay, arrived if dropout is None else dropout.inputs(arrived, gen)))
+                    due.append(
+                        (g.delay, arrived if dropout is None else dropout.inputs(arrived, gen))
+                    )
                     work.pending[g.index] = torch.zeros_like(arrived)
-            step.deliver({0: frame}, reach, torch.ones(B, device=dev, dtype=torch.bool), False,
-                         {0: due}, exact_ok=False)
+            step.deliver(
+                {0: frame},
+                reach,
+                torch.ones(B, device=dev, dtype=torch.bool),
+                False,
+                {0: due},
+                exact_ok=False,
+            )
         else:
             work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
 
@@ -72,7 +84,9 @@ class TorchBackend:
             pmask = torch.cat([p.detach() != 0 for p in work.pending] + [no_source], 1)
             has_pending = pmask.any(1)
             if any_candidates:
-                unreached = torch.stack([candidate_in[l] & ~work.reached[:, l] for l in range(L)], 1)
+                unreached = torch.stack(
+                    [candidate_in[l] & ~work.reached[:, l] for l in range(L)], 1
+                )
                 active = ~stopped & (has_pending | unreached.any(1))
             else:  # (common case: no neuron can fire without input, nothing to settle)
                 active = ~stopped & has_pending
@@ -125,12 +139,21 @@ class _ForwardStep:
     def __init__(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork") -> None:
         self.plan, self.ctx, self.work = plan, ctx, work
         self.pools: list[dict] = [{} for _ in ctx.graph.layers]
-        self.sync = (SyncThreshold(plan.sync_threshold, work.current)
-                     if plan.sync_threshold is not None else None)
+        self.sync = (
+            SyncThreshold(plan.sync_threshold, work.current)
+            if plan.sync_threshold is not None
+            else None
+        )
 
-    def deliver(self, deliveries: dict[int, Tensor], settle: Tensor | None, active: Tensor,
-                sparse: bool, arrived: dict[int, list[tuple[int, Tensor]]],
-                exact_ok: bool = True) -> None:
+    def deliver(
+        self,
+        deliveries: dict[int, Tensor],
+        settle: Tensor | None,
+        active: Tensor,
+        sparse: bool,
+        arrived: dict[int, list[tuple[int, Tensor]]],
+        exact_ok: bool = True,
+    ) -> None:
         """Deliver ``deliveries[l]`` (source values ``[B, n]``) and the delayed ``arrived[l]``
         into layer ``l``, and the settle reach ``settle`` ``[B, L]``; integrate; fire."""
         plan, work, B = self.plan, self.work, self.ctx.batch
@@ -150,23 +173,36 @@ class _ForwardStep:
                 continue
             first = touched & ~work.reached[:, l]
             if src is None:
-                xin = torch.zeros((B, *layer.in_shape), device=self.ctx.device, dtype=self.ctx.dtype)
+                xin = torch.zeros(
+                    (B, *layer.in_shape), device=self.ctx.device, dtype=self.ctx.dtype
+                )
             else:
                 xin = src.view(B, *layer.in_shape)
             delay_op = plan.delays.ops[l] if plan.delays is not None else None
             if delay_op is not None:
-                cur = delayed_current(delay_op, src, late, first, work.synops[:, l], work.current[l])
+                cur = delayed_current(
+                    delay_op, src, late, first, work.synops[:, l], work.current[l]
+                )
                 if src is not None:  # the delayed synapses' share travels: arrives k steps later
                     plan.delays.send(l, src, work.queues)
             else:
-                cur = layer_current(layer, plan.lone_linear[l], xin, first, self.pools[l],
-                                    work.synops[:, l], work.weight_rows, sparse,
-                                    plan.exact and exact_ok)
+                cur = layer_current(
+                    layer,
+                    plan.lone_linear[l],
+                    xin,
+                    first,
+                    self.pools[l],
+                    work.synops[:, l],
+                    work.weight_rows,
+                    sparse,
+                    plan.exact and exact_ok,
+                )
             work.reached[:, l] |= first
             self.integrate_and_fire(l, layer, cur, first, xin if src is not None else None)
 
-    def integrate_and_fire(self, l: int, layer, cur: Tensor, first: Tensor,
-                           delivered: Tensor | None) -> None:
+    def integrate_and_fire(
+        self, l: int, layer, cur: Tensor, first: Tensor, delivered: Tensor | None
+    ) -> None:
         plan, work, params = self.plan, self.work, self.ctx.params[l]
         evaluated = cur.detach() != 0
         if plan.full_layer_evaluation:
@@ -191,15 +227,22 @@ class _ForwardStep:
         work.spikes[l] = work.spikes[l] + spk * new
         work.evaluated[l] = work.evaluated[l] | can
         if l == len(work.spikes) - 1:  # output spikes have no targets: they never become pending
-            work.output_at = plan.stops.output_fired(new.flatten(1), work.forward_steps,
-                                                     work.output_at)
+            work.output_at = plan.stops.output_fired(
+                new.flatten(1), work.forward_steps, work.output_at
+            )
             return
         group = plan.layout.hidden[l]
         if work.silent is not None:
             work.silent.add(l, spk_all * (can & ~new))
         newf = new.flatten(1)
-        plan.ordering.fired(work.keys, group, newf, mem.detach().flatten(1),
-                            work.pending[group.index], work.priority)
+        plan.ordering.fired(
+            work.keys,
+            group,
+            newf,
+            mem.detach().flatten(1),
+            work.pending[group.index],
+            work.priority,
+        )
         # only fired spikes become pending (a silent neuron's zero output must not ride along
         # with a later spike of the same neuron: that would double its gradient)
         work.pending[group.index] = work.pending[group.index] + (spk * new).flatten(1)

@@ -179,8 +179,10 @@ class AsyncScheduler(Scheduler):
             priority=plan.layout.zeros(B, dev, dt),
             generator=gen,
             zero_current=zero_currents(ctx),
-            queues=tuple(torch.zeros((g.delay, B, g.size), device=dev, dtype=dt)
-                         for g in plan.layout.arrivals),
+            queues=tuple(
+                torch.zeros((g.delay, B, g.size), device=dev, dtype=dt)
+                for g in plan.layout.arrivals
+            ),
             plan=plan,
         )
 
@@ -195,7 +197,8 @@ class AsyncScheduler(Scheduler):
         """Detach a carried state, rebuild the bias currents (they derive from parameters) and
         make the new simulation's plan."""
         return detach_tree(state._replace(plan=None))._replace(
-            zero_current=zero_currents(ctx), plan=build_plan(self, ctx, inputs))
+            zero_current=zero_currents(ctx), plan=build_plan(self, ctx, inputs)
+        )
 
     def backend(self, state: AsyncState) -> str:
         return state.plan.backend.name

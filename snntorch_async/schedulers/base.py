@@ -26,8 +26,16 @@ class Scheduler:
 
     def __new__(cls, *args, **kwargs):
         if args:  # dataclass's own TypeError would not say that the settings are keyword-only
-            names = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
-            call = ", ".join(f"{n}={a!r}" for n, a in zip(names, args)) if len(args) <= len(names) else "..."
+            names = (
+                [f.name for f in dataclasses.fields(cls) if f.init]
+                if dataclasses.is_dataclass(cls)
+                else []
+            )
+            call = (
+                ", ".join(f"{n}={a!r}" for n, a in zip(names, args))
+                if len(args) <= len(names)
+                else "..."
+            )
             raise ConfigError(
                 f"{cls.__name__} takes its settings as keywords only; got {len(args)} positional "
                 f"argument(s) {', '.join(map(repr, args))}. Fix: e.g. {cls.__name__}({call})."
@@ -97,6 +105,11 @@ def detach_tree(tree: Any) -> Any:
         return {k: detach_tree(v) for k, v in tree.items()}
     if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
         return dataclasses.replace(
-            tree, **{f.name: detach_tree(getattr(tree, f.name)) for f in dataclasses.fields(tree) if f.init}
+            tree,
+            **{
+                f.name: detach_tree(getattr(tree, f.name))
+                for f in dataclasses.fields(tree)
+                if f.init
+            },
         )
     return tree

@@ -23,8 +23,7 @@ def _with_op_states(layer, neuron_state, ctx: SimContext):
     if not any(op.stateful for op in layer.ops):
         return neuron_state
     ops = tuple(
-        op.init_state(ctx.batch, ctx.device, ctx.dtype) if op.stateful else None
-        for op in layer.ops
+        op.init_state(ctx.batch, ctx.device, ctx.dtype) if op.stateful else None for op in layer.ops
     )
     return LayerOpState(neuron_state, ops)
 

@@ -122,7 +122,9 @@ class Pipelined(Scheduler):
     bias_timing: BiasTiming = BiasTiming.SYNAPTIC
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bias_timing", BiasTiming.coerce(self.bias_timing, "Pipelined(bias_timing=...)"))
+        object.__setattr__(
+            self, "bias_timing", BiasTiming.coerce(self.bias_timing, "Pipelined(bias_timing=...)")
+        )
 
     def output_lag(self, graph: NetworkGraph) -> int:
         """The pipeline shift: the output of input step ``t`` appears at step ``t + L``."""
@@ -132,8 +134,11 @@ class Pipelined(Scheduler):
         if not isinstance(self.float64, bool):
             raise ConfigError(f"Pipelined(float64=...) expects a bool; got {self.float64!r}.")
         if self.bias_timing is BiasTiming.LAVA:  # issue 10: recurrent bias timing not built
-            refuse_recurrent(graph, "Pipelined(bias_timing=BiasTiming.LAVA)",
-                             "use Pipelined() (BiasTiming.SYNAPTIC) or LayerSync")
+            refuse_recurrent(
+                graph,
+                "Pipelined(bias_timing=BiasTiming.LAVA)",
+                "use Pipelined() (BiasTiming.SYNAPTIC) or LayerSync",
+            )
 
     def _dtype(self, ctx: SimContext) -> torch.dtype:
         return torch.float64 if self.float64 else ctx.dtype
@@ -148,15 +153,11 @@ class Pipelined(Scheduler):
                 neuron = LIFState(u=z, v=z.clone())
             else:
                 neuron = layer.neuron.init_state(B, dev, dtype)
-            ops = tuple(
-                op.init_state(B, dev, dtype) if op.stateful else None
-                for op in layer.ops
-            )
+            ops = tuple(op.init_state(B, dev, dtype) if op.stateful else None for op in layer.ops)
             spk = torch.zeros((B, *layer.shape), device=dev, dtype=ctx.dtype)
             layers.append(PipelinedLayerState(neuron, ops, spk))
         source = torch.zeros_like(inputs[0], dtype=dtype)
-        return PipelinedState(source=source, layers=tuple(layers), step=0,
-                              biases=self._biases(ctx))
+        return PipelinedState(source=source, layers=tuple(layers), step=0, biases=self._biases(ctx))
 
     def _biases(self, ctx: SimContext) -> tuple:
         """Each layer's constant current ``ops(0)`` with biases, in the compute dtype."""
@@ -203,14 +204,19 @@ class Pipelined(Scheduler):
             spikes.append(spk)
             mems.append(neuron.v if isinstance(neuron, LIFState) else neuron.mem)
             src = ls.spikes.to(dtype)  # what this layer sent this step (emitted last step)
-        new_state = PipelinedState(source=x.to(dtype), layers=tuple(new_layers), step=state.step + 1,
-                                   biases=state.biases)
+        new_state = PipelinedState(
+            source=x.to(dtype), layers=tuple(new_layers), step=state.step + 1, biases=state.biases
+        )
         steps = torch.full((ctx.batch,), L, device=ctx.device, dtype=torch.long)
-        out = StepOutput(tuple(spikes), tuple(mems) if ctx.record.membranes else None, counts, synops, steps)
+        out = StepOutput(
+            tuple(spikes), tuple(mems) if ctx.record.membranes else None, counts, synops, steps
+        )
         return new_state, out
 
     @staticmethod
-    def _neuron_step(layer: Layer, p: NeuronParams, st, current: Tensor, dtype: torch.dtype, v_bias=None):
+    def _neuron_step(
+        layer: Layer, p: NeuronParams, st, current: Tensor, dtype: torch.dtype, v_bias=None
+    ):
         if lava_rule(layer):
             lp = _lif_params(layer, p, dtype)
             u = st.u * lp.decay_u + current

@@ -111,16 +111,26 @@ class Checkpointer:
         rngs = self.comm.gather(rng) if self.comm is not None else [rng]
         if self.rank == 0:
             ck = {
-                "format": FORMAT, "fingerprint": fingerprint(self.arch), "architecture": self.arch,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": rngs[0], "epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
-                "seed": self.seed, "scheduler": repr(self.scheduler), "history": history.to_dict(),
+                "format": FORMAT,
+                "fingerprint": fingerprint(self.arch),
+                "architecture": self.arch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rngs[0],
+                "epoch": pos.epoch,
+                "batch": pos.batch,
+                "step": pos.step,
+                "seed": self.seed,
+                "scheduler": repr(self.scheduler),
+                "history": history.to_dict(),
                 "metadata": self.metadata,
             }
             if self.world_size > 1:
                 ck["world_size"], ck["rng_ranks"] = self.world_size, rngs
             save_atomic(ck, self.path)
-            log.debug("Checkpoint saved to %s (epoch %d, batch %d).", self.path, pos.epoch, pos.batch)
+            log.debug(
+                "Checkpoint saved to %s (epoch %d, batch %d).", self.path, pos.epoch, pos.batch
+            )
         if self.comm is not None:
             self.comm.barrier()
         self.last_saved = str(self.path)
@@ -163,7 +173,11 @@ class Checkpointer:
                 "another checkpoint_path."
             )
         if ck["scheduler"] != repr(self.scheduler):
-            log.warning("Resuming with %r; the checkpoint was trained with %s.", self.scheduler, ck["scheduler"])
+            log.warning(
+                "Resuming with %r; the checkpoint was trained with %s.",
+                self.scheduler,
+                ck["scheduler"],
+            )
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         pos = LoopPosition(ck["epoch"], ck["batch"], ck["step"])

@@ -14,7 +14,14 @@ from torch import Tensor
 
 from ..errors import ConfigError, SnnTorchAsyncError
 
-__all__ = ["TrainConfig", "Distributed", "StepStats", "History", "TrainingError", "TrainingInterrupted"]
+__all__ = [
+    "TrainConfig",
+    "Distributed",
+    "StepStats",
+    "History",
+    "TrainingError",
+    "TrainingInterrupted",
+]
 
 
 class TrainingError(SnnTorchAsyncError, RuntimeError):
@@ -32,7 +39,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 def _positive_or_none(name: str, value, kind=int) -> None:
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool) or value <= 0):
-        raise ConfigError(f"TrainConfig.{name} must be None or a positive {kind.__name__}; got {value!r}.")
+        raise ConfigError(
+            f"TrainConfig.{name} must be None or a positive {kind.__name__}; got {value!r}."
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,15 +132,21 @@ class Distributed:
     def __post_init__(self) -> None:
         ok = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
         if not (ok(self.world_size) and self.world_size >= 1):
-            raise ConfigError(f"Distributed.world_size must be an int >= 1; got {self.world_size!r}.")
+            raise ConfigError(
+                f"Distributed.world_size must be an int >= 1; got {self.world_size!r}."
+            )
         if not (ok(self.rank) and 0 <= self.rank < self.world_size):
             raise ConfigError(
                 f"Distributed.rank must be an int in [0, {self.world_size}); got {self.rank!r}."
             )
         if self.local_rank is not None and not (ok(self.local_rank) and self.local_rank >= 0):
-            raise ConfigError(f"Distributed.local_rank must be None or an int >= 0; got {self.local_rank!r}.")
+            raise ConfigError(
+                f"Distributed.local_rank must be None or an int >= 0; got {self.local_rank!r}."
+            )
         if not (isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0):
-            raise ConfigError(f"Distributed.timeout_s must be a positive number; got {self.timeout_s!r}.")
+            raise ConfigError(
+                f"Distributed.timeout_s must be a positive number; got {self.timeout_s!r}."
+            )
 
     @classmethod
     def from_env(cls) -> "Distributed | None":
@@ -149,7 +164,9 @@ class Distributed:
                     f"WORLD_SIZE, RANK and LOCAL_RANK to integers. Fix: launch with torchrun, or "
                     "unset them for a single process."
                 ) from None
-        return cls(world_size=values["WORLD_SIZE"], rank=values["RANK"], local_rank=values["LOCAL_RANK"])
+        return cls(
+            world_size=values["WORLD_SIZE"], rank=values["RANK"], local_rank=values["LOCAL_RANK"]
+        )
 
 
 class StepStats(NamedTuple):
@@ -189,4 +206,3 @@ class History:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
         return cls(**d)
-

@@ -101,17 +101,29 @@ def join(setting: Distributed | None = None, device: torch.device | str = "cpu")
     if setting is None or setting.world_size == 1:
         return None
     if not dist.is_available():
-        raise ConfigError("This torch build has no torch.distributed; data-parallel training needs it.")
+        raise ConfigError(
+            "This torch build has no torch.distributed; data-parallel training needs it."
+        )
     local = setting.rank if setting.local_rank is None else setting.local_rank
     if device.type == "cuda":
         torch.cuda.set_device(local)
         device, backend = torch.device("cuda", local), "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend, init_method=setting.init_method, world_size=setting.world_size,
-                            rank=setting.rank, timeout=datetime.timedelta(seconds=setting.timeout_s))
-    log.info("Rank %d of %d joined the %s process group (%s).", setting.rank, setting.world_size,
-             backend, device)
+    dist.init_process_group(
+        backend,
+        init_method=setting.init_method,
+        world_size=setting.world_size,
+        rank=setting.rank,
+        timeout=datetime.timedelta(seconds=setting.timeout_s),
+    )
+    log.info(
+        "Rank %d of %d joined the %s process group (%s).",
+        setting.rank,
+        setting.world_size,
+        backend,
+        device,
+    )
     return Group(setting.rank, setting.world_size, device, owned=True)
 
 
@@ -128,7 +140,9 @@ class _Simulated(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: Tensor, *, scheduler: Scheduler, initial_state: Any = None) -> SimulationResult:
+    def forward(
+        self, inputs: Tensor, *, scheduler: Scheduler, initial_state: Any = None
+    ) -> SimulationResult:
         res = simulate(self.model, inputs, scheduler=scheduler, initial_state=initial_state)
         # the carried state leaves the graph here (as Scheduler.carry would): DDP then looks for
         # the parameters the loss uses from the output spikes only
@@ -146,16 +160,18 @@ def wrap(model: nn.Module, group: Group | None) -> nn.Module:
     if group is None:
         return model
     ids = [group.device.index] if group.device.type == "cuda" else None
-    return DistributedDataParallel(_Simulated(model.to(group.device)), device_ids=ids,
-                                   find_unused_parameters=True)
+    return DistributedDataParallel(
+        _Simulated(model.to(group.device)), device_ids=ids, find_unused_parameters=True
+    )
 
 
 def simulator(net: nn.Module):
     """``(x, scheduler, initial_state) -> SimulationResult`` for a model or a :func:`wrap` result."""
     if isinstance(net, DistributedDataParallel):
         return net
-    return lambda x, scheduler, initial_state=None: simulate(net, x, scheduler=scheduler,
-                                                             initial_state=initial_state)
+    return lambda x, scheduler, initial_state=None: simulate(
+        net, x, scheduler=scheduler, initial_state=initial_state
+    )
 
 
 def shard(data, group: Group | None, *, seed: int):
@@ -175,18 +191,32 @@ def shard(data, group: Group | None, *, seed: int):
             "snntorch_async.data.make_loader(dataset, batch_size=B, shuffle=True, seed=s) "
             "(B is then the batch size of each rank)."
         )
-    sampler = DistributedSampler(data.dataset, num_replicas=group.world_size, rank=group.rank,
-                                 shuffle=not isinstance(data.sampler, SequentialSampler), seed=seed)
-    return DataLoader(data.dataset, batch_size=data.batch_size, sampler=sampler,
-                      collate_fn=data.collate_fn, drop_last=data.drop_last,
-                      num_workers=data.num_workers, pin_memory=data.pin_memory)
+    sampler = DistributedSampler(
+        data.dataset,
+        num_replicas=group.world_size,
+        rank=group.rank,
+        shuffle=not isinstance(data.sampler, SequentialSampler),
+        seed=seed,
+    )
+    return DataLoader(
+        data.dataset,
+        batch_size=data.batch_size,
+        sampler=sampler,
+        collate_fn=data.collate_fn,
+        drop_last=data.drop_last,
+        num_workers=data.num_workers,
+        pin_memory=data.pin_memory,
+    )
 
 
 def reduce_step(group: Group, stats: StepStats, stop: bool) -> tuple[StepStats, bool]:
     """One all-reduce per step: the step's statistics over all ranks, and whether any rank was
     asked to stop (Ctrl-C), so that every rank stops after the same step."""
-    t = torch.tensor([stats.loss, stats.correct, stats.samples, stats.spike_density, float(stop)],
-                     dtype=torch.float64, device=group.device)
+    t = torch.tensor(
+        [stats.loss, stats.correct, stats.samples, stats.spike_density, float(stop)],
+        dtype=torch.float64,
+        device=group.device,
+    )
     dist.all_reduce(t)
     w = group.world_size
     merged = StepStats(float(t[0]) / w, int(t[1]), int(t[2]), float(t[3]) / w)
@@ -234,12 +264,22 @@ def launch(fn, *args: Any, nproc: int, monitor_interval: float = 0.5) -> dict[in
 
     if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         raise ConfigError(f"nproc must be an int >= 1 (worker processes); got {nproc!r}.")
-    cfg = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
-                       rdzv_endpoint="127.0.0.1:0", run_id=f"snntorch-async-{os.getpid()}",
-                       max_restarts=0, monitor_interval=monitor_interval, start_method="spawn")
+    cfg = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        run_id=f"snntorch-async-{os.getpid()}",
+        max_restarts=0,
+        monitor_interval=monitor_interval,
+        start_method="spawn",
+    )
     # the launcher installs its own SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers in this process and
     # leaves them there; put the caller's back afterwards
-    sigs = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n)]
+    sigs = [
+        getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n)
+    ]
     main = threading.current_thread() is threading.main_thread()
     saved = {sig: signal.getsignal(sig) for sig in sigs} if main else {}
     try:

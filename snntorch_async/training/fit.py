@@ -63,8 +63,10 @@ class _SigintFlag:
         if self.hit and self.repeat_stops:
             raise KeyboardInterrupt
         if not self.hit:
-            log.warning("Ctrl-C: finishing the current step, then saving and stopping%s.",
-                        " (again: stop now)" if self.repeat_stops else "")
+            log.warning(
+                "Ctrl-C: finishing the current step, then saving and stopping%s.",
+                " (again: stop now)" if self.repeat_stops else "",
+            )
         self.hit = True
 
     def __enter__(self) -> "_SigintFlag":
@@ -111,7 +113,9 @@ def _epoch_length(data, max_batches: int | None) -> int | None:
     return total
 
 
-def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -> tuple[LoopPosition, dict]:
+def _train_epoch(
+    run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng
+) -> tuple[LoopPosition, dict]:
     """Train the batches of epoch ``pos.epoch`` from batch ``pos.batch`` on.
 
     ``resumed_rng`` is the generators' state at ``pos`` when resuming mid-epoch (else ``None``).
@@ -137,8 +141,12 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
         snapshot = resumed_rng
     sums = history.running if pos.batch else {}
     lead = run.group is None or run.group.lead
-    bar = tqdm(total=total, initial=pos.batch, disable=not (run.progress and lead),
-               desc=f"epoch {pos.epoch + 1}/{cfg.epochs}")
+    bar = tqdm(
+        total=total,
+        initial=pos.batch,
+        disable=not (run.progress and lead),
+        desc=f"epoch {pos.epoch + 1}/{cfg.epochs}",
+    )
     b, step, in_step = pos.batch, pos.step, False
     try:
         for batch in it:
@@ -148,9 +156,15 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
                 _check_surrogates(run.model, tuple(batch[0].shape[2:]))
             in_step = True
             rank = run.group.rank if run.group is not None else 0
-            s = train_step(run.net, batch, scheduler=run.scheduler.reseeded(step, rank),
-                           optimizer=run.optimizer, loss_fn=cfg.loss, grad_clip=cfg.grad_clip,
-                           truncate_steps=cfg.truncate_steps)
+            s = train_step(
+                run.net,
+                batch,
+                scheduler=run.scheduler.reseeded(step, rank),
+                optimizer=run.optimizer,
+                loss_fn=cfg.loss,
+                grad_clip=cfg.grad_clip,
+                truncate_steps=cfg.truncate_steps,
+            )
             in_step = False
             stop = flag.hit
             if run.group is not None:
@@ -160,8 +174,13 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
                 run.checked = True
             b, step = b + 1, step + 1
             history.step_loss.append(s.loss)
-            for key, v in (("loss", s.loss), ("correct", s.correct), ("samples", s.samples),
-                           ("density", s.spike_density), ("batches", 1)):
+            for key, v in (
+                ("loss", s.loss),
+                ("correct", s.correct),
+                ("samples", s.samples),
+                ("density", s.spike_density),
+                ("batches", 1),
+            ):
                 sums[key] = sums.get(key, 0) + v
             history.running = sums
             bar.update(1)
@@ -176,13 +195,22 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
         bar.close()
         history.interrupted = True
         if in_step:  # stopped inside a step (second Ctrl-C): the update may be partial
-            log.warning("Training stopped inside a step at epoch %d, batch %d; not saving "
-                        "(last checkpoint: %s).", pos.epoch, b, ckpt.last_saved)
+            log.warning(
+                "Training stopped inside a step at epoch %d, batch %d; not saving "
+                "(last checkpoint: %s).",
+                pos.epoch,
+                b,
+                ckpt.last_saved,
+            )
             raise TrainingInterrupted(history, ckpt.last_saved) from None
         ckpt.save(LoopPosition(pos.epoch, b, step), history, snapshot)
         if lead:
-            log.warning("Training interrupted at epoch %d, batch %d; checkpoint: %s", pos.epoch, b,
-                    ckpt.last_saved)
+            log.warning(
+                "Training interrupted at epoch %d, batch %d; checkpoint: %s",
+                pos.epoch,
+                b,
+                ckpt.last_saved,
+            )
         raise TrainingInterrupted(history, ckpt.last_saved) from None
     except Exception:
         bar.close()  # end the progress line, so that the error is printed on its own
@@ -197,7 +225,9 @@ def _train_epoch(run: _Run, pos: LoopPosition, flag: _SigintFlag, resumed_rng) -
     return LoopPosition(pos.epoch, b, step), sums
 
 
-def _finish_epoch(run: _Run, pos: LoopPosition, sums: dict, eval_data, eval_scheduler) -> LoopPosition:
+def _finish_epoch(
+    run: _Run, pos: LoopPosition, sums: dict, eval_data, eval_scheduler
+) -> LoopPosition:
     """Record the epoch's means (and evaluation), save, and return the next epoch's start."""
     history, cfg = run.history, run.config
     loss, acc, dens = _epoch_means(sums)
@@ -213,9 +243,15 @@ def _finish_epoch(run: _Run, pos: LoopPosition, sums: dict, eval_data, eval_sche
     pos = LoopPosition(pos.epoch + 1, 0, pos.step)
     history.epochs_completed = pos.epoch
     if lead:
-        log.info("epoch %d/%d: loss %.4f, accuracy %.4f, spike density %.4f%s", pos.epoch,
-                 cfg.epochs, loss, acc, dens,
-                 f", eval accuracy {history.eval_accuracy[-1]:.4f}" if eval_data is not None else "")
+        log.info(
+            "epoch %d/%d: loss %.4f, accuracy %.4f, spike density %.4f%s",
+            pos.epoch,
+            cfg.epochs,
+            loss,
+            acc,
+            dens,
+            f", eval accuracy {history.eval_accuracy[-1]:.4f}" if eval_data is not None else "",
+        )
     if run.checkpointer.enabled:
         run.checkpointer.save(pos, history, rng_state())
     if math.isnan(loss) and lead:
@@ -264,7 +300,9 @@ def fit(
     if isinstance(model, AsyncNetwork):
         model = model.model
     if not isinstance(scheduler, Scheduler):
-        raise ConfigError(f"scheduler must be a snntorch_async scheduler such as LayerSync(); got {scheduler!r}.")
+        raise ConfigError(
+            f"scheduler must be a snntorch_async scheduler such as LayerSync(); got {scheduler!r}."
+        )
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig; got {type(config).__name__}.")
     if hasattr(train_data, "__len__") and len(train_data) == 0:
@@ -279,14 +317,16 @@ def fit(
     device = p.device if p is not None else torch.device("cpu")
     group = D.join(config.distributed, device)
     try:
-        return _fit(model, train_data, scheduler, config, group, eval_data, eval_scheduler,
-                    resume, progress)
+        return _fit(
+            model, train_data, scheduler, config, group, eval_data, eval_scheduler, resume, progress
+        )
     finally:
         D.leave(group)
 
 
-def _fit(model, train_data, scheduler, config, group, eval_data, eval_scheduler, resume,
-         progress) -> History:
+def _fit(
+    model, train_data, scheduler, config, group, eval_data, eval_scheduler, resume, progress
+) -> History:
     """:func:`fit` once the process group (``group``, ``None`` alone) is joined."""
     rank, world = (group.rank, group.world_size) if group is not None else (0, 1)
     if group is not None:
@@ -294,12 +334,21 @@ def _fit(model, train_data, scheduler, config, group, eval_data, eval_scheduler,
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
     optimizer = config.optimizer(model.parameters(), lr=config.lr)
-    ckpt = Checkpointer(config.checkpoint_path, model=model, optimizer=optimizer,
-                        scheduler=scheduler, seed=config.seed, rank=rank, world_size=world,
-                        collectives=D.Collectives() if group is not None else None,
-                        metadata=config.metadata)
+    ckpt = Checkpointer(
+        config.checkpoint_path,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        seed=config.seed,
+        rank=rank,
+        world_size=world,
+        collectives=D.Collectives() if group is not None else None,
+        metadata=config.metadata,
+    )
     resumed = ckpt.resume(device) if resume else None
-    pos, history, resumed_rng = resumed if resumed is not None else (LoopPosition(), History(), None)
+    pos, history, resumed_rng = (
+        resumed if resumed is not None else (LoopPosition(), History(), None)
+    )
     history.interrupted = False
     if resumed is None:
         seed = D.rank_seed(config.seed, rank)
@@ -310,8 +359,19 @@ def _fit(model, train_data, scheduler, config, group, eval_data, eval_scheduler,
         set_rng_state(resumed_rng)
     net = D.wrap(model, group)  # copies rank 0's weights to every rank
     data = D.shard(train_data, group, seed=config.seed)
-    run = _Run(model, net, group, data, scheduler, optimizer, config, history, ckpt, progress,
-               checked=resumed is not None)
+    run = _Run(
+        model,
+        net,
+        group,
+        data,
+        scheduler,
+        optimizer,
+        config,
+        history,
+        ckpt,
+        progress,
+        checked=resumed is not None,
+    )
     with _SigintFlag(repeat_stops=group is None) as flag:
         while pos.epoch < config.epochs:
             pos, sums = _train_epoch(run, pos, flag, resumed_rng if pos.batch else None)

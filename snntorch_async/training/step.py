@@ -98,10 +98,16 @@ def train_step(
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    res = results[0] if len(results) == 1 else dataclasses.replace(
-        results[0],
-        **{f: torch.cat([getattr(r, f) for r in results])
-           for f in ("spikes", "spike_counts", "synops", "forward_steps")},
+    res = (
+        results[0]
+        if len(results) == 1
+        else dataclasses.replace(
+            results[0],
+            **{
+                f: torch.cat([getattr(r, f) for r in results])
+                for f in ("spikes", "spike_counts", "synops", "forward_steps")
+            },
+        )
     )
     m = sample_metrics(res, y, binary_inputs=is_binary(x))
     return StepStats(total, int(m.correct.sum()), int(y.shape[0]), float(m.density.mean()))
@@ -122,8 +128,13 @@ def _check_surrogates(model: nn.Module, input_shape: tuple[int, ...]) -> None:
                 (g,) = torch.autograd.grad(out.sum(), probe, allow_unused=True)
         if g is None or not bool((g != 0).any()) or not bool(torch.isfinite(g).all()):
             m = layer.neuron.module
-            how = "surrogate_disable=True" if getattr(m, "surrogate_disable", False) else (
-                f"spike_grad={getattr(m.spike_grad, '__name__', type(m.spike_grad).__name__)}")
+            how = (
+                "surrogate_disable=True"
+                if getattr(m, "surrogate_disable", False)
+                else (
+                    f"spike_grad={getattr(m.spike_grad, '__name__', type(m.spike_grad).__name__)}"
+                )
+            )
             bad.append(f"'{layer.path}' ({type(m).__name__}, {how})")
     if bad:
         raise TrainingError(
@@ -146,4 +157,3 @@ def _check_gradients(model: nn.Module) -> None:
             "output spikes. Fix: use a surrogate with wide support (snntorch.surrogate."
             "fast_sigmoid()), lower the thresholds or scale the inputs up."
         )
-
