@@ -5,7 +5,7 @@ Network: 784-256-256-10 ``snn.Leaky`` (zero reset), T = 100, batch 64, Bernoulli
 weights are scaled (``--gain``, default 4) to give the hidden layers real activity; the spike
 rates are printed with the timings.
 
-Targets (issue 3): asynchronous inference within 3x of LayerSync at F = 64 and within 15x at
+Targets: asynchronous inference within 3x of LayerSync at F = 64 and within 15x at
 F = 1; an asynchronous training step (F = 64) within 5x of a LayerSync training step with peak
 autograd memory within 2x. Also printed: how time grows with F (1, 8, 64, all) and with T.
 

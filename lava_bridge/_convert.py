@@ -1,6 +1,6 @@
 """Convert a user's snnTorch model (via the network graph) into a :class:`NetworkSpec`.
 
-Mapping (DESIGN §3), per layer, float64::
+Mapping (docs/lava.md), per layer, float64::
 
     nn.Linear.weight [out, in]            -> LayerSpec.weight (same layout)
     DelayedLinear                         -> weight + delay (Lava DelayDense)

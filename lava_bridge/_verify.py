@@ -3,7 +3,7 @@
 * Float (default): the model under :class:`~snntorch_async.Pipelined` (``float64=True``; a spec
   without its model under :func:`simulate_spec`) against Lava's floating-point simulation
   (``Loihi2SimCfg(select_tag="floating_pt")``).
-* Fixed point (``fixed_point=True``): part B's bit-exact emulator (``lava_bridge.emulate``) on the
+* Fixed point (``fixed_point=True``): the bit-exact emulator (``lava_bridge.emulate``) on the
   quantized spec against Lava's ``fixed_pt`` simulation.
 
 Lava runs one sample at a time. Inputs ``[T, B, *features]`` are zero-padded so that the last

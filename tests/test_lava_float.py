@@ -1,4 +1,4 @@
-"""Real Lava (floating point): Pipelined ≡ Lava spike for spike, the DESIGN §3 timing facts, and
+"""Real Lava (floating point): Pipelined ≡ Lava spike for spike, the measured Lava timing facts (docs/lava.md), and
 ``run()``'s guarantees (always stops, times out, leaves no child processes)."""
 
 import importlib
@@ -112,7 +112,7 @@ def test_design_timing_facts():
 
 @pytest.mark.timeout(60)
 def test_float_delay_64_runs_in_lava_float():
-    """DESIGN §3 says delay 64 hangs Lava; measured: only the fixed_pt model hangs (see the timeout
+    """The design notes said delay 64 hangs Lava; measured: only the fixed_pt model hangs (see the timeout
     test); the float model runs it. We refuse > 62 for both anyway (Loihi holds 6 bits)."""
     spec = _chain(1, delay=64)
     mod = importlib.import_module("lava_bridge._build")
@@ -188,7 +188,7 @@ def test_error_inside_lava_still_stops_and_cleans_up():
 
 @pytest.mark.timeout(90)
 def test_stuck_lava_gives_a_clear_timeout_and_no_children(monkeypatch):
-    # A fixed-point DelayDense with delay 64 hangs Lava's child process (DESIGN §3); bypass our
+    # A fixed-point DelayDense with delay 64 hangs Lava's child process; bypass our
     # own check to provoke it.
     nrn = NeuronSpec(du=np.full(1, 4095), dv=np.zeros(1, int), vth=np.ones(1, int))
     spec = NetworkSpec(

@@ -132,7 +132,8 @@ class AsyncScheduler(Scheduler):
 
     # -- protocol --------------------------------------------------------------------------
     def check(self, graph: NetworkGraph) -> None:
-        refuse_recurrent(graph, type(self).__name__)  # issue 10: semantics not built yet
+        # recurrent spikes have no asynchronous meaning yet: refused
+        refuse_recurrent(graph, type(self).__name__)
         for layer in graph.layers:
             seen_weight = False
             for op in layer.ops:

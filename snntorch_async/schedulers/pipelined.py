@@ -133,7 +133,7 @@ class Pipelined(Scheduler):
     def check(self, graph: NetworkGraph) -> None:
         if not isinstance(self.float64, bool):
             raise ConfigError(f"Pipelined(float64=...) expects a bool; got {self.float64!r}.")
-        if self.bias_timing is BiasTiming.LAVA:  # issue 10: recurrent bias timing not built
+        if self.bias_timing is BiasTiming.LAVA:  # recurrent bias timing under LAVA: not defined yet
             refuse_recurrent(
                 graph,
                 "Pipelined(bias_timing=BiasTiming.LAVA)",
@@ -190,7 +190,7 @@ class Pipelined(Scheduler):
                     v_bias = b  # Lava's LIF bias: into v
                 elif b is not None:
                     cur = cur + b
-            if lava_rule(layer) and is_recurrent(layer):  # else neuron.step adds it (issue 10)
+            if lava_rule(layer) and is_recurrent(layer):  # else neuron.step adds it
                 cur = cur + layer.neuron.recurrent_current(ls.spikes.to(dtype))  # one-step hop
             if is_recurrent(layer) and state.step < self.bias_timing.first_step(i):
                 # before the wavefront a recurrent layer rests (its recurrent bias must not flow)
