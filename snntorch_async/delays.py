@@ -203,6 +203,9 @@ class DelayedLinearOp(LinearOp):
 
     @property
     def delay_values(self) -> tuple[int, ...]:
+        # read once per simulation by the asynchronous engine's plan: the buffer may have been
+        # edited after construction
+        _check_delay_range(self.module.delays, "DelayedLinear (delays buffer, as now set)")
         return tuple(int(k) for k in torch.unique(self.module.delays).tolist())
 
     def init_state(self, batch: int, device, dtype) -> DelayLineState:
