@@ -13,6 +13,15 @@ import numpy as np
 __all__ = ["FIGURES"]
 
 
+def _save(fig, path: Path, plt, title: str | None = None, fontsize: int = 10) -> None:
+    """Title (optional), lay out, write ``path`` and free the figure: every figure ends here."""
+    if title is not None:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plot_rasters(res, path: Path, plt) -> bool:
     if not res.rasters:
         return False
@@ -32,14 +41,13 @@ def _plot_rasters(res, path: Path, plt) -> bool:
         ax.set_xticks(range(0, steps, max(1, steps // 10)))  # integer steps only
         ax.set_xlim(-0.5, steps - 0.5)
     axes[0][0].set_ylabel("neuron (layers stacked, output on top)")
-    fig.suptitle(
+    _save(
+        fig,
+        path,
+        plt,
         "Spike rasters of one test sample (dashed: layer boundaries); the sample is the "
         "one whose spikes differ most between the two executions",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
@@ -116,9 +124,7 @@ def _plot_accuracy_latency(res, path: Path, plt) -> bool:
         Line2D([], [], color="grey", marker=markers[f], ls="", label=f"F = {f}") for f in fs
     ]
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, plt)
     return True
 
 
@@ -160,13 +166,12 @@ def _plot_spikes_per_layer(res, path: Path, plt) -> bool:
         ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
         ax.set_title(f"layer {i + 1}" + (" (output)" if i == L - 1 else ""), fontsize=9)
         ax.set_ylabel("spikes per sample (mean)")
-    fig.suptitle(
+    _save(
+        fig,
+        path,
+        plt,
         "Spikes per layer: trained → executed (plain: LayerSync execution; hatched: asynchronous)",
-        fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
@@ -191,10 +196,7 @@ def _plot_training(res, path: Path, plt) -> bool:
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Training curves (training set)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, plt, "Training curves (training set)")
     return True
 
 
