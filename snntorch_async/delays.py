@@ -203,14 +203,15 @@ class DelayedLinearOp(LinearOp):
 
     @property
     def delay_values(self) -> tuple[int, ...]:
-        # read once per simulation by the asynchronous engine's plan: the buffer may have been
-        # edited after construction
-        _check_delay_range(self.module.delays, "DelayedLinear (delays buffer, as now set)")
         return tuple(int(k) for k in torch.unique(self.module.delays).tolist())
 
-    def init_state(self, batch: int, device, dtype) -> DelayLineState:
-        # the buffer may have been edited after construction: checked once per simulation
+    def check_range(self) -> None:
+        """Refuse a delays buffer edited out of range after construction (once per simulation:
+        by ``init_state`` and by the asynchronous engine's plan)."""
         _check_delay_range(self.module.delays, "DelayedLinear (delays buffer, as now set)")
+
+    def init_state(self, batch: int, device, dtype) -> DelayLineState:
+        self.check_range()
         inp = self.module.in_features
         return DelayLineState(
             torch.zeros((self.max_delay + 1, batch, inp), device=device, dtype=dtype)

@@ -68,6 +68,7 @@ def delay_op(layer: Layer):
     lin = layer.lone_linear
     if lin is None or not lin.stateful:
         return None
+    lin.check_range()  # the buffer may have been edited since construction
     return lin if any(k > 0 for k in lin.delay_values) else None
 
 
