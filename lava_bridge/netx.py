@@ -51,7 +51,14 @@ from .limits import check_loihi_limits
 from ._quantize import QuantizeSettings, quantize
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
-__all__ = ["NETX_GRID", "TimingMismatch", "bias_timing_mismatch", "export_netx", "read_netx"]
+__all__ = [
+    "NETX_GRID",
+    "TimingMismatch",
+    "bias_timing_mismatch",
+    "export_netx",
+    "netx_timing_conflicts",
+    "read_netx",
+]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +152,12 @@ def bias_timing_mismatch(spec: NetworkSpec, inputs) -> TimingMismatch:
     )
 
 
+def netx_timing_conflicts(spec: NetworkSpec) -> list[int]:
+    """Indices of the layers whose bias netx cannot hold as timed: biased layers whose timing is
+    not Lava's (netx gives a layer's bias to the LIF, into v from step 0)."""
+    return [i for i, l in enumerate(spec.layers) if l.bias is not None and l.bias_timing != "lava"]
+
+
 def _netx_spec(spec, approximate_bias_timing) -> NetworkSpec:
     """The fixed-point, Lava-timed spec that is written (quantized, measured as needed)."""
     if not isinstance(spec, NetworkSpec):
@@ -154,11 +167,7 @@ def _netx_spec(spec, approximate_bias_timing) -> NetworkSpec:
         )
     if not spec.fixed_point:
         spec = quantize(spec, NETX_GRID).spec
-    late = [
-        f"{i} ('{l.name}')"
-        for i, l in enumerate(spec.layers)
-        if l.bias is not None and l.bias_timing != "lava"
-    ]
+    late = [f"{i} ('{spec.layers[i].name}')" for i in netx_timing_conflicts(spec)]
     if not late:
         return spec
     if approximate_bias_timing is None:

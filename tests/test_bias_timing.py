@@ -121,3 +121,19 @@ def test_netx_opt_in_reports_the_measured_mismatch(tmp_path, caplog):
         path = export_netx(syn, tmp_path / "b.net", approximate_bias_timing=x)
     assert f"{measured.mismatches} / {measured.compared} output spike slots differ" in caplog.text
     assert read_netx(path).bias_timing == "lava"
+
+
+def test_netx_timing_conflicts_names_the_biased_synaptic_layers():
+    from lava_bridge.netx import netx_timing_conflicts
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 3, bias=True),
+        snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero", reset_delay=False),
+        nn.Linear(3, 2, bias=False),
+        snn.Leaky(
+            beta=0.9, init_hidden=True, output=True, reset_mechanism="zero", reset_delay=False
+        ),
+    )
+    assert netx_timing_conflicts(convert(model, input_shape=(4,))) == [0]  # the bias-free one: no
+    assert netx_timing_conflicts(convert(model, input_shape=(4,), bias_timing="lava")) == []

@@ -306,11 +306,9 @@ def cmd_export(args) -> int:
         approximate_reset=args.approximate_reset,
         bias_timing=args.bias_timing,
     )
-    late = [
-        i
-        for i, layer in enumerate(spec.layers)
-        if layer.bias is not None and layer.bias_timing != "lava"
-    ]
+    from lava_bridge.netx import netx_timing_conflicts
+
+    late = netx_timing_conflicts(spec)
     if "netx" in args.formats and late:  # refuse before any file is written
         raise CliError(
             f"--formats netx: layers {late} have biases with --bias-timing "
