@@ -8,6 +8,8 @@
   :class:`MembranePriority`, :class:`IndexOrder` (each owns its keys, draws and hooks);
 * :mod:`.features` — optional features behind small interfaces: delay lines, stop rules,
   dropout, silent-gradient carriers, partial synchronisation;
+* :mod:`.gradients` — the gradient rules of unlayered backprop (:class:`EventGradients`,
+  :class:`LayerCarriers`, :class:`QueuedCarriers`): where silent neurons' surrogate gradients go;
 * :mod:`.currents` — a delivery's synaptic current (dense op chain, sparse row gather, delays);
 * :mod:`.step` — one time step in four phases (leak, input frame, forward steps, finish);
 * backends, chosen once per simulation — :mod:`.torch_backend` (everything, autograd) and
@@ -19,6 +21,7 @@ in ``init`` and call :func:`run_time_step` in ``step``.
 """
 
 from . import native
+from .gradients import EventGradients, GradientRule, LayerCarriers, QueuedCarriers
 from .orderings import IndexOrder, MembranePriority, Ordering, RandomRace, StepKeys
 from .pending import PendingSet, SourceGroup, SourceLayout
 from .plan import AsyncPlan, arrival_groups, build_plan, delay_op
@@ -40,6 +43,10 @@ __all__ = [
     "RandomRace",
     "MembranePriority",
     "IndexOrder",
+    "GradientRule",
+    "EventGradients",
+    "LayerCarriers",
+    "QueuedCarriers",
     "StepWork",
     "run_time_step",
     "zero_currents",

@@ -8,7 +8,7 @@ received-event counts) lives in these objects' ``start`` results, never in loose
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -17,7 +17,16 @@ from ..graph import Layer
 from .currents import received_count
 from .pending import SourceGroup, SourceLayout
 
-__all__ = ["DelayLines", "StopRules", "Dropout", "SilentCarriers", "SyncThreshold", "take"]
+__all__ = [
+    "DelayLines",
+    "StopRules",
+    "Dropout",
+    "SilentCarriers",
+    "CarrierState",
+    "CarrierQueue",
+    "SyncThreshold",
+    "take",
+]
 
 
 def take(buf: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -144,6 +153,85 @@ class SilentCarriers:
     def into(self, layer: int) -> Tensor:
         """The carriers waiting for delivery into ``layer`` (from layer ``layer - 1``)."""
         return self.values[self.group(layer - 1).index]
+
+
+class CarrierState(NamedTuple):
+    """The queued zero outputs of :class:`~snntorch_async.engine.gradients.QueuedCarriers`,
+    carried between time steps (part of ``AsyncState``).
+
+    Attributes:
+        values: Per hidden layer ``[B, n]`` the summed outputs waiting (value 0, with gradient).
+        queued: Per hidden layer ``[B, n]`` bool: the neuron has zeros waiting.
+    """
+
+    values: tuple[Tensor, ...]
+    queued: tuple[Tensor, ...]
+
+    @staticmethod
+    def empty(layout: SourceLayout, batch: int, device, dtype) -> "CarrierState":
+        shapes = [(batch, g.size) for g in layout.hidden]
+        return CarrierState(
+            tuple(torch.zeros(s, device=device, dtype=dtype) for s in shapes),
+            tuple(torch.zeros(s, device=device, dtype=torch.bool) for s in shapes),
+        )
+
+
+class CarrierQueue:
+    """``QueuedCarriers``: each hidden neuron's evaluated silent outputs wait in its own queue
+    entry and leave with the neuron's next spike (:meth:`with_spike`) or as filler of a forward
+    step that selected fewer than ``F`` real spikes (:meth:`fillers`). One step's working copy of
+    a :class:`CarrierState`."""
+
+    def __init__(self, layout: SourceLayout, state: CarrierState) -> None:
+        self.layout = layout
+        self.values, self.queued = list(state.values), list(state.queued)
+
+    def state(self) -> CarrierState:
+        return CarrierState(tuple(self.values), tuple(self.queued))
+
+    def add(self, layer: int, values: Tensor, silent: Tensor) -> None:
+        """Neurons ``silent`` ``[B, *shape]`` of hidden ``layer`` were evaluated and stayed
+        silent: their outputs ``values`` (0, with gradient) join their queue entries."""
+        self.values[layer] = self.values[layer] + values.flatten(1)
+        self.queued[layer] = self.queued[layer] | silent.flatten(1)
+
+    def _take(self, layer: int, mask: Tensor) -> Tensor:
+        out, self.values[layer] = take(self.values[layer], mask)
+        self.queued[layer] = self.queued[layer] & ~mask
+        return out
+
+    def with_spike(self, group: SourceGroup, delivered: Tensor, sel: Tensor) -> Tensor:
+        """The selected spikes ``sel`` ``[B, n]`` of ``group`` take their neurons' zeros along."""
+        if group.source_layer is None:
+            return delivered
+        return delivered + self._take(group.source_layer, sel)
+
+    def fillers(
+        self, sel: Tensor, active: Tensor, free: Tensor | None, keys: Tensor | None
+    ) -> dict[int, Tensor]:
+        """Queued zeros that fill the forward step's free slots: per target layer the values
+        ``[B, n_source]``. ``sel`` ``[B, S]``: the real spikes selected; ``free`` ``[B]``: slots
+        left (``None``: no limit); ``keys`` ``[B, S]``: the ordering's keys (``None``: all fit)."""
+        cols = [torch.zeros_like(sel[:, : 0])]
+        hidden = {g.index for g in self.layout.hidden}
+        for g in self.layout.groups:
+            cols.append(
+                self.queued[g.source_layer] if g.index in hidden else torch.zeros_like(sel[:, g.columns])
+            )
+        cand = torch.cat(cols, 1) & ~sel & active[:, None]
+        if not bool(cand.any()):
+            return {}
+        if free is not None and keys is not None:
+            ranked = keys.masked_fill(~cand, float("-inf"))
+            order = torch.sort(ranked, dim=1, descending=True, stable=True).indices
+            rank = torch.arange(cand.shape[1], device=cand.device).expand_as(cand)
+            cand = torch.zeros_like(cand).scatter_(1, order, rank < free[:, None]) & cand
+        out = {}
+        for g in self.layout.hidden:
+            m = cand[:, g.columns]
+            if bool(m.any()):
+                out[g.target] = self._take(g.source_layer, m)
+        return out
 
 
 class SyncThreshold:

@@ -19,6 +19,7 @@ from ..ops import LinearOp
 from ..context import SimContext
 from .currents import WeightRows
 from .features import DelayLines, Dropout, StopRules
+from .gradients import GradientRule, resolve_gradient_rule
 from . import native
 from .orderings import Ordering
 from .pending import SourceLayout
@@ -47,6 +48,7 @@ class AsyncSettings(Protocol):
     input_dropout: float
     full_layer_evaluation: bool
     silent_gradients: bool
+    gradient_rule: GradientRule | None
 
     def ordering(self) -> Ordering: ...
 
@@ -102,7 +104,8 @@ class AsyncPlan:
         stops: The stop rules.
         delays: The delay lines (``None``: no synaptic delays > 0).
         dropout: Spike/input dropout (``None``: off or not training).
-        silent_gradients: Whether silent neurons' zero outputs travel as gradient carriers.
+        gradients: The gradient rule (:mod:`~snntorch_async.engine.gradients`), in effect only
+            when ``needs_grad``.
         sync_threshold: The partial-synchronisation threshold (``None``: off).
     """
 
@@ -118,7 +121,7 @@ class AsyncPlan:
     stops: StopRules
     delays: DelayLines | None
     dropout: Dropout | None
-    silent_gradients: bool
+    gradients: GradientRule
     sync_threshold: object = None
 
     @property
@@ -185,6 +188,6 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         dropout=Dropout(float(sched.spike_dropout), float(sched.input_dropout))
         if dropping
         else None,
-        silent_gradients=bool(sched.silent_gradients),
+        gradients=resolve_gradient_rule(sched),
         sync_threshold=sched.sync_threshold,
     )

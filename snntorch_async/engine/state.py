@@ -10,6 +10,7 @@ from torch import Tensor
 from .pending import PendingSet
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .features import CarrierState
     from .plan import AsyncPlan
 
 __all__ = ["AsyncState"]
@@ -31,6 +32,8 @@ class AsyncState(NamedTuple):
             row 0 arrives at the next time step.
         plan: The simulation's :class:`~snntorch_async.engine.plan.AsyncPlan` (rebuilt when a
             state is carried into a new simulation).
+        carriers: The queued zero outputs of the ``QueuedCarriers`` gradient rule
+            (:class:`~snntorch_async.engine.features.CarrierState`), ``None`` when it is off.
     """
 
     neurons: tuple
@@ -40,3 +43,4 @@ class AsyncState(NamedTuple):
     zero_current: tuple[Tensor, ...]
     queues: tuple[Tensor, ...] = ()
     plan: "AsyncPlan | None" = None
+    carriers: "CarrierState | None" = None

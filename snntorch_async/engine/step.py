@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..context import SimContext, StepOutput
 from .currents import WeightRows, apply_chain
-from .features import SilentCarriers
+from .features import CarrierQueue, CarrierState, SilentCarriers
 from .orderings import StepKeys
 from .pending import PendingSet
 from .state import AsyncState
@@ -67,7 +67,8 @@ class StepWork:
         fired: Per layer ``[B, *shape]`` bool, or ``None`` (native inference).
         evaluated: Per layer ``[B, *shape]`` bool, or ``None`` (native inference: no surrogate
             terms to add at the finish).
-        silent: The silent-gradient carriers (``None``: off).
+        silent: The layer carriers of ``LayerCarriers`` (``None``: off).
+        carriers: The per-neuron queues of ``QueuedCarriers`` (``None``: off).
     """
 
     bases: list
@@ -87,6 +88,7 @@ class StepWork:
     fired: list[Tensor] | None = None
     evaluated: list[Tensor] | None = None
     silent: SilentCarriers | None = None
+    carriers: CarrierQueue | None = None
 
 
 def run_time_step(
@@ -116,6 +118,12 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
             candidates.append((layer.neuron.fire(p, mem0) > 0).expand((B, *layer.shape)))
         bases.append(base)
     L = ctx.graph.num_layers
+    carriers = None
+    if plan.needs_grad and plan.gradients.queued:
+        held = state.carriers
+        if held is None:
+            held = CarrierState.empty(plan.layout, B, dev, dt)
+        carriers = CarrierQueue(plan.layout, held)
     return StepWork(
         bases=bases,
         candidates=candidates,
@@ -129,6 +137,7 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
         output_at=torch.full((B,), -1, device=dev, dtype=torch.long),
         weight_rows=plan.weight_rows if plan.weight_rows is not None else WeightRows(),
         generator=state.generator,
+        carriers=carriers,
     )
 
 
@@ -145,12 +154,15 @@ def finish(
     L, B, dt = len(layers), ctx.batch, ctx.dtype
     acc, spikes, bases, silent = work.current, work.spikes, work.bases, work.silent
     new_states, counts = [], torch.zeros((B, L), device=ctx.device, dtype=dt)
+    per_evaluation = work.carriers is not None and plan.gradients.output_per_evaluation
     for l, layer in enumerate(layers):
         missing = ~work.reached[:, l]
         if bool(missing.any()):
             acc[l] = acc[l] + _bview(missing, acc[l]).to(dt) * state.zero_current[l]
         mem, syn = layer.neuron.membrane(params[l], bases[l], acc[l])
         quiet = work.evaluated[l] & ~work.fired[l] if work.evaluated is not None else None
+        if per_evaluation and l == L - 1:  # (its terms were added at every evaluation)
+            quiet = None
         if quiet is not None and bool(quiet.any()):  # value 0: the surrogate gradient, as LayerSync
             spikes[l] = spikes[l] + layer.neuron.fire(params[l], mem) * quiet
         if silent is not None and bool(missing.any()):
@@ -174,6 +186,7 @@ def finish(
         pending=PendingSet.from_flat(plan.layout, work.pending),
         priority=PendingSet.from_flat(plan.layout, work.priority),
         queues=tuple(work.queues),
+        carriers=work.carriers.state() if work.carriers is not None else None,
     )
     return new_state, out
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..neurons import ZERO
 from ..context import SimContext
-from .currents import delayed_current, layer_current
+from .currents import apply_chain, delayed_current, layer_current
 from .features import SilentCarriers, SyncThreshold, take
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +45,7 @@ class TorchBackend:
         ]
         work.evaluated = [torch.zeros_like(f) for f in work.fired]
         work.spikes = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
-        if plan.silent_gradients:
+        if plan.needs_grad and plan.gradients.layer_carriers:
             work.silent = SilentCarriers(layout, work.pending)
         step = _ForwardStep(plan, ctx, work)
         dropout = plan.dropout
@@ -115,6 +115,8 @@ class TorchBackend:
                     d = dropout.inputs(d, gen) if g.is_input else dropout.spikes(d, gen)
                 if work.silent is not None:
                     d = work.silent.ride_along(g, d, s)
+                if work.carriers is not None:
+                    d = work.carriers.with_spike(g, d, s)
                 if g.delay:
                     arrivals.setdefault(g.target, []).append((g.delay, d))
                 else:
@@ -129,6 +131,10 @@ class TorchBackend:
                 settle &= idle[:, None]
                 if work.silent is not None:  # the settled layer's silent inputs travel along
                     work.silent.reach(settle, deliveries, L)
+            if work.carriers is not None:  # queued zeros fill the free slots
+                free = None if F is None else F - sel.sum(1)
+                keys = work.keys.keys if work.keys is not None else None
+                step.carry(work.carriers.fillers(sel, active, free, keys))
             step.deliver(deliveries, settle, active, partial, arrivals)
             stopped = plan.stops.stopped(stopped, work.forward_steps, work.output_at)
 
@@ -200,6 +206,25 @@ class _ForwardStep:
             work.reached[:, l] |= first
             self.integrate_and_fire(l, layer, cur, first, xin if src is not None else None)
 
+    def carry(self, fillers: dict[int, Tensor]) -> None:
+        """Queued zeros ``fillers[l]`` (source values ``[B, n]``, all 0) into layer ``l``: their
+        current ``W · 0`` joins the layer's current (gradient only: no neuron is evaluated, no
+        bias arrives, the layer is not reached). A delay layer takes them through its
+        delay-0 synapses."""
+        work, B = self.work, self.ctx.batch
+        for l, src in fillers.items():
+            layer = self.ctx.graph.layers[l]
+            delay_op = self.plan.delays.ops[l] if self.plan.delays is not None else None
+            if delay_op is not None:
+                if 0 not in delay_op.delay_values:
+                    continue
+                cur = delay_op.deliver_at(src.flatten(1), 0)
+            else:
+                cur = apply_chain(layer, src.view(B, *layer.in_shape), False, dict(self.pools[l]), None)
+            if layer.neuron.reset == ZERO:
+                cur = torch.where(work.fired[l], torch.zeros_like(cur), cur)
+            work.current[l] = work.current[l] + cur
+
     def integrate_and_fire(
         self, l: int, layer, cur: Tensor, first: Tensor, delivered: Tensor | None
     ) -> None:
@@ -227,6 +252,8 @@ class _ForwardStep:
         work.spikes[l] = work.spikes[l] + spk * new
         work.evaluated[l] = work.evaluated[l] | can
         if l == len(work.spikes) - 1:  # output spikes have no targets: they never become pending
+            if work.carriers is not None and plan.gradients.output_per_evaluation:
+                work.spikes[l] = work.spikes[l] + spk_all * (can & ~new)
             work.output_at = plan.stops.output_fired(
                 new.flatten(1), work.forward_steps, work.output_at
             )
@@ -234,6 +261,8 @@ class _ForwardStep:
         group = plan.layout.hidden[l]
         if work.silent is not None:
             work.silent.add(l, spk_all * (can & ~new))
+        if work.carriers is not None:
+            work.carriers.add(l, spk_all * (can & ~new), can & ~new)
         newf = new.flatten(1)
         plan.ordering.fired(
             work.keys,

@@ -29,6 +29,7 @@ from ..engine import (
     run_time_step,
     zero_currents,
 )
+from ..engine.gradients import GradientRule, LayerCarriers
 from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
@@ -65,12 +66,16 @@ class AsyncScheduler(Scheduler):
             ``F`` ≥ all neurons this gives LayerSync's spikes *and* gradients), or only the
             neurons that received non-zero current plus those already above threshold
             (``False``: the paper's reference rule; same spikes, fewer surrogate gradients).
-        silent_gradients: Gradients are event-driven by default: only delivered spikes carry
-            gradient, so a neuron that stayed silent passes no surrogate gradient downstream
-            (as in the paper's reference implementation). With ``True`` the zero outputs of
+        silent_gradients: Shorthand for ``gradient_rule=LayerCarriers()``: the zero outputs of
             evaluated, silent neurons travel with their layer's next delivery as gradient
             carriers (value 0, so spikes are unchanged); with ``F`` ≥ all neurons the gradients
             then equal LayerSync's.
+        gradient_rule: Where silent neurons' surrogate gradients go (spikes are the same under
+            every rule): :class:`~snntorch_async.EventGradients` (only delivered spikes),
+            :class:`~snntorch_async.LayerCarriers`, or :class:`~snntorch_async.QueuedCarriers`
+            (the paper's reference implementation). ``None``: ``LayerCarriers`` if
+            ``silent_gradients`` else the default rule (``engine.gradients.DEFAULT_RULE``, see
+            ``docs/async.md``).
     """
 
     forward_group_size: int | None = None
@@ -83,8 +88,22 @@ class AsyncScheduler(Scheduler):
     seed: int = 0
     full_layer_evaluation: bool = True
     silent_gradients: bool = False
+    gradient_rule: GradientRule | None = None
 
     def __post_init__(self) -> None:
+        rule = self.gradient_rule
+        if rule is not None and not isinstance(rule, GradientRule):
+            raise ConfigError(
+                f"{type(self).__name__}: gradient_rule must be a gradient rule object; got "
+                f"{rule!r}. Fix: e.g. gradient_rule=sa.QueuedCarriers() (or EventGradients(), "
+                "LayerCarriers())."
+            )
+        if self.silent_gradients and rule is not None and not isinstance(rule, LayerCarriers):
+            raise ConfigError(
+                f"{type(self).__name__}: silent_gradients=True means gradient_rule="
+                f"LayerCarriers(), but gradient_rule={rule!r} was given too. Fix: drop "
+                "silent_gradients and keep the gradient_rule."
+            )
         F = self.forward_group_size
         if F is not None and (isinstance(F, bool) or not isinstance(F, int) or F < 1):
             raise ConfigError(
