@@ -68,9 +68,9 @@ class StepWork:
         evaluated: Per layer ``[B, *shape]`` bool, or ``None`` (native inference: no surrogate
             terms to add at the finish).
         silent: The silent-gradient carriers (``None``: off).
-        spike_steps: Per layer ``[B, *shape]`` int64: the forward step (``forward_steps`` when
-            it fired, 1-based) of each neuron's spike in this step, 0: none; ``None`` unless
-            ``Record(spike_forward_steps=True)`` (set by the torch backend).
+        spike_forward_steps: Per layer ``[B, *shape]`` int64: the forward step (1-based: the
+            value of ``forward_steps`` when it fired) of each neuron's spike in this step, 0:
+            none; ``None`` unless ``Record(spike_forward_steps=True)`` (set by the torch backend).
     """
 
     bases: list
@@ -90,7 +90,7 @@ class StepWork:
     fired: list[Tensor] | None = None
     evaluated: list[Tensor] | None = None
     silent: SilentCarriers | None = None
-    spike_steps: list[Tensor] | None = None
+    spike_forward_steps: list[Tensor] | None = None
 
 
 def run_time_step(
@@ -172,7 +172,7 @@ def finish(
         new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spikes[l]))
         counts[:, l] = spikes[l].detach().flatten(1).sum(1)
     mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
-    order = tuple(work.spike_steps) if ctx.record.spike_forward_steps else None
+    order = tuple(work.spike_forward_steps) if ctx.record.spike_forward_steps else None
     out = StepOutput(tuple(spikes), mems, counts, work.synops, work.forward_steps, order)
     new_state = state._replace(
         neurons=tuple(new_states),
