@@ -25,10 +25,17 @@ class Record:
     Attributes:
         membranes: Record every layer's membrane potential after each time step.
         layer_spikes: Record every layer's spikes (not only the output layer's).
+        spike_forward_steps: Record, per layer and neuron, the forward step (1-based within its
+            time step) in which it fired, 0 where it did not: the order of spikes within a time
+            step. A spike of step ``t`` at forward step ``k`` of the sample's ``S`` forward steps
+            (``SimulationResult.forward_steps[t]``) happened in the share ``k / S`` of the step.
+            The asynchronous engine records it in its torch backend only (the native kernel does
+            not, so it is not used when this is on; the spikes are the same).
     """
 
     membranes: bool = False
     layer_spikes: bool = False
+    spike_forward_steps: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +70,8 @@ class StepOutput(NamedTuple):
         spike_counts: Spikes emitted per layer, ``[B, L]``.
         synops: Effective synaptic operations per receiving layer, ``[B, L]``.
         forward_steps: Forward steps (rounds of spike delivery) used per sample, ``[B]``.
+        spike_forward_steps: Each layer's forward step of each spike ``[B, *shape]`` (int64,
+            1..``forward_steps``; 0: did not fire), or ``None`` unless recorded.
     """
 
     spikes: tuple[Tensor, ...]
@@ -70,3 +79,4 @@ class StepOutput(NamedTuple):
     spike_counts: Tensor
     synops: Tensor
     forward_steps: Tensor
+    spike_forward_steps: tuple[Tensor, ...] | None = None

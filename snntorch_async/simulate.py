@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .graph import NetworkGraph, read_model
 from .schedulers.base import Record, Scheduler, SimContext
 from .schedulers.layersync import LayerSync
@@ -34,6 +34,15 @@ class SimulationResult:
         neurons: Number of neurons per layer ``(L,)``.
         output_lag: Time steps by which the output lags the input under this scheduler.
         scheduler: The scheduler that produced the result.
+        spike_forward_steps: Every layer's forward step of each spike ``[T, B, *shape]`` (int64,
+            1-based within its time step; 0: did not fire), if ``Record(spike_forward_steps=True)``
+            (``None`` otherwise). A spike at forward step ``k`` of step ``t`` came in the share
+            ``k / forward_steps[t]`` of that step: the order of spikes within a step. Asynchronous
+            schedulers: the forward step that fired it (the input frame is forward step 1 with
+            ``prioritize_input``; their torch backend records it, so ``backend`` is ``"torch"``).
+            ``LayerSync``: layer ``l`` fires in forward step ``l + 1`` of ``L`` (computed after the
+            layers below it). ``Pipelined``: every layer updates at once from what the layer below
+            sent one step earlier, so there is no order within a step: every spike is at 1.
         backend: What ran the time steps: ``"torch"``, or ``"native"`` when the asynchronous
             engine's C kernel ran the forward steps (decided once per simulation).
         final_state: The scheduler's state after the last step; pass it as
@@ -50,6 +59,7 @@ class SimulationResult:
     neurons: tuple[int, ...]
     output_lag: int
     scheduler: Scheduler
+    spike_forward_steps: tuple[Tensor, ...] | None = None
     backend: str = "torch"
     final_state: Any = None
 
@@ -211,7 +221,8 @@ def simulate(
         inputs: ``[T, B, *features]`` floating-point tensor on the model's device.
         scheduler: How each time step executes (``LayerSync()``, the asynchronous schedulers,
             ``Pipelined()``).
-        record: Optional recordings (membranes, every layer's spikes).
+        record: Optional recordings (membranes, every layer's spikes, the forward step of each
+            spike).
         initial_state: Continue from ``final_state`` of an earlier result (same model, batch
             size and scheduler) instead of the zero state, with its autograd history cut
             (``Scheduler.carry``: truncated BPTT); step indices restart at 0.
@@ -268,10 +279,20 @@ def simulate(
         if record.membranes
         else None
     )
+    fire_steps = None
+    if record.spike_forward_steps:
+        if any(o.spike_forward_steps is None for o in outs):
+            raise ConfigError(
+                f"{type(scheduler).__name__} does not record the forward step of each spike "
+                "(its StepOutput.spike_forward_steps is None) but Record(spike_forward_steps=True) "
+                "asked for it. Fix: record it in the scheduler's step, or leave the option off."
+            )
+        fire_steps = tuple(torch.stack([o.spike_forward_steps[i] for o in outs]) for i in range(L))
     return SimulationResult(
         spikes=spikes,
         layer_spikes=layer_spikes,
         membranes=membranes,
+        spike_forward_steps=fire_steps,
         spike_counts=torch.stack([o.spike_counts for o in outs]),
         synops=torch.stack([o.synops for o in outs]),
         dense_synops=tuple(layer.dense_synops() for layer in graph.layers),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import snntorch as snn
 import torch
@@ -441,3 +443,102 @@ def test_delay_layer_must_stand_alone():
         UnsupportedModuleError, match=r"a delay layer must be the only weighted module"
     ):
         sa.simulate(net, x, scheduler=sa.RandomAsync())
+
+
+# ---------------------------------------------------------------- spike order within a step
+ORDER = sa.Record(layer_spikes=True, spike_forward_steps=True)
+
+
+@pytest.mark.parametrize(
+    "sched",
+    [
+        sa.RandomAsync(forward_group_size=2, seed=1),
+        sa.MomentumAsync(forward_group_size=3, seed=2),
+        sa.LayerOrderedAsync(forward_group_size=1),
+        sa.RandomAsync(forward_group_size=2, prioritize_input=False, seed=3),
+        sa.RandomAsync(forward_group_size=1, max_forward_steps=4, seed=4),
+        sa.MomentumAsync(forward_group_size=2, stop_on_output=1, seed=5),
+        sa.RandomAsync(seed=6),
+    ],
+    ids=["random", "momentum", "layer", "unprioritized", "max-steps", "stop-on-output", "dense"],
+)
+def test_spike_forward_steps_are_consistent_and_change_nothing(sched):
+    """Index > 0 exactly where a neuron fired, at most the step's forward steps; with the record
+    on, spikes (and gradients' inputs) and counters are those of the record off."""
+    net, x = _mlp(), _spikes_in(7, T=6)
+    on = sa.simulate(net, x, scheduler=sched, record=ORDER)  # gradients: the torch backend
+    off = sa.simulate(net, x, scheduler=sched, record=sa.Record(layer_spikes=True))
+    assert off.spike_forward_steps is None
+    assert torch.equal(on.forward_steps, off.forward_steps)
+    assert torch.equal(on.spike_counts, off.spike_counts)
+    fs = on.forward_steps
+    for s_on, s_off, k in zip(on.layer_spikes, off.layer_spikes, on.spike_forward_steps):
+        assert torch.equal(s_on, s_off)
+        assert k.dtype == torch.long and k.shape == s_on.shape
+        assert torch.equal(k > 0, s_on.detach() != 0)
+        assert bool((k >= 0).all()) and bool((k <= fs.view(*fs.shape, 1)).all())
+    assert sum(int((k > 0).sum()) for k in on.spike_forward_steps) > 0
+
+
+@pytest.mark.parametrize(
+    "sched",
+    [sa.LayerOrderedAsync(forward_group_size=1), sa.RandomAsync(forward_group_size=2, seed=9)],
+)
+def test_spike_forward_steps_are_when_the_spikes_happen(sched):
+    """Stopping a time step after m forward steps fires exactly the spikes whose recorded forward
+    step is at most m (first time step: same state, same keys)."""
+    net, x = _mlp(), _spikes_in(8, T=1)
+    full = sa.simulate(net, x, scheduler=sched, record=ORDER)
+    steps = int(full.forward_steps.max())
+    assert steps >= 4  # the check covers several forward steps
+    for m in range(1, steps + 1):
+        cut = sa.simulate(
+            net, x, scheduler=dataclasses.replace(sched, max_forward_steps=m), record=ORDER
+        )
+        for s, k in zip(cut.layer_spikes, full.spike_forward_steps):
+            assert torch.equal(s.detach() != 0, (k > 0) & (k <= m)), m
+
+
+def test_layer_ordered_full_group_fires_layer_l_in_forward_step_l_plus_1():
+    """LayerOrderedAsync at F >= all neurons with prioritised inputs (= LayerSync): the input frame
+    is forward step 1 and layer l fires in forward step l + 1, as LayerSync's record says."""
+    for seed in (0, 3, 5, 14):
+        case = random_model(seed)
+        x = random_inputs(seed, 6, 3, case.input_shape)
+        sync = sa.simulate(case.model, x, record=ORDER)
+        n_total = sum(sync.neurons)
+        for F in (None, n_total):
+            r = sa.simulate(
+                case.model, x, scheduler=sa.LayerOrderedAsync(forward_group_size=F), record=ORDER
+            )
+            for l, (s, k) in enumerate(zip(r.layer_spikes, r.spike_forward_steps)):
+                assert bool(s.detach().sum() > 0), (seed, l)  # every layer fires here
+                assert bool((k[s.detach() != 0] == l + 1).all()), (case.description, l)
+            for a, b in zip(r.spike_forward_steps, sync.spike_forward_steps):
+                assert torch.equal(a, b)
+
+
+def test_a_settle_step_fires_a_layer_earlier_than_l_plus_1():
+    """What is true beyond the wave: when no spike reaches a layer whose neurons fire from their
+    bias alone, a settle forward step reaches it as soon as nothing is pending, so layer 2 fires
+    in forward step 2 (LayerSync: 3 of 3). The spikes are LayerSync's."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(4, 3),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.Linear(3, 3, bias=False),
+        snn.Leaky(beta=0.9, init_hidden=True),
+        nn.Linear(3, 2),
+        snn.Leaky(beta=0.9, init_hidden=True, output=True),
+    )
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.zero_()  # layer 0 never fires, layer 1 has no bias: nothing reaches layer 2
+        net[4].bias.fill_(2.0)  # but layer 2 fires from its bias
+    x = torch.ones(3, 1, 4)
+    r = sa.simulate(net, x, scheduler=sa.LayerOrderedAsync(), record=ORDER)
+    sync = sa.simulate(net, x, record=ORDER)
+    assert torch.equal(r.spikes, sync.spikes) and int(r.spikes.sum()) == 6
+    assert r.forward_steps.flatten().tolist() == [2, 2, 2]
+    assert r.spike_forward_steps[2].flatten().tolist() == [2] * 6
+    assert sync.spike_forward_steps[2].flatten().tolist() == [3] * 6

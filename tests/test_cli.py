@@ -181,9 +181,26 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path):
     assert len(losses.split()) == 1 + 3  # the resumed history covers all three epochs
 
 
-def test_demo_quick_writes_the_report(tmp_path, capsys):
+def test_demo_quick_writes_the_report(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from snntorch_async.app import demo
+    from snntorch_async.app.figures import raster_points
+
+    seen = []
+    write = demo.write_report
+    monkeypatch.setattr(demo, "write_report", lambda res, out: seen.append(res) or write(res, out))
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
+    # rasters.png: LayerSync vs RandomAsync of one sample, each spike at its forward step's share
+    (sync_title, sync), (async_title, asyn) = seen[0].rasters.items()
+    assert "LayerSync" in sync_title and "RandomAsync" in async_title
+    assert not np.array_equal(sync.spikes, asyn.spikes)  # the panels show a difference
+    (xs, ys), (xa, _) = raster_points(sync), raster_points(asyn)
+    hidden = sync.sizes[0]
+    assert set((xs - np.floor(xs))[ys < hidden].tolist()) == {0.25}  # layer 1 of 2, then output
+    assert set((xs - np.floor(xs))[ys >= hidden].tolist()) == {0.75}
+    assert len(set((xa - np.floor(xa)).round(6).tolist())) > 2  # spread over forward steps
     text = (out / "report.md").read_text()
     assert "| trained | executed | accuracy |" in text
     assert "Koopman et al." in text and "Measured here:" in text

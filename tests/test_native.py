@@ -294,3 +294,24 @@ def test_kernel_equals_torch_code_with_candidates_and_settle_steps(full_eval):
         assert r1.layer_spikes[1][2:4, :, :5].sum() > 0  # candidates fired without input
         assert (r1.forward_steps[2:4] > 1).all()  # through settle steps
         _assert_identical(r1, r2)
+
+
+@needs_compiler
+def test_spike_forward_steps_record_runs_the_torch_backend_with_the_kernels_spikes():
+    """The kernel does not record each spike's forward step: asking for it runs the torch backend
+    (``backend == "torch"``), and its spikes and counters are the kernel's, bit for bit."""
+    net, x = mlp((20, 24, 6)), _inputs(4)
+    order = sa.Record(membranes=True, layer_spikes=True, spike_forward_steps=True)
+    for sched in (
+        sa.RandomAsync(forward_group_size=2, seed=1),
+        sa.MomentumAsync(forward_group_size=1),
+    ):
+        with torch.no_grad(), native.use_native(True):
+            kernel = sa.simulate(net, x, scheduler=sched, record=REC)
+            torch_ = sa.simulate(net, x, scheduler=sched, record=order)
+        assert kernel.backend == "native" and kernel.spike_forward_steps is None
+        assert torch_.backend == "torch"
+        _assert_identical(kernel, torch_)
+        fs = torch_.forward_steps
+        for s, k in zip(torch_.layer_spikes, torch_.spike_forward_steps):
+            assert torch.equal(k > 0, s != 0) and bool((k <= fs.view(*fs.shape, 1)).all())

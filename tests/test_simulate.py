@@ -9,6 +9,7 @@ from random_models import random_inputs, random_model, snntorch_loop
 from torch import nn
 
 import snntorch_async as sa
+from snntorch_async.errors import ConfigError
 from snntorch_async.simulate import get_graph
 
 
@@ -171,6 +172,43 @@ def test_result_fields_and_recording_options():
         assert s.shape == m.shape == (5, 2, *layer.shape)
     assert torch.equal(full.spikes, plain.spikes)
     assert full.spikes.shape == (5, 2, graph.output_size)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5])
+def test_spike_forward_steps_of_layersync_and_pipelined(seed):
+    """LayerSync: layer l fires in forward step l + 1 of L; Pipelined: every layer updates at
+    once (no order within a step), every spike at 1. Spikes as without the record."""
+    case = random_model(seed)
+    x = random_inputs(seed, 6, 3, case.input_shape)
+    order = sa.Record(layer_spikes=True, spike_forward_steps=True)
+    for sched in (sa.LayerSync(), sa.Pipelined()):
+        with torch.no_grad():
+            on = sa.simulate(case.model, x, scheduler=sched, record=order)
+            off = sa.simulate(case.model, x, scheduler=sched, record=sa.Record(layer_spikes=True))
+        assert off.spike_forward_steps is None
+        L = len(on.layer_spikes)
+        assert bool((on.forward_steps == L).all())
+        fired_somewhere = 0
+        for l, (s, s_off, k) in enumerate(
+            zip(on.layer_spikes, off.layer_spikes, on.spike_forward_steps)
+        ):
+            assert torch.equal(s, s_off) and k.dtype == torch.long and k.shape == s.shape
+            index = l + 1 if isinstance(sched, sa.LayerSync) else 1
+            assert torch.equal(k, (s != 0).long() * index)
+            fired_somewhere += int((k > 0).sum())
+        assert fired_somewhere > 0
+
+
+def test_a_scheduler_that_does_not_record_spike_forward_steps_is_refused():
+    class Quiet(sa.LayerSync):
+        def step(self, ctx, state, x, t):
+            state, out = super().step(ctx, state, x, t)
+            return state, out._replace(spike_forward_steps=None)
+
+    x = random_inputs(1, 3, 2, (3,))
+    with pytest.raises(ConfigError, match=r"Quiet does not record the forward step of each spike"):
+        sa.simulate(_tiny_mlp(), x, scheduler=Quiet(), record=sa.Record(spike_forward_steps=True))
+    assert sa.simulate(_tiny_mlp(), x, scheduler=Quiet()).spike_forward_steps is None
 
 
 def test_graph_is_cached_and_reread_when_a_module_is_replaced():

@@ -27,6 +27,7 @@ from ..metrics import evaluate
 from ..schedulers import LayerSync, MomentumAsync, RandomAsync, Record
 from ..simulate import simulate
 from ..training import TrainConfig, fit
+from .figures import Raster
 from .lava import lava_check
 from .recipe import take
 from .report import DemoResults, EvalRow, check_writable, write_report
@@ -110,27 +111,46 @@ def _evaluate(model, dataset, scheduler, *, train_mode, exec_mode, F) -> EvalRow
     )
 
 
-def _layer_spikes(model, x, scheduler) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Every layer's spikes, stacked: ``([T, B, N], layer sizes)``."""
+def _layer_spikes(
+    model, x, scheduler
+) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, np.ndarray]:
+    """Every layer's spikes and their forward steps, stacked: ``(spikes [T, B, N], layer sizes,
+    spike forward steps [T, B, N], forward steps [T, B])``."""
+    record = Record(layer_spikes=True, spike_forward_steps=True)
     with torch.no_grad():
-        res = simulate(model, x, scheduler=scheduler, record=Record(layer_spikes=True))
+        res = simulate(model, x, scheduler=scheduler, record=record)
     layers = [s.flatten(2).numpy() for s in res.layer_spikes]
-    return np.concatenate(layers, axis=2), tuple(a.shape[2] for a in layers)
+    order = np.concatenate([k.flatten(2).numpy() for k in res.spike_forward_steps], axis=2)
+    sizes = tuple(a.shape[2] for a in layers)
+    return np.concatenate(layers, axis=2), sizes, order, res.forward_steps.numpy()
 
 
 def _rasters(models: dict, test, cfg: DemoConfig) -> dict:
     """Two panels that show the difference: the first async-trained model executed LayerSync
     and fully asynchronously (RandomAsync at the smallest F), on the test sample (of the first
-    64) whose spikes differ most between the two."""
+    64) whose spikes differ most between the two; each spike at its forward step's share of
+    its time step (``figures.raster_points``)."""
     mode = list(models)[1]
     F = min(cfg.eval_forward_group_sizes)
     x = next(iter(make_loader(test, batch_size=64)))[0]
-    sync, sizes = _layer_spikes(models[mode], x, LayerSync())
-    asyn, _ = _layer_spikes(models[mode], x, RandomAsync(forward_group_size=F, seed=cfg.seed))
-    i = int(np.argmax((sync != asyn).sum((0, 2))))  # first of the largest
+    sync, sizes, sync_k, sync_s = _layer_spikes(models[mode], x, LayerSync())
+    asyn, _, asyn_k, asyn_s = _layer_spikes(
+        models[mode], x, RandomAsync(forward_group_size=F, seed=cfg.seed)
+    )
+    differ = (sync != asyn).sum((0, 2))
+    i = int(np.argmax(differ))  # first of the largest
+    note = (
+        f"{int(differ[i])} spikes differ"
+        if differ[i]
+        else f"no sample of the first {len(differ)} differs in its spikes, only in their order"
+    )
     return {
-        f"trained {mode}, executed LayerSync (test sample {i})": (sync[:, i], sizes),
-        f"trained {mode}, executed RandomAsync F={F} (test sample {i})": (asyn[:, i], sizes),
+        f"trained {mode}, executed LayerSync (test sample {i})": Raster(
+            sync[:, i], sizes, sync_k[:, i], sync_s[:, i]
+        ),
+        f"trained {mode}, executed RandomAsync F={F} (test sample {i}; {note})": Raster(
+            asyn[:, i], sizes, asyn_k[:, i], asyn_s[:, i]
+        ),
     }
 
 

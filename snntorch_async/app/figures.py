@@ -7,10 +7,30 @@ whether it drew anything; :data:`FIGURES` lists them with their file names.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["FIGURES"]
+__all__ = ["FIGURES", "Raster", "raster_points"]
+
+
+class Raster(NamedTuple):
+    """One panel of ``rasters.png``: one sample's spikes, every layer stacked (output on top).
+
+    Attributes:
+        spikes: ``[T, N]`` 0/1: neuron ``n`` (layers concatenated) fired in time step ``t``.
+        sizes: Neurons per layer (their sum is ``N``).
+        spike_forward_steps: ``[T, N]`` int: the forward step (1-based within its time step) of
+            each spike, 0 where none (``SimulationResult.spike_forward_steps``); ``None``: not
+            known, spikes are drawn at the middle of their step.
+        forward_steps: ``[T]`` forward steps of each time step (``SimulationResult.forward_steps``
+            of the sample); needed with ``spike_forward_steps``.
+    """
+
+    spikes: np.ndarray
+    sizes: tuple[int, ...]
+    spike_forward_steps: np.ndarray | None = None
+    forward_steps: np.ndarray | None = None
 
 
 def _save(fig, path: Path, plt, title: str | None = None, fontsize: int = 10) -> None:
@@ -22,31 +42,68 @@ def _save(fig, path: Path, plt, title: str | None = None, fontsize: int = 10) ->
     plt.close(fig)
 
 
+def raster_points(raster: Raster) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of every spike of ``raster``: time step plus its forward step's share, neuron.
+
+    Time step ``t`` spans ``[t, t + 1)`` on the x axis, cut into its ``S_t`` forward steps; a
+    spike fired in forward step ``k`` (1-based) is drawn at the middle of the ``k``-th slice,
+
+        x = t + (k − ½) / S_t,
+
+    so that spikes of one step appear in the order they were fired. Without forward steps,
+    ``x = t + ½``. Raises ``ValueError`` if a spike's forward step is not in ``1..S_t``.
+    """
+    spikes = np.asarray(raster.spikes)
+    t, y = np.nonzero(spikes)
+    if raster.spike_forward_steps is None:
+        return t + 0.5, y
+    k = np.asarray(raster.spike_forward_steps)[t, y].astype(np.float64)
+    steps = np.asarray(raster.forward_steps, dtype=np.float64)[t]
+    bad = (k < 1) | (k > steps)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"raster spike of neuron {int(y[i])} at time step {int(t[i])} has forward step "
+            f"{int(k[i])}, outside 1..{int(steps[i])}; expected the spike_forward_steps and "
+            "forward_steps of the same simulation and sample."
+        )
+    return t + (k - 0.5) / steps, y
+
+
 def _plot_rasters(res, path: Path, plt) -> bool:
     if not res.rasters:
         return False
-    n = len(res.rasters)
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False, sharey=True)
-    for ax, (title, (spikes, sizes)) in zip(axes[0], res.rasters.items()):
-        spikes = np.asarray(spikes)
-        t, idx = np.nonzero(spikes)
-        ax.scatter(t, idx, s=40, marker="|", color="black", linewidths=1.5)
+    panels = [(title, Raster(*value)) for title, value in res.rasters.items()]
+    T = np.asarray(panels[0][1].spikes).shape[0]
+    n = len(panels)
+    fig, axes = plt.subplots(
+        n, 1, figsize=(max(10.0, 0.6 * T), 3.2 * n + 1.0), squeeze=False, sharex=True, sharey=True
+    )
+    for ax, (title, raster) in zip(axes[:, 0], panels):
+        x, y = raster_points(raster)
+        ax.scatter(x, y, s=30, marker="|", color="black", linewidths=1.2)
         edge = 0
-        for s in sizes[:-1]:
+        for s in raster.sizes[:-1]:
             edge += s
             ax.axhline(edge - 0.5, color="tab:red", lw=0.6, ls="--")
-        ax.set_title(f"{title}\n{int(spikes.sum())} spikes", fontsize=9)
-        ax.set_xlabel("time step")
-        steps = spikes.shape[0]
-        ax.set_xticks(range(0, steps, max(1, steps // 10)))  # integer steps only
-        ax.set_xlim(-0.5, steps - 0.5)
-    axes[0][0].set_ylabel("neuron (layers stacked, output on top)")
+        for t in range(1, T):
+            ax.axvline(t, color="0.8", lw=0.5, zorder=0)
+        label = f"{title}\n{int(np.asarray(raster.spikes).sum())} spikes"
+        if raster.forward_steps is not None:
+            label += f", {np.mean(raster.forward_steps):.1f} forward steps per time step (mean)"
+        ax.set_title(label, fontsize=9)
+        ax.set_ylabel("neuron\n(layers stacked,\noutput on top)", fontsize=8)
+        ax.set_xticks(range(0, T + 1, max(1, T // 10)))  # step boundaries: integer steps only
+        ax.set_xlim(0, T)
+    axes[-1, 0].set_xlabel(
+        "time step t; a spike fired in forward step k of the step's S is drawn at t + (k − ½)/S"
+    )
     _save(
         fig,
         path,
         plt,
-        "Spike rasters of one test sample (dashed: layer boundaries); the sample is the "
-        "one whose spikes differ most between the two executions",
+        "Spike rasters of one test sample, in the order the spikes were fired within each step\n"
+        "(dashed: layer boundaries; LayerSync computes layer l in forward step l + 1 of L)",
     )
     return True
 

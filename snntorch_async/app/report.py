@@ -81,7 +81,9 @@ class DemoResults:
         config: Settings of the run, shown in the report (name → value).
         rows: Every evaluation.
         histories: Training mode → per-epoch metrics (``{"loss": [...], "accuracy": [...]}``).
-        rasters: Title → ``(spikes [T, N] 0/1 array, layer sizes)`` of one test sample.
+        rasters: Title → :class:`~snntorch_async.app.figures.Raster` of one test sample (its
+            spikes ``[T, N]``, layer sizes and, optionally, each spike's forward step and the
+            forward steps per time step; a plain ``(spikes, sizes)`` pair works too).
         lava: Lines describing the Lava export and verification (status, agreement).
         notes: Extra lines (what was skipped and why).
         command: The command line that produced the results.

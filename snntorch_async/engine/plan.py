@@ -133,9 +133,12 @@ class AsyncPlan:
 
 def choose_backend(ctx: SimContext, ordering: Ordering, exact: bool, plain: bool) -> Backend:
     """The backend of one simulation: the native kernel for CPU inference with partial groups
-    (``exact``) without delays, dropout or partial synchronisation (``plain``) when the kernel
-    can run the network and is built; else the torch backend (everything, autograd)."""
-    if exact and plain and native.runs(ctx, ordering):
+    (``exact``) without delays, dropout or partial synchronisation (``plain``) and without
+    ``Record(spike_forward_steps=True)`` (the kernel does not record the forward step of each
+    spike) when the kernel can run the network and is built; else the torch backend
+    (everything, autograd). ``SimulationResult.backend`` says which ran; docs/async.md, "The
+    native kernel", lists the conditions."""
+    if exact and plain and not ctx.record.spike_forward_steps and native.runs(ctx, ordering):
         lib = native.library()  # builds on first use; warns once and gives None without a compiler
         if lib is not None:
             return native.NativeBackend(lib)

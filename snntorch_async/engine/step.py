@@ -69,6 +69,9 @@ class StepWork:
             terms to add at the finish).
         silent: The layer carriers of ``LayerCarriers`` (``None``: off).
         carriers: The per-neuron queues of ``QueuedCarriers`` (``None``: off).
+        spike_forward_steps: Per layer ``[B, *shape]`` int64: the forward step (1-based: the
+            value of ``forward_steps`` when it fired) of each neuron's spike in this step, 0:
+            none; ``None`` unless ``Record(spike_forward_steps=True)`` (set by the torch backend).
     """
 
     bases: list
@@ -89,6 +92,7 @@ class StepWork:
     evaluated: list[Tensor] | None = None
     silent: SilentCarriers | None = None
     carriers: CarrierQueue | None = None
+    spike_forward_steps: list[Tensor] | None = None
 
 
 def run_time_step(
@@ -180,7 +184,8 @@ def finish(
         new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spikes[l]))
         counts[:, l] = spikes[l].detach().flatten(1).sum(1)
     mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
-    out = StepOutput(tuple(spikes), mems, counts, work.synops, work.forward_steps)
+    order = tuple(work.spike_forward_steps) if ctx.record.spike_forward_steps else None
+    out = StepOutput(tuple(spikes), mems, counts, work.synops, work.forward_steps, order)
     new_state = state._replace(
         neurons=tuple(new_states),
         pending=PendingSet.from_flat(plan.layout, work.pending),

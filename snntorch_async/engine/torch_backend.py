@@ -45,6 +45,10 @@ class TorchBackend:
         ]
         work.evaluated = [torch.zeros_like(f) for f in work.fired]
         work.spikes = [torch.zeros((B, *layer.shape), device=dev, dtype=dt) for layer in layers]
+        if ctx.record.spike_forward_steps:
+            work.spike_forward_steps = [
+                torch.zeros(f.shape, device=dev, dtype=torch.long) for f in work.fired
+            ]
         if plan.needs_grad and plan.gradients.layer_carriers:
             work.silent = SilentCarriers(layout, work.pending)
         step = _ForwardStep(plan, ctx, work)
@@ -247,6 +251,9 @@ class _ForwardStep:
         spk = spk_all * can
         new = spk.detach() > 0
         work.fired[l] = work.fired[l] | new
+        if work.spike_forward_steps is not None:  # fires at most once per step: no overwrite
+            now = _bview(work.forward_steps, new).expand_as(new)
+            work.spike_forward_steps[l] = torch.where(new, now, work.spike_forward_steps[l])
         # the record holds fired spikes here; a silent neuron gets one surrogate term per step
         # (at its end-of-step membrane, see finish), however often it was evaluated
         work.spikes[l] = work.spikes[l] + spk * new

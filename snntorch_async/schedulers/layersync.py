@@ -84,4 +84,8 @@ class LayerSync(Scheduler):
             else None
         )
         steps = torch.full((ctx.batch,), len(layers), device=ctx.device, dtype=torch.long)
-        return tuple(new_state), StepOutput(tuple(spikes), mems, counts, synops, steps)
+        order = None
+        if ctx.record.spike_forward_steps:  # layer i is computed in the (i + 1)-th of L rounds
+            order = tuple((s.detach() != 0).long() * (i + 1) for i, s in enumerate(spikes))
+        out = StepOutput(tuple(spikes), mems, counts, synops, steps, order)
+        return tuple(new_state), out

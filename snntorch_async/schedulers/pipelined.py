@@ -208,8 +208,16 @@ class Pipelined(Scheduler):
             source=x.to(dtype), layers=tuple(new_layers), step=state.step + 1, biases=state.biases
         )
         steps = torch.full((ctx.batch,), L, device=ctx.device, dtype=torch.long)
+        order = None
+        if ctx.record.spike_forward_steps:  # every layer updates at once: no order within a step
+            order = tuple((s.detach() != 0).long() for s in spikes)
         out = StepOutput(
-            tuple(spikes), tuple(mems) if ctx.record.membranes else None, counts, synops, steps
+            tuple(spikes),
+            tuple(mems) if ctx.record.membranes else None,
+            counts,
+            synops,
+            steps,
+            order,
         )
         return new_state, out
 
