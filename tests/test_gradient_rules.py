@@ -42,7 +42,7 @@ def test_spikes_do_not_depend_on_the_rule(F, strategy):
     x = _spikes_in(2)
     out = [_grads(net, x, strategy(forward_group_size=F, seed=5, gradient_rule=r)) for r in RULES]
     assert out[0][0].sum() > 0
-    for spikes, grads in out[1:]:
+    for spikes, _ in out[1:]:
         assert torch.equal(spikes, out[0][0])
     # ... while the gradients do
     assert not torch.allclose(out[0][1], out[2][1])
@@ -116,7 +116,11 @@ def test_output_surrogate_once_per_evaluation():
     net = nn.Sequential(
         lin,
         snn.Leaky(
-            beta=0.5, threshold=1.0, spike_grad=fs, init_hidden=True, output=True,
+            beta=0.5,
+            threshold=1.0,
+            spike_grad=fs,
+            init_hidden=True,
+            output=True,
             reset_mechanism="none",
         ),
     )
@@ -128,7 +132,9 @@ def test_output_surrogate_once_per_evaluation():
 
     for per_evaluation in (True, False):
         rule = sa.QueuedCarriers(output_per_evaluation=per_evaluation)
-        sched = sa.LayerOrderedAsync(forward_group_size=1, prioritize_input=False, gradient_rule=rule)
+        sched = sa.LayerOrderedAsync(
+            forward_group_size=1, prioritize_input=False, gradient_rule=rule
+        )
         net.zero_grad()
         out = sa.simulate(net, x, scheduler=sched).spikes
         assert out.sum() == 0
@@ -150,6 +156,8 @@ def test_output_surrogate_once_per_evaluation():
 def test_gradient_rule_errors():
     with pytest.raises(ConfigError, match="gradient_rule must be a gradient rule object"):
         sa.RandomAsync(gradient_rule="queued")
-    with pytest.raises(ConfigError, match="silent_gradients=True means gradient_rule=LayerCarriers"):
+    with pytest.raises(
+        ConfigError, match="silent_gradients=True means gradient_rule=LayerCarriers"
+    ):
         sa.RandomAsync(silent_gradients=True, gradient_rule=sa.QueuedCarriers())
     sa.RandomAsync(silent_gradients=True, gradient_rule=sa.LayerCarriers())  # consistent: fine

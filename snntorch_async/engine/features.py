@@ -212,11 +212,13 @@ class CarrierQueue:
         """Queued zeros that fill the forward step's free slots: per target layer the values
         ``[B, n_source]``. ``sel`` ``[B, S]``: the real spikes selected; ``free`` ``[B]``: slots
         left (``None``: no limit); ``keys`` ``[B, S]``: the ordering's keys (``None``: all fit)."""
-        cols = [torch.zeros_like(sel[:, : 0])]
+        cols = [torch.zeros_like(sel[:, :0])]
         hidden = {g.index for g in self.layout.hidden}
         for g in self.layout.groups:
             cols.append(
-                self.queued[g.source_layer] if g.index in hidden else torch.zeros_like(sel[:, g.columns])
+                self.queued[g.source_layer]
+                if g.index in hidden
+                else torch.zeros_like(sel[:, g.columns])
             )
         cand = torch.cat(cols, 1) & ~sel & active[:, None]
         if not bool(cand.any()):

@@ -224,7 +224,9 @@ class _ForwardStep:
                     continue
                 cur = delay_op.deliver_at(src.flatten(1), 0)
             else:
-                cur = apply_chain(layer, src.view(B, *layer.in_shape), False, dict(self.pools[l]), None)
+                cur = apply_chain(
+                    layer, src.view(B, *layer.in_shape), False, dict(self.pools[l]), None
+                )
             if layer.neuron.reset == ZERO:
                 cur = torch.where(work.fired[l], torch.zeros_like(cur), cur)
             work.current[l] = work.current[l] + cur
