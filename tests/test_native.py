@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import logging
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import snntorch as snn
@@ -19,12 +21,16 @@ import torch
 from torch import nn
 
 import snntorch_async as sa
-from snntorch_async.engine import native
+from snntorch_async.engine import kernel_build, native
 from random_models import mlp
 
+# the kernel can run: a C compiler (compile on first use) or a prebuilt library (a wheel)
 needs_compiler = pytest.mark.skipif(
-    native._compiler() is None, reason="no C compiler on this machine (the kernel is optional)"
+    native._compiler() is None and not native.PREBUILT.exists(),
+    reason="no C compiler and no prebuilt kernel on this machine (the kernel is optional)",
 )
+# the test itself compiles a library
+needs_cc = pytest.mark.skipif(native._compiler() is None, reason="no C compiler on this machine")
 STRATEGIES = [sa.RandomAsync, sa.MomentumAsync, sa.LayerOrderedAsync]
 REC = sa.Record(membranes=True, layer_spikes=True)
 
@@ -199,10 +205,76 @@ def test_ctypes_structures_mirror_the_c_structs(struct, c_name):
     assert all(ctypes.sizeof(t) == 8 for _, t in struct._fields_)  # int64 and pointers only
 
 
-def test_missing_compiler_falls_back_with_one_warning(monkeypatch):
+# ------------------------------------------------- where the kernel comes from
+@pytest.fixture
+def fresh_loader(monkeypatch, tmp_path):
+    """The loader as before its first use, with an empty cache at ``tmp_path / "cache"``."""
+    for name, value in (("_lib", None), ("_tried", False), ("_origin", None)):
+        monkeypatch.setattr(native, name, value)
+    monkeypatch.setenv("SNNTORCH_ASYNC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SNNTORCH_ASYNC_NATIVE", raising=False)
+    return tmp_path
+
+
+def _runs_native() -> bool:
+    with torch.no_grad():
+        r = sa.simulate(
+            mlp((20, 24, 6)), _inputs(1), scheduler=sa.RandomAsync(forward_group_size=2)
+        )
+    return r.backend == "native"
+
+
+@needs_cc
+def test_prebuilt_library_is_used_when_present(fresh_loader, monkeypatch):
+    lib = fresh_loader / "pkg" / kernel_build.LIBRARY
+    native._compile(native.SOURCE, lib, native._compiler())
+    monkeypatch.setattr(native, "PREBUILT", lib)
+    monkeypatch.setattr(native, "_compiler", lambda: None)  # only the prebuilt library can serve
+    origin = native.library_origin()
+    assert origin.kind == "prebuilt" and origin.path == str(lib), origin
+    assert _runs_native()
+    assert not (fresh_loader / "cache").exists()  # nothing compiled
+
+
+@needs_cc
+def test_fallback_compiles_on_first_use_when_the_prebuilt_library_is_absent(
+    fresh_loader, monkeypatch, caplog
+):
+    monkeypatch.setattr(native, "PREBUILT", fresh_loader / "pkg" / kernel_build.LIBRARY)
+    with caplog.at_level(logging.INFO, logger=native.__name__):
+        origin = native.library_origin()
+    assert origin.kind == "compiled-on-first-use", origin
+    assert Path(origin.path).parent == fresh_loader / "cache" and Path(origin.path).exists()
+    assert "no prebuilt" in origin.reason
+    lines = [r.getMessage() for r in caplog.records if r.name == native.__name__]
+    assert len(lines) == 1 and "no prebuilt" in lines[0] and "on first use" in lines[0], lines
+    assert _runs_native()
+
+
+@needs_cc
+def test_a_prebuilt_library_from_another_source_is_not_used(fresh_loader, monkeypatch, caplog):
+    """An editable install whose C file was edited after the build: compiled again, not run stale."""
+    edited = fresh_loader / "async_kernel.c"
+    edited.write_bytes(native.SOURCE.read_bytes() + b"\n/* edited */\n")
+    lib = fresh_loader / "pkg" / kernel_build.LIBRARY
+    native._compile(edited, lib, native._compiler())
+    monkeypatch.setattr(native, "PREBUILT", lib)
+    with caplog.at_level(logging.INFO, logger=native.__name__):
+        origin = native.library_origin()
+    assert origin.kind == "compiled-on-first-use", origin
+    assert "another async_kernel.c" in origin.reason and kernel_build.source_digest(edited) in (
+        origin.reason
+    )
+    warned = [
+        r for r in caplog.records if r.name == native.__name__ and r.levelno == logging.WARNING
+    ]
+    assert len(warned) == 1 and "another async_kernel.c" in warned[0].getMessage()
+    assert _runs_native()
+
+
+def test_missing_compiler_falls_back_with_one_warning(fresh_loader, monkeypatch):
+    monkeypatch.setattr(native, "PREBUILT", fresh_loader / "pkg" / kernel_build.LIBRARY)
     monkeypatch.setattr(native, "_compiler", lambda: None)
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_tried", False)
     net = mlp((20, 24, 6))
     x = _inputs(1)
     with native.use_native(True), torch.no_grad():
@@ -211,12 +283,17 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # only once
             r2 = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=1))
+        origin = native.library_origin()
+    assert r.backend == r2.backend == "torch"
     assert torch.equal(r.spikes, r2.spikes)
+    assert origin.kind == "unavailable" and "no prebuilt" in origin.reason
+    assert "no C compiler" in origin.reason
 
 
 def test_environment_switch(monkeypatch):
     monkeypatch.setenv("SNNTORCH_ASYNC_NATIVE", "0")
     assert not native.enabled() and native.library() is None
+    assert native.library_origin().kind == "switched-off"
     monkeypatch.setenv("SNNTORCH_ASYNC_NATIVE", "1")
     assert native.enabled()
 

@@ -7,10 +7,20 @@ with torch tensors. For the common case — every spiking layer one ``nn.Linear`
 (``_native/async_kernel.c``, part of this package) runs that loop per sample instead. It computes
 exactly what the torch code computes, bit for bit (tested in ``tests/test_native.py``).
 
-The kernel is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``) into
-a per-user cache (``$SNNTORCH_ASYNC_CACHE``, default ``~/.cache/snntorch_async``), in well under a
-second. Without a compiler everything still works through the torch code, only slower; one warning
-says so. Set ``SNNTORCH_ASYNC_NATIVE=0`` to switch the kernel off (or use :func:`use_native`).
+Where the kernel comes from (:func:`library_origin` says which, :class:`KernelOrigin`):
+
+* **prebuilt** — a wheel (or an editable install) carries it compiled, as
+  ``engine/_async_kernel.so`` (``setup.py``; flags and name in :mod:`.kernel_build`). It is used
+  when it was built from the ``async_kernel.c`` beside it (the digest it returns from
+  ``sa_source_digest()``); no C compiler is needed.
+* **compiled on first use** — otherwise (a source checkout, or a C file edited since the build)
+  the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) compiles the source into a
+  per-user cache (``$SNNTORCH_ASYNC_CACHE``, default ``~/.cache/snntorch_async``), in well under
+  a second; one log line (``logging``, logger ``snntorch_async.engine.native``) says why.
+* **unavailable** — neither: everything still works through the torch code, only slower; one
+  warning says so.
+
+Set ``SNNTORCH_ASYNC_NATIVE=0`` to switch the kernel off (or use :func:`use_native`).
 
 The boundary: ``plan.choose_backend`` decides once per simulation (in ``build_plan``) which
 backend runs it, asking :func:`runs`; :class:`KernelPlan` (fixed per simulation) and :class:`KernelStep` (one time
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +43,7 @@ import sysconfig
 import tempfile
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +52,7 @@ from torch import Tensor
 
 from ..neurons import SUBTRACT, ZERO, LeakyNeuron
 from ..context import SimContext
+from . import kernel_build
 from .currents import layer_current
 from .orderings import Ordering
 
@@ -52,18 +65,46 @@ __all__ = [
     "enabled",
     "available",
     "library",
+    "library_origin",
+    "KernelOrigin",
     "runs",
     "NativeBackend",
     "KernelPlan",
     "KernelStep",
 ]
 
-SOURCE = Path(__file__).with_name("_native") / "async_kernel.c"
-FLAGS = ["-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
+SOURCE = kernel_build.SOURCE
+#: The library built into the package at install time (a wheel, or an editable install).
+PREBUILT = Path(__file__).with_name(kernel_build.LIBRARY)
+FLAGS = [*kernel_build.CFLAGS, "-shared", "-fPIC"]
+
+log = logging.getLogger(__name__)
 
 _lib = None
 _tried = False
+_origin: "KernelOrigin | None" = None
 _enabled: bool | None = None  # None: follow the environment variable
+
+
+@dataclass(frozen=True)
+class KernelOrigin:
+    """Where the native kernel came from: ``kind`` is one of
+
+    * ``"prebuilt"`` — the library built into the package at install time (:data:`PREBUILT`);
+    * ``"compiled-on-first-use"`` — compiled from :data:`SOURCE` into the cache, because the
+      prebuilt library is absent (a source checkout) or unusable; ``reason`` says which;
+    * ``"unavailable"`` — neither worked (``reason`` says why); the torch code runs;
+    * ``"switched-off"`` — ``SNNTORCH_ASYNC_NATIVE=0`` or ``use_native(False)``.
+    """
+
+    kind: str
+    path: str | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.kind}{where}{why}"
 
 
 def _env_enabled() -> bool:
@@ -109,7 +150,35 @@ def _compiler() -> str | None:
     return None
 
 
-def _build() -> ctypes.CDLL:
+def _compile(source: Path, out: Path, cc: str) -> None:
+    """Compile ``source`` into the shared library ``out`` (atomically: written, then renamed)."""
+    digest = kernel_build.source_digest(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        cmd = [cc, *FLAGS, f'-D{kernel_build.DIGEST_MACRO}="{digest}"', "-o", tmp, str(source)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:2000]}")
+        os.replace(tmp, out)  # atomic: concurrent builders agree on the result
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    fn = lib.sa_async_steps
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
+    lib.sa_source_digest.restype = ctypes.c_char_p
+    lib.sa_source_digest.argtypes = []
+    return lib
+
+
+def _build() -> Path:
+    """Compile :data:`SOURCE` into the cache once per source text and compiler (the fallback)."""
     src = SOURCE.read_bytes()
     cc = _compiler()
     if cc is None:
@@ -117,53 +186,87 @@ def _build() -> ctypes.CDLL:
     tag = hashlib.sha256(
         src + " ".join([cc, *FLAGS, sys.platform, sysconfig.get_platform()]).encode()
     ).hexdigest()[:16]
-    out_dir = _cache_dir()
-    lib_path = out_dir / f"async_kernel_{tag}.so"
+    lib_path = _cache_dir() / f"async_kernel_{tag}.so"
     if not lib_path.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-        os.close(fd)
-        try:
-            proc = subprocess.run(
-                [cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:2000]}")
-            os.replace(tmp, lib_path)  # atomic: concurrent builders agree on the result
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    lib = ctypes.CDLL(str(lib_path))
-    fn = lib.sa_async_steps
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
-    return lib
+        _compile(SOURCE, lib_path, cc)
+    return lib_path
+
+
+def _prebuilt() -> tuple[ctypes.CDLL | None, str]:
+    """The prebuilt library, or ``None`` and why it is not used."""
+    if not PREBUILT.exists():
+        where = "a source checkout, or an install from source without a C compiler"
+        return None, f"no prebuilt {PREBUILT.name} in {PREBUILT.parent} ({where})"
+    try:
+        lib = _open(PREBUILT)
+        built_from = lib.sa_source_digest().decode()
+    except (OSError, AttributeError) as e:
+        return None, f"the prebuilt {PREBUILT} cannot be loaded ({e})"
+    if SOURCE.exists() and built_from != kernel_build.source_digest(SOURCE):
+        return None, (
+            f"the prebuilt {PREBUILT} was built from another {SOURCE.name} (digest {built_from}, "
+            f"the source is {kernel_build.source_digest(SOURCE)}); reinstall (pip install -e .) "
+            "to rebuild it"
+        )
+    return lib, ""
+
+
+def _load() -> tuple[ctypes.CDLL, KernelOrigin]:
+    """The prebuilt library if it is there and current, else compile on first use (logged)."""
+    lib, why = _prebuilt()
+    if lib is not None:
+        return lib, KernelOrigin("prebuilt", str(PREBUILT))
+    # absent is the normal state of a source checkout; present but unusable is worth a warning
+    level = logging.WARNING if PREBUILT.exists() else logging.INFO
+    log.log(
+        level, "snntorch_async: %s; compiling the native kernel from %s on first use", why, SOURCE
+    )
+    try:
+        path = _build()
+        return _open(path), KernelOrigin("compiled-on-first-use", str(path), why)
+    except Exception as e:  # noqa: BLE001 - say both why: no usable prebuilt, and no build
+        raise RuntimeError(f"{why}; compiling it on first use failed: {e}") from e
 
 
 def library() -> ctypes.CDLL | None:
-    """The compiled kernel, or ``None`` when it is switched off or cannot be built (warned once)."""
-    global _lib, _tried
+    """The kernel, or ``None`` when it is switched off or unavailable (warned once).
+
+    Loads the prebuilt library on first call, else compiles :data:`SOURCE`; see
+    :func:`library_origin`."""
+    global _lib, _tried, _origin
     if not enabled():
         return None
     if not _tried:
         _tried = True
         try:
-            _lib = _build()
+            _lib, _origin = _load()
         except Exception as e:  # noqa: BLE001 - any failure means: use the torch path
+            _lib, _origin = None, KernelOrigin("unavailable", reason=str(e))
             warnings.warn(
                 f"snntorch_async: the native asynchronous kernel is unavailable ({e}); the "
                 "asynchronous schedulers use the torch code instead (same results, slower at small "
-                "forward_group_size). Install a C compiler (e.g. apt install gcc) to enable it, or "
-                "set SNNTORCH_ASYNC_NATIVE=0 to silence this warning.",
+                "forward_group_size). Install the snntorch-async wheel (it carries the compiled "
+                "kernel) or a C compiler (e.g. apt install gcc), or set SNNTORCH_ASYNC_NATIVE=0 "
+                "to silence this warning.",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            _lib = None
     return _lib
 
 
+def library_origin() -> KernelOrigin:
+    """Which kernel the engine runs (loads or compiles it on first call, like :func:`available`).
+
+    Example: ``print(snntorch_async.native.library_origin())`` ->
+    ``prebuilt (.../snntorch_async/engine/_async_kernel.so)``."""
+    if not enabled():
+        return KernelOrigin("switched-off", reason="SNNTORCH_ASYNC_NATIVE=0 or use_native(False)")
+    library()
+    return _origin
+
+
 def available() -> bool:
-    """Whether the native kernel is enabled and built (builds it on first call)."""
+    """Whether the native kernel is enabled and loaded (loads or builds it on first call)."""
     return library() is not None
 
 

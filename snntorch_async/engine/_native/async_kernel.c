@@ -278,3 +278,10 @@ int sa_async_steps(const sa_plan *plan, const sa_step *step)
     free(plist); free(ppos); free(sel); free(val); free(items); free(cur); free(cany);
     return 0;
 }
+
+/* The digest of this file's text (kernel_build.source_digest), defined by both builds (setup.py,
+ * native.py): the loader runs a prebuilt library only if it was built from the source beside it. */
+#ifndef SA_SOURCE_DIGEST
+#define SA_SOURCE_DIGEST "unknown"
+#endif
+const char *sa_source_digest(void) { return SA_SOURCE_DIGEST; }
