@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@py310="$$(bash scripts/find_python310.sh)" || exit 1; \
 	echo "Creating $(VENV) with $$py310 (full stack: torch, snntorch, lava-nc, tonic, nir; ~6 GB, ~2 min)"; \
 	"$$py310" -m venv $(VENV) && \
