@@ -110,10 +110,10 @@ def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
         return np.where(decay > 0, dt / np.where(decay > 0, decay, 1.0), np.inf)
 
 
-def _neuron_node(n: NeuronSpec, dt: float, conv: NIRConvention) -> nir.NIRNode:
+def _neuron_node(n: NeuronSpec, dt: float, convention: NIRConvention) -> nir.NIRNode:
     meta = {"reset_mechanism": n.source_reset, "reset_delay": bool(n.source_reset_delay), "dt": dt}
     tau_mem = _tau(n.dv, dt)
-    lif_r = tau_mem / dt if conv.lif_reads_r or n.kind == "synaptic" else np.ones_like(n.vth)
+    lif_r = tau_mem / dt if convention.lif_reads_r or n.kind == "synaptic" else np.ones_like(n.vth)
     common = dict(
         r=lif_r,
         v_leak=np.zeros_like(n.vth),
@@ -127,7 +127,7 @@ def _neuron_node(n: NeuronSpec, dt: float, conv: NIRConvention) -> nir.NIRNode:
     return nir.LIF(tau=tau_mem, **common)
 
 
-def _gain_into_weights(layer: LayerSpec, i: int, conv: NIRConvention) -> np.ndarray | None:
+def _gain_into_weights(layer: LayerSpec, i: int, convention: NIRConvention) -> np.ndarray | None:
     """The per-neuron factor ``τ/dt = 1/(1-β)`` folded into a layer's weights (None: none).
 
     Only for a LIF under a convention whose reader takes ``r = 1``; a reader's Euler step
@@ -135,17 +135,13 @@ def _gain_into_weights(layer: LayerSpec, i: int, conv: NIRConvention) -> np.ndar
     CubaLIF (``w_in = inf``), so those are refused there.
     """
     n = layer.neuron
-    if conv.lif_reads_r:
+    if convention.lif_reads_r:
         return None
-    flat = (
-        np.flatnonzero(n.dv <= 0)
-        if n.kind != "synaptic"
-        else np.flatnonzero((n.dv <= 0) | (n.du <= 0))
-    )
+    flat = np.flatnonzero((n.dv <= 0) | ((n.du <= 0) & (n.kind == "synaptic")))
     if flat.size:
         raise SpecFormatError(
             f"Layer {i} ('{layer.name}'): neurons {flat[:5].tolist()} have β = 1 or α = 1 "
-            f"(τ = inf), which the {conv.name} convention's Euler step v += dt/τ·(...) cannot "
+            f"(τ = inf), which the {convention.name} convention's Euler step v += dt/τ·(...) cannot "
             "integrate. Fix: train with β, α < 1, or export with convention=SNNTORCH."
         )
     return None if n.kind == "synaptic" else 1.0 / n.dv
@@ -192,8 +188,8 @@ def export_nir(
             "export_nir() writes float networks (NIR's parameters are real numbers); got a "
             "fixed-point spec. Fix: export the float spec from lava_bridge.convert(model, ...)."
         )
-    conv = NIRConvention.coerce(convention)
-    dt = conv.dt if dt is None else float(dt)
+    convention = NIRConvention.coerce(convention)
+    dt = convention.dt if dt is None else float(dt)
     if not (np.isfinite(dt) and dt > 0):
         raise SpecFormatError(f"export_nir(dt=...) must be a positive time step; got {dt!r}.")
     nodes: dict[str, nir.NIRNode] = {
@@ -226,7 +222,7 @@ def export_nir(
                 layer.name,
             )
         weight, bias = layer.weight.copy(), None if layer.bias is None else layer.bias.copy()
-        gain = _gain_into_weights(layer, i, conv)
+        gain = _gain_into_weights(layer, i, convention)
         if gain is not None:
             weight *= gain[:, None]
             bias = None if bias is None else bias * gain
@@ -235,7 +231,7 @@ def export_nir(
         else:
             syn = nir.Linear(weight=weight, metadata=meta)
         nodes[f"{i}.synapse"] = syn
-        nodes[f"{i}.neuron"] = _neuron_node(layer.neuron, dt, conv)
+        nodes[f"{i}.neuron"] = _neuron_node(layer.neuron, dt, convention)
         edges += [(prev, f"{i}.synapse"), (f"{i}.synapse", f"{i}.neuron")]
         prev = f"{i}.neuron"
     nodes["output"] = nir.Output(output_type={"output": np.array([spec.output_size])})
@@ -243,7 +239,12 @@ def export_nir(
     graph = nir.NIRGraph(
         nodes=nodes,
         edges=edges,
-        metadata={"dt": dt, "producer": PRODUCER, "spec_dt": spec.dt, "convention": conv.name},
+        metadata={
+            "dt": dt,
+            "producer": PRODUCER,
+            "spec_dt": spec.dt,
+            "convention": convention.name,
+        },
     )
     if path is not None:
         with atomic_path(path, what="NIR file") as tmp:  # never a half-written file
@@ -253,7 +254,7 @@ def export_nir(
             path,
             spec.num_layers,
             dt,
-            conv.name,
+            convention.name,
         )
     return graph
 
