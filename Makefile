@@ -6,7 +6,9 @@
 # lava-dl (its netx reader: the tests run our netx files in it) is installed without its
 # dependencies too (it pins torch<2.4); its reader needs only opencv, torchvision and matplotlib,
 # pinned below, with torch held at the version already installed (a mismatch fails loudly).
-# Together they add ~150 MB and ~20 s.
+# Together they add ~150 MB and ~20 s. norse==1.1.0 (the [dev] extra; its NIR reader runs our NIR
+# files in tests/test_nir_norse.py) installs with its dependencies: all of them are already there
+# (torch, torchvision, nir, nirtorch), so it changes no version.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python

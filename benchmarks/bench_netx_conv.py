@@ -11,15 +11,26 @@ the ratio dense/conv, and whether both give the same spikes as ``emulate``; then
 ``lava_bridge.build`` (Lava's ``Conv`` process vs ``conv_as_dense=True``), in fixed point and in
 float (float compared with ``Pipelined``).
 
-Run: ``python benchmarks/bench_netx_conv.py [--steps 20]``.
+Before Lava, the emulator's own convolutional path (``emulate``, conv layers accumulated through
+their kernels) is compared with its dense path (``emulate(..., conv_as_dense=True)``, the unrolled
+matrices) on a batch (``--emulate-batch``, default 16) of the same inputs: time (median of 3, one
+CPU thread, no state recorded), the weight storage the emulator prepares, and the peak resident
+memory that the first ``emulate`` call adds (sampled every 0.5 ms), each in a fresh process that
+loads the spec first; and whether both
+paths give identical spikes, ``u`` and ``v``.
+
+Run: ``python benchmarks/bench_netx_conv.py [--steps 20] [--emulate-batch 16] [--no-lava]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -96,9 +107,75 @@ def build_time_per_step(
     return t1 - t0, (t2 - t1) / (T - 1), out
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _emulate_child(spec_path: str, steps: int, batch: int, conv_as_dense: bool):
+    """In a fresh process: (peak RSS added by the first emulate in MB, s per run, prepared MB)."""
+    torch.set_num_threads(1)
+    from lava_bridge import load
+    from lava_bridge.emulator import _prepare
+
+    spec = load(spec_path)
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(steps, batch, *spec.input_shape, generator=g) < 0.15).float()
+    # peak resident memory during the first run, sampled every 0.5 ms, above what it was before
+    before, peak, running = _rss_mb(), [0.0], [True]
+
+    def sample() -> None:
+        while running[0]:
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    times = []
+    for k in range(3):
+        t0 = time.perf_counter()
+        emulate(spec, x, conv_as_dense=conv_as_dense)
+        times.append(time.perf_counter() - t0)
+        if k == 0:
+            running[0] = False
+            sampler.join()
+    r = emulate(spec, x, record_state=True, conv_as_dense=conv_as_dense)  # for the comparison
+    cpu = torch.device("cpu")
+    prepared = [_prepare(l, i, cpu, conv_as_dense) for i, l in enumerate(spec.layers)]
+    weights = sum(
+        p.w_stack.nelement() * p.w_stack.element_size()
+        + (0 if p.conv is None else p.conv.kernel.nelement() * p.conv.kernel.element_size())
+        for p in prepared
+    )
+    return peak[0] - before, statistics.median(times), weights / 1e6, r
+
+
+def emulator_conv_vs_dense(fixed, spec_path: Path, steps: int, batch: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    res = {}
+    for k, dense in (("conv", False), ("dense", True)):
+        with ctx.Pool(1) as pool:
+            res[k] = pool.apply(_emulate_child, (str(spec_path), steps, batch, dense))
+    for k, (rss, sec, w, _) in res.items():
+        print(
+            f"emulate ({k:5s} path): {1e3 * sec:.0f} ms for batch {batch} x {steps} steps (median "
+            f"of 3, 1 thread), prepared weights {w:.2f} MB, peak memory added {rss:.0f} MB"
+        )
+    a, b = res["conv"][3], res["dense"][3]
+    same = all(
+        torch.equal(p, q) for p, q in zip(a.layer_spikes + a.u + a.v, b.layer_spikes + b.u + b.v)
+    )
+    print(
+        f"emulate dense/conv: time {res['dense'][1] / res['conv'][1]:.1f}x, prepared weights "
+        f"{res['dense'][2] / res['conv'][2]:.0f}x; spikes, u, v identical: {same}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--emulate-batch", type=int, default=16)
+    ap.add_argument("--no-lava", action="store_true", help="stop after the emulator comparison")
     args = ap.parse_args()
     spec = convert(model(), (2, 34, 34), bias_timing="lava")
     fixed = quantize(spec, QuantizeSettings(weight_exp=0)).spec
@@ -122,6 +199,9 @@ def main() -> int:
         print(
             f"file size ratio dense/conv: {os.path.getsize(files['dense']) / os.path.getsize(files['conv']):.0f}x"
         )
+        emulator_conv_vs_dense(fixed, spec_path, args.steps, args.emulate_batch)
+        if args.no_lava:
+            return 0
         try:
             import lava.lib.dl.netx  # noqa: F401
         except ImportError:

@@ -56,6 +56,37 @@ def _unroll(kernel: np.ndarray, geometry: dict) -> np.ndarray:
     return out.reshape(n_in, -1).T.numpy()
 
 
+def kernel_unrolls_to(kernel: np.ndarray, geometry: dict, matrix: np.ndarray) -> bool:
+    """True if the convolution of ``kernel`` (``[O, C, kh, kw]``) unrolled is exactly ``matrix``.
+
+    The same test as ``np.array_equal(_unroll(kernel, geometry), matrix)`` without building the
+    unrolled matrix: every (output neuron, kernel tap) pair that lands inside the input names one
+    entry ``matrix[o·Ho·Wo + y·Wo + x, c·H·W + iy·W + ix]`` with ``iy = y·sh - ph + dy`` (and
+    ``ix`` alike), which must equal ``kernel[o, c, dy, dx]``; these entries are distinct, so the
+    matrix holds nothing else if it has as many non-zeros as they do.
+    """
+    O, Ho, Wo = geometry["out_shape"]
+    C, H, W = geometry["in_shape"]
+    (sh, sw), (ph, pw) = geometry["stride"], geometry["padding"]
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4 or kernel.shape[:2] != (O, C) or matrix.shape != (O * Ho * Wo, C * H * W):
+        return False
+    kh, kw = kernel.shape[2:]
+    o, y, x, c, dy, dx = np.meshgrid(
+        *(np.arange(n) for n in (O, Ho, Wo, C, kh, kw)), indexing="ij", sparse=True
+    )
+    iy, ix = y * sh - ph + dy, x * sw - pw + dx
+    full = (O, Ho, Wo, C, kh, kw)
+    inside = np.broadcast_to((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W), full)
+    rows = np.broadcast_to((o * Ho + y) * Wo + x, full)[inside]
+    cols = np.broadcast_to((c * H + iy) * W + ix, full)[inside]
+    vals = np.broadcast_to(kernel[:, None, None], full)[inside]
+    return bool(
+        np.array_equal(matrix[rows, cols], vals)
+        and np.count_nonzero(matrix) == np.count_nonzero(vals)
+    )
+
+
 def lava_conv_weight(kernel: np.ndarray) -> np.ndarray:
     """A torch-layout kernel ``[O, C, kh, kw]`` in Lava ``Conv``'s layout ``(O, kx, ky, C)``.
 
@@ -101,7 +132,7 @@ def conv_kernel(layer: LayerSpec, matrix: np.ndarray, where: str) -> ConvLayer |
     dense = matrix.reshape(O * Ho * Wo, C, H, W)
     kernel = dense[rows][:, :, y0 * sh - ph : y0 * sh - ph + kh, x0 * sw - pw : x0 * sw - pw + kw]
     kernel = np.ascontiguousarray(kernel)
-    if not np.array_equal(_unroll(kernel, g), matrix):
+    if not kernel_unrolls_to(kernel, g, matrix):
         log.info("%s: the dense matrix is not one convolution kernel; kept dense.", where)
         return None
     return ConvLayer(kernel, [sh, sw], [ph, pw], [C, H, W], [O, Ho, Wo], None)

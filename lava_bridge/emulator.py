@@ -33,6 +33,17 @@ Per time step ``t`` (0-based; Lava's ``time_step`` is ``t + 1``) and layer, in t
    (bias << bias_exp) << 6`` above, from step 0 on. Intermediate sums are wrapped to int32 where Lava's numpy arrays
    are int32 (never reached by a quantized network).
 
+Convolutions: a layer that is exactly one convolution (``LayerSpec.meta["conv"]`` from
+``convert``, no delays, and a kernel that unrolls exactly to its weight matrix,
+:func:`lava_bridge._conv.kernel_unrolls_to`) accumulates through its kernel instead of the dense
+matrix: ``acc = conv2d(s_in, Wq_kernel)`` with the kernel's mantissas as Lava stores them (sign
+mode, clip and LSB drop are elementwise once the mode is known, and the kernel has the matrix's
+mode), then the same ``weight_exp`` shift with floor. The sums are integers, identical to the
+matmul's, so the conv path equals the dense path bit for bit (tested); with ``weight_exp = 0``
+it is also Lava's fixed-point ``Conv`` process (``PyConvModelFixed``: ``a_out[t]`` is the
+integer convolution of step ``t - 1``, no exponent, wrapped to 24 bits, which ``build`` only uses
+when no sum can reach 2²³). ``emulate(..., conv_as_dense=True)`` runs every layer as its matrix.
+
 The input source is Lava's ``RingBuffer``: at step ``t`` it sends ``inputs[t]`` (Lava's
 ``data[..., (time_step - 1) % T]``), the first synapses accumulate it in the same step and the
 first neurons integrate it at ``t + 1``; each further layer adds one step, so the output of an
@@ -45,6 +56,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from snntorch_async.bias_timing import BiasTiming
@@ -180,6 +192,15 @@ def lif_fixed_step(
 # -- network -----------------------------------------------------------------------------------
 
 
+class _ConvPlan(NamedTuple):
+    """A convolution layer's integer kernel for the conv path (``w_stack`` is then empty)."""
+
+    kernel: Tensor  # [O, C, kh, kw]: Lava's mantissas (loihi_weights; times 2^(e+6) if fold)
+    in_shape: tuple[int, int, int]  # (C, H, W)
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
 class _Prepared(NamedTuple):
     """One layer ready to run: weights as Lava uses them, float for exact matmuls.
 
@@ -192,7 +213,7 @@ class _Prepared(NamedTuple):
     n_delay: int  # K = max delay + 1
     out: int
     weight_exp: int
-    fold: bool  # fast path with weight_exp >= 0: 2^(e+6) folded into w_stack
+    fold: bool  # fast path with weight_exp >= 0: 2^(e+6) folded into w_stack (or the kernel)
     fast: bool
     bias_current: Tensor | None  # [out] int64 per step: a_in units (exact) / u units (fast)
     bias_from: int  # first step at which it arrives (layer index + 1)
@@ -203,6 +224,7 @@ class _Prepared(NamedTuple):
     du: Tensor
     dv: Tensor
     vth: Tensor
+    conv: _ConvPlan | None  # accumulate through the kernel (no dense matrix), or None
 
 
 #: Use the int64 fast path where it is provably identical (tests switch it off to compare).
@@ -221,15 +243,52 @@ def _matmul_dtype(fan_in: int, device: torch.device) -> torch.dtype:
     return torch.float64
 
 
-def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
-    w = loihi_weights(layer.weight, layer.num_weight_bits)
-    out = w.shape[0]
+def _conv_dtype(fan_in: int, device: torch.device) -> torch.dtype:
+    # As _matmul_dtype; on CUDA float64 always (cuDNN may pick TF32, FFT or Winograd kernels;
+    # their rounding errors stay far below 0.5 in float64, and the sums are rounded).
+    if device.type == "cuda" or 256 * fan_in >= 2**24:
+        return torch.float64
+    return torch.float32
+
+
+def _conv_plan(layer: LayerSpec, index: int, device: torch.device) -> _ConvPlan | None:
+    """The conv path of a layer that is exactly one convolution, else None (dense path)."""
+    if layer.meta.get("conv") is None or layer.delay is not None:
+        return None
+    from ._conv import conv_kernel
+
+    # the kernel of the stored weights; the matrix's sign mode is the kernel's (the matrix holds
+    # the kernel's values and zeros), so Lava's weights are loihi_weights of the kernel
+    c = conv_kernel(layer, np.asarray(layer.weight), f"Layer {index} ('{layer.name}')")
+    if c is None:
+        return None
+    kq = loihi_weights(c.kernel, layer.num_weight_bits)
+    dtype = _conv_dtype(int(np.prod(kq.shape[1:])), device)
+    return _ConvPlan(
+        kernel=torch.tensor(kq, dtype=dtype, device=device),
+        in_shape=tuple(c.in_shape),
+        stride=tuple(c.stride),
+        padding=tuple(c.padding),
+    )
+
+
+def _prepare(
+    layer: LayerSpec, index: int, device: torch.device, conv_as_dense: bool = False
+) -> _Prepared:
+    conv = None if conv_as_dense else _conv_plan(layer, index, device)
     e = int(layer.weight_exp)
-    if layer.delay is None:
-        stack, k = w, 1
+    out, k = layer.out_size, 1
+    if conv is not None:
+        # the kernel's rows bound every neuron's row for u_bound (a border neuron sees a part)
+        w = conv.kernel.to(torch.int64).cpu().numpy().reshape(conv.kernel.shape[0], -1)
+        w_stack = torch.zeros((0, layer.in_size), device=device)
     else:
-        k = layer.max_delay + 1
-        stack = np.concatenate([np.where(layer.delay == j, w, 0) for j in range(k)], axis=0)
+        w = loihi_weights(layer.weight, layer.num_weight_bits)
+        stack = w
+        if layer.delay is not None:
+            k = layer.max_delay + 1
+            stack = np.concatenate([np.where(layer.delay == j, w, 0) for j in range(k)], axis=0)
+        w_stack = torch.tensor(stack, dtype=_matmul_dtype(w.shape[1], device), device=device)
     b = v_bias = None
     if layer.bias is not None and layer.bias_timing == BiasTiming.LAVA:
         v_bias = layer.lif_bias_mant() << _ACT_SHIFT  # the LIF's bias_mant << bias_exp (= 6)
@@ -245,10 +304,10 @@ def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
     u_bound = worst_case_current(w, e, du, bias=b_peak, slack=k) if du.size else 0.0
     fast = FAST_PATH and u_bound < _U_MAX - 1
     fold = fast and e >= 0
-    dtype = _matmul_dtype(w.shape[1], device)
-    w_stack = torch.tensor(stack, dtype=dtype, device=device)
-    if fold:
+    if fold and conv is None:
         w_stack = w_stack * 2.0 ** (e + _ACT_SHIFT)  # exact: a power of two
+    elif fold:
+        conv = conv._replace(kernel=conv.kernel * 2.0 ** (e + _ACT_SHIFT))
 
     def vec(a) -> Tensor:
         return torch.tensor(np.asarray(a, dtype=np.int64), device=device)
@@ -272,6 +331,7 @@ def _prepare(layer: LayerSpec, index: int, device: torch.device) -> _Prepared:
         du=vec(du),
         dv=vec(n.dv),
         vth=vec(n.vth),
+        conv=conv,
     )
 
 
@@ -281,9 +341,17 @@ def _accumulate(p: _Prepared, spikes: Tensor) -> Tensor:
     In ``a_in`` units, shifted by ``weight_exp`` with floor; in the fast path in ``u`` units
     (``a_in << 6``).
     """
-    acc = (
-        (spikes.to(p.w_stack.dtype) @ p.w_stack.T).to(torch.int64).unflatten(-1, (p.n_delay, p.out))
-    )
+    if p.conv is not None:
+        c = p.conv
+        x = spikes.to(c.kernel.dtype).reshape(-1, *c.in_shape)
+        y = F.conv2d(x, c.kernel, stride=c.stride, padding=c.padding).round_()
+        acc = y.to(torch.int64).reshape(spikes.shape[0], 1, p.out)
+    else:
+        acc = (
+            (spikes.to(p.w_stack.dtype) @ p.w_stack.T)
+            .to(torch.int64)
+            .unflatten(-1, (p.n_delay, p.out))
+        )
     if p.fold:
         return acc
     acc = shift_floor(acc, p.weight_exp)
@@ -358,6 +426,7 @@ def emulate(
     inputs: Tensor,
     *,
     record_state: bool = False,
+    conv_as_dense: bool = False,
 ) -> EmulationResult:
     """Run a fixed-point network bit-exactly as Lava's ``fixed_pt`` simulation does, batched.
 
@@ -367,6 +436,9 @@ def emulate(
             run on (CPU or CUDA); sample ``b`` equals Lava run with ``RingBuffer(data=
             inputs[:, b].reshape(T, -1).T)``.
         record_state: Also return every layer's ``u`` and ``v`` after each step.
+        conv_as_dense: Run convolution layers through their unrolled matrices too. By default a
+            layer that is exactly one convolution accumulates through its kernel (the same
+            integers, less memory and time; see the module docstring).
 
     Returns:
         An :class:`EmulationResult`. ``spikes[t]`` is the output layer's spike vector at Lava's
@@ -380,7 +452,7 @@ def emulate(
     flat = _check_inputs(spec, inputs)
     device = flat.device
     T, B = flat.shape[:2]
-    prepared = [_prepare(layer, i, device) for i, layer in enumerate(spec.layers)]
+    prepared = [_prepare(layer, i, device, conv_as_dense) for i, layer in enumerate(spec.layers)]
     # The first synapses see the whole input up front: one matmul for all steps and samples.
     p0 = prepared[0]
     first = None

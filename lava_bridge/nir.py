@@ -2,17 +2,27 @@
 
 :func:`export_nir` writes a float :class:`~lava_bridge.spec.NetworkSpec` (or a model, converted
 first) as a chain ``Input → Affine|Linear → LIF|CubaLIF → ... → Output``. NIR's neurons are
-continuous-time; with the time step ``dt`` and Euler steps they are exactly snnTorch's neurons
-when (NIR's conventions, as snnTorch's own exporter uses them)::
+continuous-time (``τ·dv/dt = (v_leak - v) + r·I``); with the time step ``dt`` and Euler steps they
+are exactly snnTorch's neurons when (NIR's conventions, as snnTorch's own exporter uses them)::
 
     LIF:      τ = dt / (1 - β),  r = τ / dt,  v_leak = 0,  v_reset = 0
               v ← v + dt/τ·(v_leak - v + r·I)  =  β·v + I
     CubaLIF:  τ_syn = dt / (1 - α),  w_in = τ_syn / dt,  τ_mem = dt / (1 - β),  r = τ_mem / dt
               I ← α·I + S,   v ← β·v + I
 
-(``β = 1`` gives ``τ = inf``). ``dt`` defaults to :data:`SNNTORCH_DT` = 1e-4, the value snnTorch's
-importer (``snntorch.import_nir.import_from_nir``) assumes (it ignores metadata), so our files
-read there with the source model's β and α; ``dt`` is also in the graph's metadata. Every parameter is an array with one value per neuron (scalars
+(``β = 1`` gives ``τ = inf``). Readers differ in which ``dt`` they integrate with and in whether
+they honour a LIF's ``r``; a :class:`NIRConvention` names one reader's reading:
+
+- :data:`SNNTORCH` (the default): ``dt = 1e-4``, the value snnTorch's importer
+  (``snntorch.import_nir.import_from_nir``) assumes (it ignores metadata), ``r = τ/dt`` as above.
+- :data:`NORSE`: ``dt = 1e-3``, the default of ``norse.torch.from_nir`` (norse 1.1.0), whose LIF
+  takes ``r = 1`` (it warns about and ignores any other ``r``): the LIF is written with
+  ``r = 1`` and its input gain ``τ/dt = 1/(1 - β)`` folded into the weights and bias of the
+  ``Affine``/``Linear`` before it, ``v ← v + dt/τ·(-v + W'·x)`` with ``W' = W/(1 - β)``, again
+  ``β·v + W·x``. Its ``CubaLIF`` honours ``w_in`` and ``r``, so those are written as above.
+
+Both files are valid NIR for the same network (a reader that honours ``r`` reads either); ``dt``
+is also in the graph's metadata, with the convention's name. Every parameter is an array with one value per neuron (scalars
 are broadcast). NIR resets to ``v_reset`` in the step a neuron fires (snnTorch's zero reset with
 ``reset_delay=False``); the snnTorch rule the spec came from is kept in each neuron node's
 metadata (``reset_mechanism``, ``reset_delay``) and the graph's metadata holds ``dt``. NIR has no
@@ -36,6 +46,7 @@ warning.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import nir
@@ -46,13 +57,52 @@ from snntorch_async._io import atomic_path
 from .errors import SpecFormatError
 from .spec import LayerSpec, NetworkSpec, NeuronSpec
 
-__all__ = ["export_nir", "import_nir", "model_from_spec"]
+__all__ = ["NORSE", "SNNTORCH", "NIRConvention", "export_nir", "import_nir", "model_from_spec"]
 
 log = logging.getLogger(__name__)
 
 PRODUCER = "snntorch-async"
 #: The time step snnTorch's NIR importer assumes (``snntorch.import_nir``: ``dt = 1e-4``).
 SNNTORCH_DT = 1e-4
+#: The default time step of norse's ``norse.torch.from_nir`` (norse 1.1.0: ``dt = 0.001``).
+NORSE_DT = 1e-3
+
+
+@dataclass(frozen=True)
+class NIRConvention:
+    """How one NIR reader discretises LIF/CubaLIF, which :func:`export_nir` writes for.
+
+    Attributes:
+        name: The reader, also written to the graph's metadata (``convention``).
+        dt: The time step the reader integrates with (``β = 1 - dt/τ``); ``export_nir``'s
+            default ``dt``.
+        lif_reads_r: True if the reader's LIF scales its input by ``r·dt/τ`` (write ``r = τ/dt``
+            and the weights as they are); False if it takes ``r = 1`` whatever the file says
+            (write ``r = 1`` and fold the gain ``τ/dt = 1/(1-β)`` into the weight node's rows).
+    """
+
+    name: str
+    dt: float
+    lif_reads_r: bool
+
+    @classmethod
+    def coerce(cls, value: NIRConvention | str) -> NIRConvention:
+        """``value`` as a convention: a :class:`NIRConvention` or the name of a known one."""
+        if isinstance(value, NIRConvention):
+            return value
+        known = {c.name: c for c in (SNNTORCH, NORSE)}
+        if isinstance(value, str) and value in known:
+            return known[value]
+        raise SpecFormatError(
+            f"export_nir(convention={value!r}): unknown NIR convention. Fix: pass "
+            f"lava_bridge.nir.SNNTORCH or NORSE (or one of the names {sorted(known)})."
+        )
+
+
+#: snnTorch's importer (``snntorch.import_nir.import_from_nir``): dt = 1e-4, honours ``r``.
+SNNTORCH = NIRConvention("snntorch", SNNTORCH_DT, lif_reads_r=True)
+#: norse 1.1.0's ``norse.torch.from_nir``: dt = 1e-3 (its default), LIF takes ``r = 1``.
+NORSE = NIRConvention("norse", NORSE_DT, lif_reads_r=False)
 
 
 def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
@@ -60,11 +110,12 @@ def _tau(decay: np.ndarray, dt: float) -> np.ndarray:
         return np.where(decay > 0, dt / np.where(decay > 0, decay, 1.0), np.inf)
 
 
-def _neuron_node(n: NeuronSpec, dt: float) -> nir.NIRNode:
+def _neuron_node(n: NeuronSpec, dt: float, convention: NIRConvention) -> nir.NIRNode:
     meta = {"reset_mechanism": n.source_reset, "reset_delay": bool(n.source_reset_delay), "dt": dt}
     tau_mem = _tau(n.dv, dt)
+    lif_r = tau_mem / dt if convention.lif_reads_r or n.kind == "synaptic" else np.ones_like(n.vth)
     common = dict(
-        r=tau_mem / dt,
+        r=lif_r,
         v_leak=np.zeros_like(n.vth),
         v_threshold=n.vth.copy(),
         v_reset=np.zeros_like(n.vth),
@@ -76,12 +127,33 @@ def _neuron_node(n: NeuronSpec, dt: float) -> nir.NIRNode:
     return nir.LIF(tau=tau_mem, **common)
 
 
+def _gain_into_weights(layer: LayerSpec, i: int, convention: NIRConvention) -> np.ndarray | None:
+    """The per-neuron factor ``τ/dt = 1/(1-β)`` folded into a layer's weights (None: none).
+
+    Only for a LIF under a convention whose reader takes ``r = 1``; a reader's Euler step
+    ``v += dt/τ·(...)`` has no form for ``β = 1`` (``dt/τ = 0``), nor for ``α = 1`` in its
+    CubaLIF (``w_in = inf``), so those are refused there.
+    """
+    n = layer.neuron
+    if convention.lif_reads_r:
+        return None
+    flat = np.flatnonzero((n.dv <= 0) | ((n.du <= 0) & (n.kind == "synaptic")))
+    if flat.size:
+        raise SpecFormatError(
+            f"Layer {i} ('{layer.name}'): neurons {flat[:5].tolist()} have β = 1 or α = 1 "
+            f"(τ = inf), which the {convention.name} convention's Euler step v += dt/τ·(...) cannot "
+            "integrate. Fix: train with β, α < 1, or export with convention=SNNTORCH."
+        )
+    return None if n.kind == "synaptic" else 1.0 / n.dv
+
+
 def export_nir(
     source,
     path: str | Path | None = None,
     *,
     input_shape: tuple[int, ...] | None = None,
-    dt: float = SNNTORCH_DT,
+    dt: float | None = None,
+    convention: NIRConvention | str = SNNTORCH,
 ) -> nir.NIRGraph:
     """Export a float spec (or a model) to a NIR graph, and write it if ``path`` is given.
 
@@ -92,7 +164,11 @@ def export_nir(
         path: Write the graph there with ``nir.write`` (HDF5).
         input_shape: Per-sample input shape, for a model.
         dt: The time step the time constants are expressed with (``τ = dt / (1 - β)``), also
-            written to the metadata. Default 1e-4: snnTorch's importer's convention.
+            written to the metadata. Default: the convention's (1e-4 for snnTorch's importer,
+            1e-3 for norse's ``from_nir``); the reader must integrate with the same ``dt``.
+        convention: The reader to write for, :data:`SNNTORCH` (default) or :data:`NORSE` (or
+            their names): with ``NORSE`` each LIF gets ``r = 1`` and its gain ``1/(1-β)`` goes
+            into the weights (norse ignores ``r``); ``β = 1`` or ``α = 1`` is refused there.
 
     Returns:
         The ``nir.NIRGraph``.
@@ -112,7 +188,8 @@ def export_nir(
             "export_nir() writes float networks (NIR's parameters are real numbers); got a "
             "fixed-point spec. Fix: export the float spec from lava_bridge.convert(model, ...)."
         )
-    dt = float(dt)
+    convention = NIRConvention.coerce(convention)
+    dt = convention.dt if dt is None else float(dt)
     if not (np.isfinite(dt) and dt > 0):
         raise SpecFormatError(f"export_nir(dt=...) must be a positive time step; got {dt!r}.")
     nodes: dict[str, nir.NIRNode] = {
@@ -144,23 +221,41 @@ def export_nir(
                 i,
                 layer.name,
             )
-        if layer.bias is not None:
-            syn = nir.Affine(weight=layer.weight.copy(), bias=layer.bias.copy(), metadata=meta)
+        weight, bias = layer.weight.copy(), None if layer.bias is None else layer.bias.copy()
+        gain = _gain_into_weights(layer, i, convention)
+        if gain is not None:
+            weight *= gain[:, None]
+            bias = None if bias is None else bias * gain
+        if bias is not None:
+            syn = nir.Affine(weight=weight, bias=bias, metadata=meta)
         else:
-            syn = nir.Linear(weight=layer.weight.copy(), metadata=meta)
+            syn = nir.Linear(weight=weight, metadata=meta)
         nodes[f"{i}.synapse"] = syn
-        nodes[f"{i}.neuron"] = _neuron_node(layer.neuron, dt)
+        nodes[f"{i}.neuron"] = _neuron_node(layer.neuron, dt, convention)
         edges += [(prev, f"{i}.synapse"), (f"{i}.synapse", f"{i}.neuron")]
         prev = f"{i}.neuron"
     nodes["output"] = nir.Output(output_type={"output": np.array([spec.output_size])})
     edges.append((prev, "output"))
     graph = nir.NIRGraph(
-        nodes=nodes, edges=edges, metadata={"dt": dt, "producer": PRODUCER, "spec_dt": spec.dt}
+        nodes=nodes,
+        edges=edges,
+        metadata={
+            "dt": dt,
+            "producer": PRODUCER,
+            "spec_dt": spec.dt,
+            "convention": convention.name,
+        },
     )
     if path is not None:
         with atomic_path(path, what="NIR file") as tmp:  # never a half-written file
             nir.write(str(tmp), graph)
-        log.info("wrote NIR graph %s (%d layers, dt=%g)", path, spec.num_layers, dt)
+        log.info(
+            "wrote NIR graph %s (%d layers, dt=%g, %s convention)",
+            path,
+            spec.num_layers,
+            dt,
+            convention.name,
+        )
     return graph
 
 

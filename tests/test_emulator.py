@@ -3,14 +3,23 @@ errors. Bit-exactness against Lava itself is in ``test_lava_fixed.py``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import DEVICES
-from fixed_specs import random_fixed_spec, random_spikes
+from fixed_specs import random_conv_spec, random_fixed_spec, random_spikes
 
-from lava_bridge.emulator import LIFState, emulate, lif_fixed_step, loihi_weights, shift_floor
+from lava_bridge.emulator import (
+    LIFState,
+    _prepare,
+    emulate,
+    lif_fixed_step,
+    loihi_weights,
+    shift_floor,
+)
 from lava_bridge.spec import LayerSpec, NetworkSpec, NeuronSpec
 
 
@@ -218,3 +227,110 @@ def test_fast_path_equals_the_wrapping_path(seed, monkeypatch):
     for i in range(spec.num_layers):
         assert torch.equal(fast.layer_spikes[i], full.layer_spikes[i])
         assert torch.equal(fast.u[i], full.u[i]) and torch.equal(fast.v[i], full.v[i])
+
+
+# -- the convolutional path ---------------------------------------------------------------------
+
+
+def _conv_layer(kernel, in_shape, *, stride=(1, 1), padding=(0, 0), e=0, vth=10_000):
+    from lava_bridge._conv import _unroll
+
+    kernel = np.asarray(kernel)
+    O, (_, H, W) = kernel.shape[0], in_shape
+    Ho = (H + 2 * padding[0] - kernel.shape[2]) // stride[0] + 1
+    Wo = (W + 2 * padding[1] - kernel.shape[3]) // stride[1] + 1
+    g = dict(
+        in_shape=list(in_shape),
+        out_shape=[O, Ho, Wo],
+        kernel=list(kernel.shape[2:]),
+        stride=list(stride),
+        padding=list(padding),
+    )
+    n = O * Ho * Wo
+    return LayerSpec(
+        name="conv",
+        weight=np.rint(_unroll(kernel.astype(float), g)).astype(np.int64),
+        neuron=NeuronSpec(du=np.full(n, 4095), dv=np.zeros(n), vth=np.full(n, vth)),
+        shape=(O, Ho, Wo),
+        weight_exp=e,
+        source="conv2d-as-dense",
+        meta={"conv": g},
+    )
+
+
+def _equal_runs(a, b) -> bool:
+    return all(
+        torch.equal(p, q) for p, q in zip(a.layer_spikes + a.u + a.v, b.layer_spikes + b.u + b.v)
+    )
+
+
+def test_conv_path_by_hand():
+    # 1x3x3 input, kernel [[1, 2], [3, 4]] (cross-correlation, as nn.Conv2d), weight_exp 1
+    layer = _conv_layer([[[[1, 2], [3, 4]]]], (1, 3, 3), e=1)
+    spec = NetworkSpec(layers=(layer,), input_shape=(1, 3, 3), fixed_point=True)
+    assert _prepare(layer, 0, torch.device("cpu")).conv is not None  # the conv path is taken
+    x = torch.zeros(4, 1, 1, 3, 3)
+    x[0, 0, 0, 1, 1] = 1  # centre: every output sees it, through the opposite kernel tap
+    x[1, 0, 0, 0, 0] = 1  # corner: only output (0, 0), through tap (0, 0)
+    r = emulate(spec, x, record_state=True)
+    # u = (acc << e) << 6 with du = 4095 (the current is cleared each step); outputs in C·H·W order
+    assert r.u[0][:, 0].tolist() == [[0] * 4, [512, 384, 256, 128], [128, 0, 0, 0], [0] * 4]
+    assert _equal_runs(r, emulate(spec, x, record_state=True, conv_as_dense=True))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_conv_path_equals_dense_path_bit_for_bit(seed, monkeypatch):
+    """Random conv → conv → dense specs (strides, padding, channels, sign modes, weight_exp -3..2,
+    6-8 bits, biases, slow and fast decays): spikes, u and v at every step equal the unrolled
+    matrices', on the int64 fast path and on the wrapping path, whole-input and step by step."""
+    import lava_bridge.emulator as em
+
+    spec, _ = random_conv_spec(seed, lava_conv=seed % 3 == 0)
+    cpu = torch.device("cpu")
+    taken = [em._prepare(layer, i, cpu).conv is not None for i, layer in enumerate(spec.layers)]
+    assert taken[2] is False and any(taken)  # dense layers stay on the dense path
+    x = torch.tensor(random_spikes(seed, 20, 3, spec.input_size)).reshape(20, 3, *spec.input_shape)
+    conv = emulate(spec, x, record_state=True)
+    assert sum(int(s.sum()) for s in conv.layer_spikes) > 0
+    assert _equal_runs(conv, emulate(spec, x, record_state=True, conv_as_dense=True))
+    monkeypatch.setattr(em, "FAST_PATH", False)
+    monkeypatch.setattr(em, "FIRST_LAYER_MAX_ELEMENTS", 0)
+    assert _equal_runs(conv, emulate(spec, x, record_state=True))
+    assert _equal_runs(conv, emulate(spec, x, record_state=True, conv_as_dense=True))
+
+
+def test_conv_path_comparison_can_fail(monkeypatch):
+    import lava_bridge.emulator as em
+
+    spec, _ = random_conv_spec(1)
+    x = torch.tensor(random_spikes(1, 20, 3, spec.input_size)).reshape(20, 3, *spec.input_shape)
+    dense = emulate(spec, x, record_state=True, conv_as_dense=True)
+    # a matrix that is not one convolution any more (one entry changed) runs dense, still exact
+    w = spec.layers[0].weight.copy()
+    w[0, np.flatnonzero(w[0] == 0)[0]] = 50
+    odd = replace(spec, layers=(replace(spec.layers[0], weight=w), *spec.layers[1:]))
+    assert em._prepare(odd.layers[0], 0, torch.device("cpu")).conv is None
+    assert _equal_runs(
+        emulate(odd, x, record_state=True), emulate(odd, x, conv_as_dense=True, record_state=True)
+    )
+    # a conv path with the kernel flipped (the classic orientation error) is caught
+    real = em._conv_plan
+
+    def flipped(layer, index, device):
+        c = real(layer, index, device)
+        return None if c is None else c._replace(kernel=c.kernel.flip(-1, -2))
+
+    monkeypatch.setattr(em, "_conv_plan", flipped)
+    assert not _equal_runs(emulate(spec, x, record_state=True), dense)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_conv_path_devices_agree(device):
+    spec, _ = random_conv_spec(4, bias=True)
+    x = torch.tensor(random_spikes(4, 12, 2, spec.input_size)).reshape(12, 2, *spec.input_shape)
+    ref = emulate(spec, x, record_state=True, conv_as_dense=True)
+    got = emulate(spec, x.to(device), record_state=True)
+    assert all(
+        torch.equal(a.cpu(), b)
+        for a, b in zip(got.layer_spikes + got.u + got.v, ref.layer_spikes + ref.u + ref.v)
+    )

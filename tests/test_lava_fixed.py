@@ -183,3 +183,29 @@ def test_quantized_model_through_lava_bridge_build_equals_emulator():
             ours.layer_spikes[i][:, 0].numpy().astype(np.int64),
         )
     assert ours.spikes.sum() > 0
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("seed", range(4))
+def test_conv_layers_bit_exact_with_lava_conv(seed):
+    """Random conv → conv → dense specs run with Lava's own ``Conv`` process for the conv layers
+    (weight_exp 0, kernels on Lava's grid; strides, padding, sign modes, biases): the emulator's
+    conv path equals it in spikes, u and v at every step."""
+    from fixed_specs import random_conv_spec
+
+    spec, kernels = random_conv_spec(seed, lava_conv=True)
+    x = random_spikes(seed, 15, 1, spec.input_size)[:, 0]
+    spikes, us, vs = run_lava_fixed(spec, x, record_state=True, conv_kernels=kernels)
+    r = emulate(spec, torch.tensor(x).reshape(15, 1, *spec.input_shape), record_state=True)
+    for i in range(spec.num_layers):
+        np.testing.assert_array_equal(r.layer_spikes[i][:, 0].numpy().astype(np.int64), spikes[i])
+        np.testing.assert_array_equal(r.u[i][:, 0].numpy(), us[i])
+        np.testing.assert_array_equal(r.v[i][:, 0].numpy(), vs[i])
+    assert sum(int(s.sum()) for s in spikes) > 20
+    # the check can fail: Lava's Conv given the kernel flipped in both spatial axes differs
+    flipped = {i: k[:, :, ::-1, ::-1] for i, k in kernels.items()}
+    wrong, _, _ = run_lava_fixed(spec, x, conv_kernels=flipped)
+    assert any(
+        not np.array_equal(r.layer_spikes[i][:, 0].numpy().astype(np.int64), wrong[i])
+        for i in range(spec.num_layers)
+    )
