@@ -6,9 +6,10 @@
 # lava-dl (its netx reader: the tests run our netx files in it) is installed without its
 # dependencies too (it pins torch<2.4); its reader needs only opencv, torchvision and matplotlib,
 # pinned below, with torch held at the version already installed (a mismatch fails loudly).
-# Together they add ~150 MB and ~20 s. norse==1.1.0 (the [dev] extra; its NIR reader runs our NIR
-# files in tests/test_nir_norse.py) installs with its dependencies: all of them are already there
-# (torch, torchvision, nir, nirtorch), so it changes no version.
+# Together they add ~150 MB and ~20 s. norse==1.1.0 (its NIR reader runs our NIR files in
+# tests/test_nir_norse.py) is installed last: its dependencies (torch, torchvision, nir, nirtorch)
+# are then already there, so it changes no version. It is not in an extra: on other Pythons its
+# torchvision requirement could move torch.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -29,7 +30,8 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --no-deps neurobench==2.3.0 lava-dl==0.6.0 && \
 	torch_v="$$($(PY) -c 'import torch; print(torch.__version__.split("+")[0])')" && \
 	$(PY) -m pip install -q "torch==$$torch_v" torchvision==0.29.1 opencv-python-headless==4.11.0.86 \
-		matplotlib==3.10.9
+		matplotlib==3.10.9 && \
+	$(PY) -m pip install -q "torch==$$torch_v" norse==1.1.0
 	@touch $(STAMP)
 
 demo: $(STAMP)

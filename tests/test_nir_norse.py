@@ -18,7 +18,7 @@ from lava_bridge import SpecFormatError, convert
 from lava_bridge.nir import NORSE, SNNTORCH, export_nir, import_nir, model_from_spec
 from snntorch_async import LayerSync, simulate
 
-norse_torch = pytest.importorskip("norse.torch", reason="norse 1.1.0 (the [dev] extra)")
+norse_torch = pytest.importorskip("norse.torch", reason="norse 1.1.0 (installed by the Makefile)")
 
 
 def _model(seed: int, *, synaptic: bool) -> nn.Sequential:
