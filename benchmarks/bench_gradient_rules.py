@@ -50,7 +50,9 @@ def gradients(net, x, y, sched) -> tuple[list[torch.Tensor], float]:
     net.zero_grad()
     spk = sa.simulate(net, x, scheduler=sched).spikes
     SF.ce_rate_loss()(spk, y).backward()
-    return [m.weight.grad.clone() for m in net if isinstance(m, nn.Linear)], float(spk.detach().sum())
+    return [m.weight.grad.clone() for m in net if isinstance(m, nn.Linear)], float(
+        spk.detach().sum()
+    )
 
 
 def main() -> None:

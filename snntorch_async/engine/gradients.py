@@ -77,7 +77,7 @@ class QueuedCarriers(GradientRule):
 
 
 #: The rule used when a scheduler names none (see ``docs/async.md``, "Gradients").
-DEFAULT_RULE: GradientRule = EventGradients()
+DEFAULT_RULE: GradientRule = QueuedCarriers()
 
 
 def resolve_gradient_rule(sched) -> GradientRule:
