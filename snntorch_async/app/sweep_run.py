@@ -11,6 +11,7 @@ same whether it ran alone, serially or on any Ray worker (except ``train_time_s`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -44,7 +45,14 @@ log = logging.getLogger(__name__)
 #: How many times a failed job is tried again before it is reported.
 RETRIES = 1
 #: The metrics of the table (keys of ``EvalResult.summary()``).
-KEYS = ("accuracy", "spike_density", "decision_forward_steps", "decision_step")
+KEYS = (
+    "accuracy",
+    "spike_density",
+    "decision_forward_steps",
+    "decision_step",
+    "first_spike_forward_steps",
+    "synops_effective",
+)
 RECORD_FORMAT = "snntorch-async-sweep-job/1"
 RAY_MISSING = (
     "Ray is not installed; sweeps run their jobs as Ray tasks. Fix: pip install "
@@ -68,6 +76,15 @@ def _scheduler(settings: dict):
 
     kind = settings["type"]
     kw = {k: v for k, v in settings.items() if k != "type"}
+    rule = kw.get("gradient_rule")
+    if isinstance(rule, str):  # named by its class in the spec (TOML has no objects)
+        cls = getattr(sa, rule, None)
+        if not (isinstance(cls, type) and issubclass(cls, sa.GradientRule)):
+            raise ConfigError(
+                f"Sweep scheduler {kind}: gradient_rule={rule!r} is not a gradient rule; "
+                'expected "QueuedCarriers", "LayerCarriers" or "EventGradients".'
+            )
+        kw["gradient_rule"] = cls()
     try:
         return getattr(sa, kind)(**kw)
     except TypeError as e:
@@ -75,6 +92,14 @@ def _scheduler(settings: dict):
             f"Sweep scheduler {kind}({', '.join(f'{k}={v!r}' for k, v in kw.items())}): "
             f"{e}. Fix: use the settings of snntorch_async.{kind}."
         ) from None
+
+
+def _adam(weight_decay: float):
+    import torch
+
+    if not weight_decay:
+        return torch.optim.Adam
+    return functools.partial(torch.optim.Adam, weight_decay=weight_decay)
 
 
 def job_paths(job: Job, out: Path) -> dict[str, Path]:
@@ -126,6 +151,7 @@ def run_job(job: Job, out: str | os.PathLike) -> dict:
         config = TrainConfig(
             epochs=t["epochs"],
             lr=t["lr"],
+            optimizer=_adam(t.get("weight_decay", 0.0)),
             seed=job.seed,
             max_batches=t["max_batches"] or None,
             checkpoint_path=str(paths["checkpoint"]),
@@ -276,6 +302,8 @@ def mean_std(values: list[float]) -> str:
         return "n/a"
     m = statistics.fmean(vals)
     s = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    if abs(m) >= 1000:  # (synaptic operations)
+        return f"{m:.0f} ± {s:.0f}"
     return f"{m:.3f} ± {s:.3f}"
 
 
@@ -294,14 +322,15 @@ def gather_table(
         times.setdefault(o.job.train_name, []).append(o.record["train_time_s"])
         for e, m in o.record["metrics"].items():
             for k in KEYS:
-                rows[(o.job.train_name, e)][k].append(float(m[k]))
+                rows[(o.job.train_name, e)][k].append(float(m.get(k, math.nan)))
     lines = [
         f"# {title}",
         "",
         preamble,
         "",
-        "| trained | executed | accuracy | spike density | decision (forward steps) | decision (time steps) |",
-        "|---|---|---|---|---|---|",
+        "| trained | executed | accuracy | spike density | decision (forward steps) "
+        "| decision (time steps) | first output spike (forward steps) | synops |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (t, e), cell in rows.items():
         lines.append(f"| {t} | {e} | " + " | ".join(mean_std(cell[k]) for k in KEYS) + " |")

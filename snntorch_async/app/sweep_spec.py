@@ -23,6 +23,7 @@ one model and then evaluates it under every evaluation scheduler::
     [train]
     epochs = 15
     lr = 2e-3
+    weight_decay = 0.0            # optional: Adam's weight decay
     max_batches = 0               # optional: at most this many batches per epoch (0: all)
 
     [[train.scheduler]]           # one table per training scheduler
@@ -33,6 +34,7 @@ one model and then evaluates it under every evaluation scheduler::
     name = "async-trained (RandomAsync F=8)"
     type = "RandomAsync"
     forward_group_size = 8        # any other key is a setting of the scheduler class
+    gradient_rule = "QueuedCarriers"   # a rule by its class name (snntorch_async.GradientRule)
 
     [[eval]]                      # one table per evaluation scheduler
     name = "RandomAsync F=1"
@@ -69,7 +71,8 @@ class Job:
         seed: The seed of the data order, the weights and the training.
         model: ``{"zoo": name, **settings}``.
         data: ``{"dataset", "steps", "batch_size", "test_batch_size"}``.
-        train: ``{"epochs", "lr", "max_batches", "scheduler": {"type", ...settings}}``.
+        train: ``{"epochs", "lr", "weight_decay", "max_batches", "scheduler": {"type",
+            ...settings}}``.
         evals: ``{row label: {"type", ...settings}}`` of the evaluation schedulers.
         threads: torch threads the job runs with.
     """
@@ -208,6 +211,7 @@ def parse_spec(raw: dict, *, where: str = "spec") -> SweepSpec:
     base = {
         "epochs": _get(train, "epochs", int, f"{where} [train]", 1),
         "lr": _get(train, "lr", float, f"{where} [train]", 2e-3),
+        "weight_decay": _get(train, "weight_decay", float, f"{where} [train]", 0.0),
         "max_batches": _get(train, "max_batches", int, f"{where} [train]", 0),
     }
     trains = [_scheduler(t, f"{where} [[train.scheduler]] #{i + 1}") for i, t in enumerate(scheds)]

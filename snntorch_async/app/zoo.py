@@ -20,6 +20,7 @@ from typing import Callable
 
 import snntorch as snn
 from torch import nn
+from ..errors import ConfigError
 
 __all__ = ["ModelFileError", "ZooEntry", "ZOO", "build_zoo_model", "load_model_file"]
 
@@ -39,21 +40,55 @@ def _leaky(beta: float, threshold: float, *, output: bool = False) -> snn.Leaky:
     )
 
 
-def _mlp(sizes: tuple[int, ...], beta: float, threshold: float) -> nn.Sequential:
+#: Weight initialisations a zoo MLP can use (``init=...``): torch's default, or xavier-uniform
+#: (the paper reference's regime, with ``bias=False``).
+INITS = ("default", "xavier")
+
+
+def _mlp(
+    sizes: tuple[int, ...],
+    beta: float,
+    threshold: float,
+    bias: bool = True,
+    init: str = "default",
+) -> nn.Sequential:
+    if init not in INITS:
+        raise ConfigError(
+            f"zoo MLP: init={init!r} is not known; expected one of {list(INITS)}. Fix: "
+            'init="xavier" (xavier-uniform weights) or leave it out.'
+        )
     mods: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        mods += [nn.Linear(n_in, n_out), _leaky(beta, threshold, output=i == len(sizes) - 2)]
+        lin = nn.Linear(n_in, n_out, bias=bias)
+        if init == "xavier":
+            nn.init.xavier_uniform_(lin.weight)
+        mods += [lin, _leaky(beta, threshold, output=i == len(sizes) - 2)]
     return nn.Sequential(*mods)
 
 
-def digits_mlp(*, hidden: int = 64, beta: float = 0.9, threshold: float = 1.0) -> nn.Sequential:
+def digits_mlp(
+    *,
+    hidden: int = 64,
+    beta: float = 0.9,
+    threshold: float = 1.0,
+    bias: bool = True,
+    init: str = "default",
+) -> nn.Sequential:
     """64-``hidden``-10 Leaky MLP for the 8×8 digits (input ``[T, B, 64]``)."""
-    return _mlp((64, hidden, 10), beta, threshold)
+    return _mlp((64, hidden, 10), beta, threshold, bias, init)
 
 
-def digits_mlp2(*, hidden: int = 64, beta: float = 0.9, threshold: float = 1.0) -> nn.Sequential:
-    """64-``hidden``-``hidden``-10 Leaky MLP (two hidden layers) for the digits."""
-    return _mlp((64, hidden, hidden, 10), beta, threshold)
+def digits_mlp2(
+    *,
+    hidden: int = 64,
+    beta: float = 0.9,
+    threshold: float = 1.0,
+    bias: bool = True,
+    init: str = "default",
+) -> nn.Sequential:
+    """64-``hidden``-``hidden``-10 Leaky MLP (two hidden layers) for the digits. The paper
+    reference's regime: ``beta=math.exp(-10), threshold=0.3, bias=False, init="xavier"``."""
+    return _mlp((64, hidden, hidden, 10), beta, threshold, bias, init)
 
 
 def digits_conv(*, channels: int = 8, beta: float = 0.9, threshold: float = 1.0) -> nn.Sequential:
