@@ -161,3 +161,14 @@ def test_gradient_rule_errors():
     ):
         sa.RandomAsync(silent_gradients=True, gradient_rule=sa.QueuedCarriers())
     sa.RandomAsync(silent_gradients=True, gradient_rule=sa.LayerCarriers())  # consistent: fine
+
+
+def test_silent_network_under_async_training_is_explained():
+    """Nothing reaches the output layer: no gradient exists under the event-driven rules, and
+    the error says why (not the generic 'no surrogate' message)."""
+    net = mlp((12, 16, 10, 4), reset="zero", reset_delay=False, thr=50.0, seed=0, bias=False)
+    x, y = _spikes_in(0), torch.zeros(4, dtype=torch.long)
+    opt = torch.optim.Adam(net.parameters())
+    with pytest.raises(sa.TrainingError, match="No spike reached the output layer in this batch"):
+        sa.train_step(net, (x, y), sa.RandomAsync(forward_group_size=4), opt)
+    sa.train_step(net, (x, y), sa.LayerSync(), opt)  # LayerSync evaluates every layer: a gradient

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..data.loading import unpack_batch
 from ..errors import InputError
 from ..metrics import is_binary, sample_metrics
+from ..schedulers import AsyncScheduler
 from ..schedulers.base import Scheduler
 from ..simulate import get_graph
 from .config import StepStats, TrainingError
@@ -83,6 +84,19 @@ def train_step(
         loss = loss_fn(res.spikes, y)
         if not torch.is_tensor(loss) or loss.numel() != 1:
             raise TrainingError(f"The loss must return a scalar tensor; got {loss!r}.")
+        if (
+            not loss.requires_grad
+            and isinstance(scheduler, AsyncScheduler)
+            and not bool(res.spikes.detach().any())
+        ):
+            raise TrainingError(
+                f"No spike reached the output layer in this batch under {type(scheduler).__name__}"
+                ", so the loss has no gradient: asynchronous gradients travel only along "
+                "delivered events (and the zeros queued behind them), and a network that stays "
+                "silent on the data delivers none. Fix: lower the thresholds or scale up the "
+                "initial weights so that every layer fires on the data, or train first with "
+                "LayerSync (or gradient_rule=sa.LayerCarriers(), which evaluates every layer)."
+            )
         if not loss.requires_grad:
             raise TrainingError(
                 "The loss does not depend on any parameter (no gradient): the output spikes carry "
