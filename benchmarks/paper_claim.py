@@ -28,27 +28,9 @@ import math
 import statistics
 from pathlib import Path
 
+from snntorch_async.app.regimes import REGIMES
 from snntorch_async.app.sweep_run import RayEngine, SerialEngine, gather_table, run_sweep
 from snntorch_async.app.sweep_spec import parse_spec
-
-
-#: The two neuron regimes (see the module docstring): model settings and training recipe.
-REGIMES = {
-    "reference": {
-        "label": "the paper reference's regime: beta = e^-10 (tau_m = 1000, dt = 10000), "
-        "threshold 0.3, bias-free xavier-uniform Linear, Adam lr 1e-3, weight decay 1e-5",
-        "model": {"beta": math.exp(-10), "threshold": 0.3, "bias": False, "init": "xavier"},
-        "lr": 1e-3,
-        "weight_decay": 1e-5,
-    },
-    "contrast": {
-        "label": "the contrast: beta = 0.9, threshold 1.0, Linear with bias (torch's default "
-        "initialisation), Adam lr 2e-3",
-        "model": {"beta": 0.9, "threshold": 1.0},
-        "lr": 2e-3,
-        "weight_decay": 0.0,
-    },
-}
 
 
 def spec_dict(args, regime: str) -> dict:
@@ -81,7 +63,7 @@ def spec_dict(args, regime: str) -> dict:
             "seeds": list(range(args.seeds)),
             "threads": 1,
         },
-        "model": {"zoo": "digits_mlp2", "hidden": args.hidden, **r["model"]},
+        "model": {"zoo": "digits_mlp2", "hidden": args.hidden, **r.model_settings()},
         "data": {
             "dataset": "digits",
             "steps": args.steps,
@@ -90,8 +72,8 @@ def spec_dict(args, regime: str) -> dict:
         },
         "train": {
             "epochs": args.epochs,
-            "lr": r["lr"],
-            "weight_decay": r["weight_decay"],
+            "lr": r.lr,
+            "weight_decay": r.weight_decay,
             "max_batches": args.max_batches,
             "scheduler": [
                 {"name": "sync-trained (LayerSync)", "type": "LayerSync"},
@@ -189,7 +171,7 @@ def main() -> None:
         )
         preamble = (
             f"`{command}` — zoo.digits_mlp2 (64-{args.hidden}-{args.hidden}-10 Leaky, zero "
-            f"reset) in {REGIMES[regime]['label']}; rate-coded digits, batch 32; mean ± std over "
+            f"reset) in {REGIMES[regime].label}; rate-coded digits, batch 32; mean ± std over "
             f"{args.seeds} seed(s). Decision latency: forward steps (and time steps) after which "
             "the output arg-max no longer changes; first output spike: forward steps until the "
             "first output spike; synops: effective synaptic operations per sample."

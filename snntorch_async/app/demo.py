@@ -30,6 +30,7 @@ from ..training import TrainConfig, fit
 from .figures import Raster
 from .lava import lava_check
 from .recipe import take
+from .regimes import CONTRAST, REFERENCE, Regime
 from .report import DemoResults, EvalRow, check_writable, write_report
 from .zoo import build_zoo_model
 
@@ -55,6 +56,10 @@ class DemoConfig:
         momentum: Also train and execute with ``MomentumAsync``.
         lava_samples: Test samples sent through the Lava export and verification.
         seed: Seed of data split, initialisation and schedulers.
+        regime: The neuron regime of the main experiment (:data:`~.regimes.REFERENCE`: the
+            paper reference's, where the effect of unlayered backprop appears).
+        contrast: A second regime trained the same way (sync and RandomAsync only) and shown
+            beside the main one in the report's headline (``None``: skipped).
     """
 
     steps: int = 20
@@ -65,10 +70,12 @@ class DemoConfig:
     batch_size: int = 64
     lr: float = 5e-3
     train_forward_group_size: int = 8
-    eval_forward_group_sizes: tuple[int, ...] = (1, 4, 16, 64)
+    eval_forward_group_sizes: tuple[int, ...] = (1, 8, 16, 64)
     momentum: bool = True
     lava_samples: int = 16
     seed: int = 0
+    regime: Regime = REFERENCE
+    contrast: Regime | None = CONTRAST
 
 
 #: The full demo (a few minutes on 2 CPU cores).
@@ -82,7 +89,7 @@ QUICK = DemoConfig(
     test_samples=128,
     batch_size=64,
     lr=1e-2,
-    eval_forward_group_sizes=(2, 16),
+    eval_forward_group_sizes=(2, 8),
     momentum=False,
     lava_samples=2,
 )
@@ -198,19 +205,7 @@ def _run_demo(cfg: DemoConfig, out: str | Path, *, command: str, echo) -> Path:
     asyncs = _async_schedulers(cfg, F)
     modes += [(f"async ({name} F={F})", sch) for name, sch in asyncs]
 
-    models, histories = {}, {}
-    for mode, scheduler in modes:
-        echo(f"training {mode} for {cfg.epochs} epochs ...")
-        torch.manual_seed(cfg.seed)
-        model = build_zoo_model("digits_mlp", hidden=cfg.hidden)
-        config = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed)
-        data = make_loader(train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
-        history = fit(model, data, scheduler=scheduler, config=config)
-        histories[mode] = {
-            k: list(getattr(history, k)) for k in ("loss", "accuracy", "spike_density")
-        }
-        models[mode] = model.eval()
-
+    models, histories = _train_all(cfg, cfg.regime, modes, train, echo)
     execs: list[tuple[str, object, int | None]] = [("LayerSync", LayerSync(), None)]
     for f in cfg.eval_forward_group_sizes:
         execs += [(name, sch, f) for name, sch in _async_schedulers(cfg, f)]
@@ -224,6 +219,20 @@ def _run_demo(cfg: DemoConfig, out: str | Path, *, command: str, echo) -> Path:
 
     rasters = _rasters(models, test, cfg)
 
+    contrast_rows: list[EvalRow] = []
+    if cfg.contrast is not None:  # the same experiment in the other regime, RandomAsync only
+        c_modes = modes[:2]
+        c_models, _ = _train_all(cfg, cfg.contrast, c_modes, train, echo)
+        c_execs = [
+            ("LayerSync", LayerSync(), None),
+            ("RandomAsync", RandomAsync(forward_group_size=F, seed=cfg.seed), F),
+        ]
+        for mode, model in c_models.items():
+            for name, sch, f in c_execs:
+                contrast_rows.append(
+                    _evaluate(model, test, sch, train_mode=mode, exec_mode=name, F=f)
+                )
+
     lava_model = models[list(models)[-1]]
     echo("exporting to Lava ...")
     x_lava = next(iter(make_loader(test, batch_size=cfg.lava_samples)))[0]
@@ -232,21 +241,46 @@ def _run_demo(cfg: DemoConfig, out: str | Path, *, command: str, echo) -> Path:
     config = {
         "data": "scikit-learn digits (8x8), rate-coded, "
         f"{len(train)} train / {len(test)} test samples, T = {cfg.steps}",
-        "network": f"64-{cfg.hidden}-10 snn.Leaky MLP (beta 0.9, zero reset, reset_delay=False)",
+        "network": f"64-{cfg.hidden}-10 snn.Leaky MLP (zero reset, reset_delay=False) in "
+        f"{cfg.regime.label}",
         "training": f"{cfg.epochs} epochs, Adam lr {cfg.lr}, batch {cfg.batch_size}, "
-        f"seed {cfg.seed}; async training at F = {F}",
+        f"seed {cfg.seed}; async training at F = {F} (gradient rule: the default, "
+        "QueuedCarriers)",
+        "contrast": "not run" if cfg.contrast is None else f"the same in {cfg.contrast.label}",
         "asynchronous execution at F": ", ".join(map(str, cfg.eval_forward_group_sizes)),
         "run time": f"{time.perf_counter() - t0:.0f} s",
     }
     results = DemoResults(
         config=config,
         rows=tuple(rows),
+        contrast_rows=tuple(contrast_rows),
+        regime_names=(cfg.regime.name, cfg.contrast.name if cfg.contrast else None),
+        headline_forward_group_size=F,
         histories=histories,
         rasters=rasters,
         lava=tuple(lava_lines),
         command=command,
     )
     return write_report(results, out)
+
+
+def _train_all(cfg: DemoConfig, regime: Regime, modes, train, echo) -> tuple[dict, dict]:
+    """Train one model per training mode in ``regime``; return ``(models, histories)``."""
+    models, histories = {}, {}
+    for mode, scheduler in modes:
+        echo(f"training {mode} ({regime.name} regime) for {cfg.epochs} epochs ...")
+        torch.manual_seed(cfg.seed)
+        model = build_zoo_model("digits_mlp", hidden=cfg.hidden, **regime.model_settings())
+        config = TrainConfig(
+            epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, optimizer=regime.optimizer()
+        )
+        data = make_loader(train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+        history = fit(model, data, scheduler=scheduler, config=config)
+        histories[mode] = {
+            k: list(getattr(history, k)) for k in ("loss", "accuracy", "spike_density")
+        }
+        models[mode] = model.eval()
+    return models, histories
 
 
 def config_dict(cfg: DemoConfig) -> dict:
