@@ -210,8 +210,6 @@ def layer_grid(
 
     Args:
         weight: Float weights ``[out, in]``.
-        recurrent: Float recurrent weights ``[out, out]`` (a recurrent layer), on the layer's
-            grid: same scale and exponent, ranges by :func:`part_range`.
         vth: Float thresholds ``[out]`` (>= 0).
         du: Float current decays ``[out]`` (``1 - alpha``; 1 for Leaky).
         bias: Float bias currents ``[out]`` or ``None``.
@@ -219,6 +217,8 @@ def layer_grid(
         where: The layer's name for error messages.
         lif_bias: The bias goes to Lava's LIF (``bias_timing="lava"``): ``bias << bias_exp``
             must also fit its 13-bit ``bias_mant`` (|.| <= 4095).
+        recurrent: Float recurrent weights ``[out, out]`` (a recurrent layer), on the layer's
+            grid: same scale and exponent, ranges by :func:`part_range`.
 
     Raises:
         LoihiLimitError: No exponent satisfies the limits (the message says which and the fix).

@@ -19,6 +19,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from conftest import DEVICES
 from fixed_specs import random_fixed_spec, random_spikes
 
 from lava_bridge import (
@@ -336,6 +337,17 @@ def test_emulate_recurrent_fast_path_equals_wrapping_path_and_batches(seed, monk
     assert not all(
         torch.equal(a, b) for a, b in zip(emulate(plain, x).layer_spikes, fast.layer_spikes)
     )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_emulate_recurrent_devices_agree(device):
+    spec = random_fixed_spec(4, recurrent=True, bias=True)
+    x = torch.tensor(random_spikes(4, 12, 3, spec.input_size))
+    ref = emulate(spec, x, record_state=True)
+    got = emulate(spec, x.to(device), record_state=True)
+    assert got.spikes.device.type == device
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(got.layer_spikes, ref.layer_spikes))
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(got.u, ref.u))
 
 
 def test_fixed_point_follows_the_float_model():
