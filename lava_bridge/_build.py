@@ -10,6 +10,12 @@ The network, for one sample (Lava runs one sample at a time)::
     RingBuffer(input [n_in, num_steps]) ─ Dense/DelayDense(W₀, D₀) ─► LIF₀ ─ Dense(W₁) ─► LIF₁ ...
     RingBuffer(ones [1, 1]) ─ DelayDense(bias_l [n_l, 1], delay l) ─► LIF_l   (bias, "synaptic")
     LIF_l(bias_mant = bias_l)                         (bias, "lava": float; fixed: see below)
+    LIF_l.s_out ─ Dense(recurrent_l) ─► LIF_l.a_in     (a recurrent layer: one step per hop)
+
+The inputs of ``LIF_l.a_in`` are connected in this order: synapses, bias channel, recurrent
+``Dense`` (Lava sums them in connection order; :func:`lava_bridge.simulate_spec` and
+``Pipelined`` add them in the same order). The recurrent ``Dense`` has the layer's
+``weight_exp`` and ``num_weight_bits`` in fixed point.
 
 A ``bias_timing="lava"`` layer's bias is the LIF's own: ``bias_mant = b`` in float, and in
 fixed point ``bias_mant = bias << bias_exp`` with ``bias_exp = 6``, as lava-dl's netx sets it.
@@ -110,6 +116,8 @@ class BuiltNetwork:
         sinks: Per layer, the spike sink ``RingBuffer`` (``None`` where not recorded).
         num_steps: Steps the network is built to run (the input is zero-padded to it).
         run_cfg: The ``Loihi2SimCfg`` (floating point or ``fixed_pt``).
+        recurrent_synapses: Per layer, the recurrent ``Dense`` from the layer's ``LIF`` back to
+            itself (``None`` for a layer that is not recurrent).
     """
 
     spec: NetworkSpec
@@ -120,6 +128,7 @@ class BuiltNetwork:
     sinks: tuple
     num_steps: int
     run_cfg: Any
+    recurrent_synapses: tuple = ()
 
     @property
     def anchor(self) -> Any:
@@ -159,8 +168,9 @@ def _input_data(spec: NetworkSpec, sample, num_steps: int | None) -> np.ndarray:
 
 
 def _conv_form(layer, fixed: bool, where: str):
-    """The layer's :class:`lava_bridge._conv.ConvLayer` for Lava's ``Conv``, or ``None`` (dense)."""
-    if layer.meta.get("conv") is None or layer.delay is not None:
+    """The layer's :class:`lava_bridge._conv.ConvLayer` for Lava's ``Conv``, or ``None`` (dense;
+    also for a recurrent layer, whose neurons are flat)."""
+    if layer.meta.get("conv") is None or layer.delay is not None or layer.recurrent is not None:
         return None
     from ._conv import conv_kernel, conv_layer
 
@@ -223,7 +233,7 @@ def build(
     source = Source(data=data)
     on = None
     port = source.s_out
-    synapses, lifs, biases, sinks = [], [], [], []
+    synapses, lifs, biases, sinks, recurrents = [], [], [], [], []
     for i, layer in enumerate(spec.layers):
         n = layer.out_size
         conv = None if conv_as_dense else _conv_form(layer, fixed, f"Layer {i} ('{layer.name}')")
@@ -296,6 +306,16 @@ def build(
             if conv is not None:
                 bias_out = bias_out.reshape(tuple(conv.out_shape)).transpose([2, 1, 0])
             bias_out.connect(lif.a_in)
+        rec_syn = None
+        if layer.recurrent is not None:  # flat neurons (never the Conv form): lif.s_out is [n]
+            rkw = (
+                dict(weight_exp=layer.weight_exp, num_weight_bits=layer.num_weight_bits)
+                if fixed
+                else {}
+            )
+            rec_syn = Dense(weights=layer.recurrent.astype(wtype), name=f"rec{i}", **rkw)
+            lif.s_out.connect(rec_syn.s_in)
+            rec_syn.a_out.connect(lif.a_in)
         out = lif.s_out if conv is None else lif.s_out.transpose([2, 1, 0]).flatten()
         sink = None
         if record_layers or i == len(spec.layers) - 1:
@@ -306,6 +326,7 @@ def build(
         lifs.append(lif)
         biases.append(bias_syn)
         sinks.append(sink)
+        recurrents.append(rec_syn)
     cfg = Loihi2SimCfg(select_tag="fixed_pt") if fixed else Loihi2SimCfg(select_tag="floating_pt")
     log.debug(
         "built %d Lava layers for %d steps (%s)", len(lifs), steps, "fixed_pt" if fixed else "float"
@@ -319,4 +340,5 @@ def build(
         sinks=tuple(sinks),
         num_steps=steps,
         run_cfg=cfg,
+        recurrent_synapses=tuple(recurrents),
     )

@@ -8,6 +8,15 @@ Mapping (docs/lava.md), per layer, float64::
     bias of the layer's ops, ops(0)       -> LayerSpec.bias, with the chosen bias_timing (spec.py)
     snn.Leaky(beta, threshold)            -> du = 1,         dv = 1 - beta, vth = threshold
     snn.Synaptic(alpha, beta, threshold)  -> du = 1 - alpha, dv = 1 - beta, vth = threshold
+    snn.RLeaky / snn.RSynaptic            -> as Leaky / Synaptic, plus
+        recurrent nn.Linear(N, N).weight  -> LayerSpec.recurrent (a Dense from the layer to itself)
+        one-to-one V                      -> LayerSpec.recurrent = diag(V)
+        recurrent nn.Linear.bias          -> added to LayerSpec.bias (a constant current per step
+                                             from step 0, like the layer bias: same bias_timing)
+
+The recurrent hop takes one step in Lava (``LIF.s_out → Dense → LIF.a_in``), which is snnTorch's
+``spk[t-1]``. RSynaptic runs with ``reset_delay=True`` only (snnTorch 1.0), so it converts with
+``approximate_reset=True``.
 
 Only ``reset_mechanism="zero", reset_delay=False`` maps exactly (Lava's LIF sets ``v ← 0`` in the
 step it spikes). Other reset rules are refused with an error naming the layer and both fixes;
@@ -118,6 +127,19 @@ def _dense(layer: Layer) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | No
         w = layer.dense_matrix(torch.float64, chunk=chunk).numpy()
         bias = layer.bias_current(torch.float64, "cpu")
     return w, None, None if bias is None else bias.reshape(-1).numpy()
+
+
+def _recurrence(layer: Layer, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A recurrent layer's ``[N, N]`` matrix and its bias with the recurrent bias added."""
+    import torch
+
+    with torch.no_grad():
+        rec = layer.neuron.recurrent_matrix(torch.float64).detach().to("cpu").numpy().copy()
+        rb = layer.neuron.recurrent_bias(torch.float64, "cpu")
+    if rb is not None:
+        rb = rb.detach().reshape(-1).numpy()
+        bias = rb.copy() if bias is None else bias + rb
+    return rec, bias
 
 
 def _pair(v) -> list[int]:
@@ -250,7 +272,7 @@ def convert(
     """
     from snntorch_async.bias_timing import BiasTiming
     from snntorch_async.graph import NetworkGraph, read_model
-    from snntorch_async.recurrent import refuse_recurrent
+    from snntorch_async.recurrent import is_recurrent
 
     try:
         timing = BiasTiming.coerce(bias_timing, "convert(bias_timing=...)")
@@ -266,7 +288,6 @@ def convert(
                 "for inputs [T, B, 784]. Fix: pass input_shape, or a graph from read_model."
             )
         graph = read_model(model_or_graph, tuple(input_shape))
-    refuse_recurrent(graph, "lava_bridge.convert", "simulate it with LayerSync", ConversionError)
     layers = []
     for layer in graph.layers:
         source = _check_ops(layer)
@@ -281,6 +302,11 @@ def convert(
                 w.shape[1],
             )
         geometry = conv_geometry(layer) if source == "conv2d-as-dense" else None
+        meta: dict = {} if geometry is None else {"conv": geometry}
+        rec = None
+        if is_recurrent(layer):
+            rec, b = _recurrence(layer, b)
+            meta["recurrent"] = "all-to-all" if layer.neuron.all_to_all else "one-to-one"
         layers.append(
             LayerSpec(
                 name=layer.path,
@@ -291,7 +317,8 @@ def convert(
                 bias=b,
                 source=source,
                 bias_timing=timing.value,
-                meta={} if geometry is None else {"conv": geometry},
+                meta=meta,
+                recurrent=rec,
             )
         )
     spec = NetworkSpec(layers=tuple(layers), input_shape=tuple(graph.input_shape), dt=dt)

@@ -199,6 +199,17 @@ def prepare_qat(
             "first, or keep using the existing ones."
         )
     graph = read_model(model, tuple(input_shape))
+    from snntorch_async.recurrent import is_recurrent
+
+    for layer in graph.layers:
+        if is_recurrent(layer):
+            raise BridgeValueError(
+                f"prepare_qat(): layer {layer.index} ('{layer.path}', "
+                f"{type(layer.neuron.module).__name__}) is recurrent; QAT does not fake-quantize "
+                "recurrent weights (their grid is shared with the layer's weights). Fix: train in "
+                "float and use lava_bridge.quantize(convert(model, ...)), which puts the recurrent "
+                "Dense on the layer's grid, and measure the error with its report."
+            )
     plan: list[tuple[nn.Module, str, _FakeQuant]] = []
     for layer in graph.layers:
         weighted = [op for op in layer.ops if op.weighted]

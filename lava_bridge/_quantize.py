@@ -25,8 +25,21 @@ rounding. ``QuantizeSettings(scale=64.0, weight_exp=0)`` is SLAYER's fixed grid 
 multiples of 2/64 in ``[-256, 254]/64``, threshold on 1/64); out-of-range weights are then an
 error, not clipped.
 
+Recurrent layers (``LayerSpec.recurrent``): the recurrent ``Dense`` shares the layer's scale
+``s`` (both currents add into the same ``u``, so they must have the same units), its weight
+exponent ``e`` and ``num_weight_bits``: the layer is one grid over ``[weight | recurrent]``. We
+chose the shared exponent over one of its own because lava-dl's netx ``dense_rec`` stores the two
+matrices as one (its reader derives one exponent and bit count from their concatenation), and one
+grid keeps such a file exact; the price is that a recurrent matrix much smaller than the
+feed-forward one gets fewer mantissa levels (``LayerQuantReport.recurrent_rel_error`` says how
+much). Each matrix keeps the range of its own signs (each is its own Lava ``Dense``, with its own
+sign mode) within the range of the concatenation, on the coarser step (:func:`part_range`): e.g.
+an excitatory ``V`` beside a mixed-sign feed-forward matrix uses ``0, 2, ..., 254``. The
+worst-case current counts every recurrent synapse too (all of them firing at once).
+
 :func:`layer_grid` holds the rule; :mod:`lava_bridge.qat` uses the same function, so
-``quantize`` reproduces the fake-quantized values of a QAT model exactly.
+``quantize`` reproduces the fake-quantized values of a QAT model exactly (QAT refuses recurrent
+layers).
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ __all__ = [
     "quantize",
     "quantize_decays",
     "mantissa_range",
+    "part_range",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,6 +131,7 @@ class LayerGrid(NamedTuple):
     bias_exp: int
     weight_range: tuple[int, int, int]  # (low, high, step) of the weight mantissas
     bias_range: tuple[int, int, int]
+    recurrent_range: tuple[int, int, int] | None = None  # of the recurrent mantissas
 
 
 def mantissa_range(values: np.ndarray, num_weight_bits: int) -> tuple[int, int, int]:
@@ -129,6 +144,19 @@ def mantissa_range(values: np.ndarray, num_weight_bits: int) -> tuple[int, int, 
     if v.size and v.max() <= 0 and v.min() < 0:
         return -(256 - step), 0, step
     return 0, 256 - step, step
+
+
+def part_range(part: np.ndarray, joint: np.ndarray, num_weight_bits: int) -> tuple[int, int, int]:
+    """``(low, high, step)`` of one matrix of a layer whose matrices share one grid: its own sign
+    range (what its Lava ``Dense`` keeps) within the range of the concatenation ``joint`` (what
+    netx's ``dense_rec`` reads as one matrix), on the coarser of the two steps. For a layer with
+    one matrix (``part is joint``) this is :func:`mantissa_range`."""
+    olo, ohi, ostep = mantissa_range(part, num_weight_bits)
+    jlo, jhi, jstep = mantissa_range(joint, num_weight_bits)
+    step = max(ostep, jstep)
+    lo = -((-max(olo, jlo)) // step) * step  # up to the step
+    hi = (min(ohi, jhi) // step) * step
+    return int(lo), int(hi), int(step)
 
 
 def _on_grid(x: np.ndarray, rng: tuple[int, int, int]) -> np.ndarray:
@@ -152,7 +180,7 @@ def _scale_unit(weight: np.ndarray, rng: tuple[int, int, int]) -> float:
         ratios.append(hi / wmax)
     if wmin < 0:
         ratios.append(-lo / -wmin)
-    return min(ratios) if ratios else 1.0
+    return min(ratios) if ratios else math.inf  # an all-zero matrix sets no scale
 
 
 def _bias_exp(bias_units: np.ndarray | None, brange: tuple[int, int, int]) -> int:
@@ -176,6 +204,7 @@ def layer_grid(
     where: str = "layer",
     *,
     lif_bias: bool = False,
+    recurrent: np.ndarray | None = None,
 ) -> LayerGrid:
     """Choose the scale and exponents of one layer (the rule in the module docstring).
 
@@ -188,6 +217,8 @@ def layer_grid(
         where: The layer's name for error messages.
         lif_bias: The bias goes to Lava's LIF (``bias_timing="lava"``): ``bias << bias_exp``
             must also fit its 13-bit ``bias_mant`` (|.| <= 4095).
+        recurrent: Float recurrent weights ``[out, out]`` (a recurrent layer), on the layer's
+            grid: same scale and exponent, ranges by :func:`part_range`.
 
     Raises:
         LoihiLimitError: No exponent satisfies the limits (the message says which and the fix).
@@ -200,7 +231,10 @@ def layer_grid(
             f"got a minimum of {vth.min():g}. Fix: train with a non-negative threshold."
         )
     nb = settings.num_weight_bits
-    wrange = mantissa_range(weight, nb)
+    parts = [weight] if recurrent is None else [weight, np.asarray(recurrent, dtype=np.float64)]
+    joint = np.concatenate(parts, axis=1) if len(parts) > 1 else weight
+    ranges = [part_range(p, joint, nb) for p in parts]
+    wrange = ranges[0]
     brange = mantissa_range(bias if bias is not None else np.zeros(1), nb)
     lo_e, hi_e = settings.weight_exp_range
     du_q, _ = quantize_decays(du, np.zeros_like(du))
@@ -213,18 +247,19 @@ def layer_grid(
     problems: list[str] = []
     for e in candidates:
         if settings.scale is None:
-            s = _scale_unit(weight, wrange) * 2.0**e
+            unit = min(_scale_unit(p, r) for p, r in zip(parts, ranges))
+            s = (unit if math.isfinite(unit) else 1.0) * 2.0**e
         else:
             s = float(settings.scale)
-        wq_real = weight * s / 2.0**e
-        lo, hi, step = wrange
-        if settings.scale is not None and (
-            wq_real.max(initial=0) > hi + step / 2 or wq_real.min(initial=0) < lo - step / 2
-        ):
-            problems.append(
-                f"weight_exp={e}: weights reach {weight.min():g}..{weight.max():g}, i.e. mantissas "
-                f"{wq_real.min():.1f}..{wq_real.max():.1f} outside {lo}..{hi}"
-            )
+        reals = [p * s / 2.0**e for p in parts]
+        outside = [
+            f"{what}weights reach {p.min(initial=0):g}..{p.max(initial=0):g}, i.e. mantissas "
+            f"{q.min(initial=0):.1f}..{q.max(initial=0):.1f} outside {lo}..{hi}"
+            for what, p, q, (lo, hi, step) in zip(("", "recurrent "), parts, reals, ranges)
+            if q.max(initial=0) > hi + step / 2 or q.min(initial=0) < lo - step / 2
+        ]
+        if settings.scale is not None and outside:
+            problems.append(f"weight_exp={e}: {'; '.join(outside)}")
             continue
         vth_q = round(theta * s)
         if vth_q > VTH_MAX:
@@ -245,11 +280,19 @@ def layer_grid(
                 if bias is None
                 else float(np.abs(np.asarray(bias) * s).max(initial=0)) + 2.0**be
             )
-            u_peak = worst_case_current(_on_grid(wq_real, wrange), e, du_q, bias=b_peak, slack=1)
+            grid = np.concatenate([_on_grid(q, r) for q, r in zip(reals, ranges)], axis=1)
+            u_peak = worst_case_current(grid, e, du_q, bias=b_peak, slack=len(parts))
             if u_peak >= U_LIMIT:
                 problems.append(f"weight_exp={e}: worst-case current {u_peak:.3g} >= 2^23")
                 continue
-        return LayerGrid(scale=s, weight_exp=e, bias_exp=be, weight_range=wrange, bias_range=brange)
+        return LayerGrid(
+            scale=s,
+            weight_exp=e,
+            bias_exp=be,
+            weight_range=wrange,
+            bias_range=brange,
+            recurrent_range=ranges[1] if len(ranges) > 1 else None,
+        )
     detail = "; ".join(problems[-3:])
     raise LoihiLimitError(
         f"{where}: no weight exponent in {lo_e}..{hi_e} fits Loihi's fields ({detail}). Fix: "
@@ -274,7 +317,10 @@ class LayerQuantReport:
         threshold_rel_error: ``max |θ - vth/s| / θ``.
         du_max_error, dv_max_error: ``max |decay - decay_q|`` in the float decays' units.
         bias_max_abs_error: ``max |b - bq·2^be/s|`` (0 without bias).
-        current_headroom: Worst-case ``|u| / 2^23`` (below 1: no wrap possible).
+        current_headroom: Worst-case ``|u| / 2^23`` (below 1: no wrap possible), recurrent
+            synapses included.
+        recurrent_max_abs_error: ``max |Wr - Wrq·2^e/s|`` of the recurrent weights (0 if the
+            layer is not recurrent); ``recurrent_rel_error`` relative to ``max |Wr|``.
     """
 
     name: str
@@ -291,6 +337,8 @@ class LayerQuantReport:
     dv_max_error: float
     bias_max_abs_error: float
     current_headroom: float
+    recurrent_max_abs_error: float = 0.0
+    recurrent_rel_error: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,6 +379,7 @@ def _quantize_layer(
         settings,
         where,
         lif_bias=layer.bias_timing == "lava",
+        recurrent=layer.recurrent,
     )
     s, e, be = grid.scale, grid.weight_exp, grid.bias_exp
     wq = _on_grid(layer.weight * s / 2.0**e, grid.weight_range)
@@ -346,6 +395,14 @@ def _quantize_layer(
         )
     du_q, dv_q = quantize_decays(n.du, n.dv)
     bq = None if layer.bias is None else _on_grid(layer.bias * s / 2.0**be, grid.bias_range)
+    rq = (
+        None
+        if layer.recurrent is None
+        else _on_grid(layer.recurrent * s / 2.0**e, grid.recurrent_range)
+    )
+    rec_err = 0.0 if rq is None else float(np.abs(layer.recurrent - rq * 2.0**e / s).max(initial=0))
+    rmax = 0.0 if rq is None else float(np.abs(layer.recurrent).max(initial=0.0))
+    joint_q = wq if rq is None else np.concatenate([wq, rq], axis=1)
 
     w_back = wq * 2.0**e / s
     err = np.abs(layer.weight - w_back)
@@ -368,7 +425,9 @@ def _quantize_layer(
         bias_max_abs_error=(
             0.0 if bq is None else float(np.abs(layer.bias - bq * 2.0**be / s).max(initial=0.0))
         ),
-        current_headroom=worst_case_current(wq, e, du_q, bias=b_peak) / U_LIMIT,
+        current_headroom=worst_case_current(joint_q, e, du_q, bias=b_peak) / U_LIMIT,
+        recurrent_max_abs_error=rec_err,
+        recurrent_rel_error=rec_err / rmax if rmax > 0 else 0.0,
     )
     fixed = LayerSpec(
         name=layer.name,
@@ -390,6 +449,7 @@ def _quantize_layer(
         source=layer.source,
         meta={**dict(layer.meta), "scale": s},
         bias_timing=layer.bias_timing,
+        recurrent=rq,
     )
     return fixed, report
 

@@ -46,7 +46,8 @@ def align_pipeline(spikes, lag: int):
 
 
 def simulate_spec(spec: NetworkSpec, inputs) -> np.ndarray:
-    """Run a float spec exactly as Lava's float simulation does (numpy float64; see ``spec.py``).
+    """Run a float spec exactly as Lava's float simulation does (numpy float64; see ``spec.py``),
+    the currents summed in ``build``'s connection order (synapses, bias channel, recurrent Dense).
 
     Args:
         spec: A float spec.
@@ -89,6 +90,8 @@ def simulate_spec(spec: NetworkSpec, inputs) -> np.ndarray:
             lava_bias = layer.bias is not None and layer.bias_timing == "lava"
             if layer.bias is not None and not lava_bias and s >= i + 1:
                 a = a + layer.bias  # "synaptic": a current from the wavefront on
+            if layer.recurrent is not None:  # the layer's own spikes of the previous step
+                a = a + st["spk"] @ layer.recurrent.T
             nrn = layer.neuron
             u = st["u"] * (1 - nrn.du)
             u += a

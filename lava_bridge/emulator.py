@@ -17,7 +17,10 @@ Per time step ``t`` (0-based; Lava's ``time_step`` is ``t + 1``) and layer, in t
        buf[t][k]       = buf[t-1][k+1] + (acc_k << e  if e > 0 else  acc_k >> -e)   (floor)
 
    so a spike crossing a synapse of delay ``d`` reaches the neurons ``1 + d`` steps later
-   (``e`` = ``weight_exp``; a plain ``Dense`` is the case ``d = 0``).
+   (``e`` = ``weight_exp``; a plain ``Dense`` is the case ``d = 0``). A recurrent layer's own
+   ``Dense`` (``LayerSpec.recurrent``, the layer's ``e`` and ``num_weight_bits``, its own sign
+   mode) is such a synapse from the layer's spikes: it accumulates ``spk[t]`` in step ``t`` (after
+   the neurons fired) and sends it at ``t + 1``, so ``a_in[t] += Σ_k Wr[j, k]·spk_k[t-1]``.
 2. Neurons (``LIF``; ``du``, ``dv`` 12-bit, ``vth`` 17-bit, ``u``, ``v`` 24-bit)::
 
        x = u·(4096 - (du + 1));   u ← sgn(x)·(|x| >> 12) + (a_in << 6)
@@ -210,6 +213,7 @@ class _Prepared(NamedTuple):
     """
 
     w_stack: Tensor  # [K*out, in], delay-bucket major (bucket k = synapses of delay k)
+    rec_w: Tensor | None  # [out, out] the recurrent Dense (scaled like w_stack), or None
     n_delay: int  # K = max delay + 1
     out: int
     weight_exp: int
@@ -253,7 +257,7 @@ def _conv_dtype(fan_in: int, device: torch.device) -> torch.dtype:
 
 def _conv_plan(layer: LayerSpec, index: int, device: torch.device) -> _ConvPlan | None:
     """The conv path of a layer that is exactly one convolution, else None (dense path)."""
-    if layer.meta.get("conv") is None or layer.delay is not None:
+    if layer.meta.get("conv") is None or layer.delay is not None or layer.recurrent is not None:
         return None
     from ._conv import conv_kernel
 
@@ -298,16 +302,28 @@ def _prepare(
         b = (b << layer.bias_exp) if layer.bias_exp >= 0 else (b >> -layer.bias_exp)
     n = layer.neuron
     du = np.asarray(n.du, dtype=np.int64)
-    # |u| for all time: every synapse of one sign at once (+1 per delay bucket for the floor of
-    # a negative exponent) plus the bias current (limits.worst_case_current, the one bound)
+    wr = None if layer.recurrent is None else loihi_weights(layer.recurrent, layer.num_weight_bits)
+    # |u| for all time: every synapse of one sign at once, recurrent ones included (+1 per delay
+    # bucket and for the recurrent Dense, for the floor of a negative exponent) plus the bias
+    # current (limits.worst_case_current, the one bound)
     b_peak = 0.0 if b is None else float(np.abs(b).max(initial=0))
-    u_bound = worst_case_current(w, e, du, bias=b_peak, slack=k) if du.size else 0.0
+    joint = w if wr is None else np.concatenate([w, wr], axis=1)
+    slack = k + (wr is not None)
+    u_bound = worst_case_current(joint, e, du, bias=b_peak, slack=slack) if du.size else 0.0
     fast = FAST_PATH and u_bound < _U_MAX - 1
     fold = fast and e >= 0
+    # (each matmul is exact in the dtype its own fan-in allows: they are summed as integers)
+    rec_w = (
+        None
+        if wr is None
+        else torch.tensor(wr, dtype=_matmul_dtype(wr.shape[1], device), device=device)
+    )
     if fold and conv is None:
         w_stack = w_stack * 2.0 ** (e + _ACT_SHIFT)  # exact: a power of two
     elif fold:
         conv = conv._replace(kernel=conv.kernel * 2.0 ** (e + _ACT_SHIFT))
+    if fold and rec_w is not None:
+        rec_w = rec_w * 2.0 ** (e + _ACT_SHIFT)
 
     def vec(a) -> Tensor:
         return torch.tensor(np.asarray(a, dtype=np.int64), device=device)
@@ -317,6 +333,7 @@ def _prepare(
         bias = vec(b) << _ACT_SHIFT if fast else _wrap32(vec(b))
     return _Prepared(
         w_stack=w_stack,
+        rec_w=rec_w,
         n_delay=k,
         out=out,
         weight_exp=e,
@@ -352,6 +369,16 @@ def _accumulate(p: _Prepared, spikes: Tensor) -> Tensor:
             .to(torch.int64)
             .unflatten(-1, (p.n_delay, p.out))
         )
+    if p.fold:
+        return acc
+    acc = shift_floor(acc, p.weight_exp)
+    return acc << _ACT_SHIFT if p.fast else acc
+
+
+def _accumulate_recurrent(p: _Prepared, spikes: Tensor) -> Tensor:
+    """The recurrent Dense's accumulation of the layer's own spikes: 0/1 ``[B, out]`` → int64
+    ``[B, out]``, in the units of :func:`_accumulate` (it is a plain ``Dense``)."""
+    acc = (spikes.to(p.rec_w.dtype) @ p.rec_w.T).to(torch.int64)
     if p.fold:
         return acc
     acc = shift_floor(acc, p.weight_exp)
@@ -459,6 +486,11 @@ def emulate(
     if T * B * p0.n_delay * p0.out <= FIRST_LAYER_MAX_ELEMENTS:  # else step by step (memory)
         first = _accumulate(p0, flat.reshape(T * B, -1)).reshape(T, B, p0.n_delay, p0.out)
     bufs = [torch.zeros((B, p.n_delay, p.out), dtype=torch.int64, device=device) for p in prepared]
+    # what each recurrent Dense accumulated last step (sent this step)
+    rec_bufs = [
+        None if p.rec_w is None else torch.zeros((B, p.out), dtype=torch.int64, device=device)
+        for p in prepared
+    ]
     states = [
         LIFState(*(torch.zeros((B, p.out), dtype=torch.int64, device=device) for _ in range(2)))
         for p in prepared
@@ -473,10 +505,14 @@ def emulate(
                 a_in = buf[:, 0]  # already a_in << 6
                 if p.bias_current is not None and t >= p.bias_from:
                     a_in = a_in + p.bias_current
+                if p.rec_w is not None:
+                    a_in = a_in + rec_bufs[i]
             else:
                 a_in = _wrap32(buf[:, 0])  # what Dense sends: its previous accumulation (int32)
                 if p.bias_current is not None and t >= p.bias_from:
-                    a_in = _wrap32(a_in + p.bias_current)  # the in-port adds both channels
+                    a_in = _wrap32(a_in + p.bias_current)  # the in-port adds every channel
+                if p.rec_w is not None:
+                    a_in = _wrap32(a_in + _wrap32(rec_bufs[i]))
             # Dense i receives what its source sends in this same step (input or layer i-1)
             if i == 0:
                 acc = first[t] if first is not None else _accumulate(p, flat[t])
@@ -498,6 +534,8 @@ def emulate(
                     vth=p.vth,
                     bias=0 if p.v_bias is None else p.v_bias,
                 )
+            if p.rec_w is not None:  # the recurrent Dense receives this step's spikes
+                rec_bufs[i] = _accumulate_recurrent(p, spk)
             spk_rec[i].append(spk)
             if record_state:
                 u_rec[i].append(states[i].u)

@@ -75,7 +75,7 @@ def check_loihi_limits(spec: NetworkSpec) -> None:
 
     Always: delays in 0..62 (a delay of 64 hangs Lava's child process). Float specs: thresholds
     and decays must be what Lava's float LIF accepts (``0 ≤ du, dv ≤ 1``). Fixed-point specs
-    additionally: weight mantissas in -256..255 with ``num_weight_bits`` 1..8, ``weight_exp``
+    additionally: weight mantissas (recurrent ones too) in -256..255 with ``num_weight_bits`` 1..8, ``weight_exp``
     and ``bias_exp`` in -8..7, ``du``/``dv`` in 0..4095, ``vth`` in 0..131071.
     """
     for i, layer in enumerate(spec.layers):
@@ -116,6 +116,15 @@ def check_loihi_limits(spec: NetworkSpec) -> None:
         if layer.bias is not None:
             checks.append(
                 ("bias mantissas", layer.bias, "weight", "Fix: quantize with a larger bias_exp.")
+            )
+        if layer.recurrent is not None:
+            checks.append(
+                (
+                    "recurrent weight mantissas",
+                    layer.recurrent,
+                    "weight",
+                    "Fix: quantize with a larger weight_exp (the recurrent Dense shares it).",
+                )
             )
         for what, a, key, fix in checks:
             lo, hi = LOIHI_LIMITS[key]

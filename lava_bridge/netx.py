@@ -5,10 +5,11 @@ from a :class:`~lava_bridge.spec.NetworkSpec` (the tests run our files in that r
 compare with :func:`lava_bridge.emulate`, spike for spike). Layout (lava-dl's netx README and
 reader, ``hdf5.py`` / ``utils.py``)::
 
-    /layer/<i>/type            b"dense" (fixed-length ascii, shape (1,))
+    /layer/<i>/type            b"dense" (b"dense_rec": a recurrent layer; fixed-length ascii, (1,))
     /layer/<i>/shape           [n]             neurons of the layer
     /layer/<i>/inFeatures      in,  /layer/<i>/outFeatures  n
     /layer/<i>/weight          int [n, in]     effective 8-bit weights (exponent 0)
+    /layer/<i>/weight_rec      int [n, n]      effective recurrent weights (only dense_rec)
     /layer/<i>/delay           int [n, in]     synaptic delays 0..62 (only with delays)
     /layer/<i>/bias            int [n]         (only with bias; see below)
     /layer/<i>/neuron/type     b"CUBA"
@@ -25,6 +26,18 @@ weights in ``[-256, 254]`` (mixed sign) or 8-bit one-signed. So a layer is writt
 ``Wq · 2^weight_exp`` is such an integer matrix. :func:`export_netx` takes care of that grid: a
 float spec is quantized on :data:`NETX_GRID` (weight exponent 0); a fixed-point spec is written
 as it is if it has an exact netx form.
+
+Recurrent layers (``LayerSpec.recurrent``) are written as lava-dl's ``dense_rec`` layers: its reader
+(``RecurrentDense``) builds the layer's ``Dense`` and a second ``Dense(weight_rec)`` from the
+neurons' ``s_out`` back to their ``a_in``, exactly the spec's recurrent hop. It reads ``weight``
+and ``weight_rec`` as *one* matrix ``[weight | weight_rec]`` (one exponent and bit count for both:
+the reason ``quantize`` puts the recurrent Dense on the layer's grid), so the exactness rules
+above apply to the concatenation; and it scales that matrix by ``2^k``, the largest power of two
+that keeps it in its sign mode's 8-bit range, before each ``Dense`` keeps its own sign mode. A
+matrix (or part) that is all ≤ 0 and so reaches ``-256`` is clipped to ``-255`` by Lava's inhibitory
+``Dense``: such a layer is refused (``quantize`` with the default grid never makes one). A
+recurrent layer with synaptic delays is refused: ``RecurrentDense`` gives the recurrent Dense the
+feed-forward delay matrix.
 
 Bias: netx gives its ``bias`` to the LIF (``bias_mant``, ``bias_exp = 6``), which adds it to
 ``v`` from the first step on: the spec's ``bias_timing="lava"`` (convert with
@@ -74,7 +87,9 @@ def _uniform(a: np.ndarray, what: str, where: str) -> int:
 
 
 def _effective_weights(layer: LayerSpec, where: str) -> np.ndarray:
-    w = layer.weight.astype(np.int64)
+    """The effective integer weights netx stores: ``[weight | recurrent]`` for a recurrent layer
+    (one matrix to lava-dl's reader), checked for an exact netx form."""
+    w = layer.joint_weight().astype(np.int64)
     e = layer.weight_exp
     if e >= 0:
         eff = w << e
@@ -95,7 +110,36 @@ def _effective_weights(layer: LayerSpec, where: str) -> np.ndarray:
             f"outside netx's 8-bit range {lo}..{hi} (netx has no weight exponent). Fix: quantize "
             "with QuantizeSettings(weight_exp=0) before exporting to netx."
         )
+    parts = [("weights", eff[:, : layer.in_size])]
+    if layer.recurrent is not None:
+        parts = [
+            ("feed-forward weights", parts[0][1]),
+            ("recurrent weights", eff[:, layer.in_size :]),
+        ]
+    k = _reader_shift(eff)
+    for what, part in parts:
+        if part.size and part.max() <= 0 and part.min() < 0 and part.min() * 2**k == -256:
+            raise LoihiLimitError(
+                f"{where}: lava-dl's netx reader scales the layer's weights by 2^{k} to fill 8 "
+                f"bits, which puts the {what} (all <= 0, minimum {int(part.min())}) at -256, and "
+                "Lava's inhibitory Dense clips that to -255: the file would not run as emulated. "
+                "Fix: quantize with QuantizeSettings(weight_exp=0), whose full-range grid keeps "
+                "such mantissas >= -255."
+            )
     return eff
+
+
+def _reader_shift(eff: np.ndarray) -> int:
+    """The ``k`` lava-dl's netx reader (0.6.0) scales an integer matrix by: the largest power of
+    two keeping it in ``[-256, 254]`` (mixed signs), ``[0, 255]`` or ``[-256, 0]``."""
+    if not eff.size or not np.any(eff):
+        return 0
+    lo, hi = int(eff.min()), int(eff.max())
+    top, bottom = (254, -256) if lo < 0 < hi else (255, -256)
+    k = 0
+    while hi * 2 ** (k + 1) <= top and lo * 2 ** (k + 1) >= bottom:
+        k += 1
+    return k
 
 
 #: The grid :func:`export_netx` quantizes a float spec on: netx has no weight exponent.
@@ -237,8 +281,17 @@ def export_netx(
         where = f"Layer {i} ('{layer.name}')"
         n = layer.neuron
         du = _uniform(n.du, "du (current decay)", where)
+        if layer.recurrent is not None and layer.delay is not None:
+            raise LoihiLimitError(
+                f"{where}: a recurrent layer with synaptic delays has no netx form: lava-dl's "
+                "dense_rec reader gives the recurrent Dense the feed-forward delay matrix. Fix: "
+                "remove the delays of recurrent layers (DelayedLinear before a non-recurrent "
+                "neuron), or save the .npz spec instead."
+            )
+        eff = _effective_weights(layer, where)
         row = dict(
-            weight=_effective_weights(layer, where),
+            weight=eff[:, : layer.in_size],
+            weight_rec=None if layer.recurrent is None else eff[:, layer.in_size :],
             du=du,
             dv=_uniform(n.dv, "dv (voltage decay)", where),
             vth=_uniform(n.vth, "vth (threshold)", where),
@@ -253,7 +306,7 @@ def export_netx(
 
         for i, layer in enumerate(spec.layers):
             c = None
-            if layer.weight_exp == 0:
+            if layer.weight_exp == 0 and layer.recurrent is None:
                 eff = loihi_weights(layer.weight, layer.num_weight_bits)
                 c = conv_layer(layer, eff, f"Layer {i} ('{layer.name}')")
             if c is None:
@@ -282,11 +335,13 @@ def export_netx(
                 if c.bias is not None:
                     g.create_dataset("bias", data=c.bias)
             else:
-                _ascii(g, "type", "dense")
+                _ascii(g, "type", "dense" if row["weight_rec"] is None else "dense_rec")
                 g.create_dataset("shape", data=np.array([layer.out_size]))
                 g.create_dataset("inFeatures", data=layer.in_size)
                 g.create_dataset("outFeatures", data=layer.out_size)
                 g.create_dataset("weight", data=row["weight"])
+                if row["weight_rec"] is not None:
+                    g.create_dataset("weight_rec", data=row["weight_rec"])
                 if layer.delay is not None:
                     g.create_dataset("delay", data=layer.delay.astype(np.int64))
                 if "bias" in row:
@@ -319,7 +374,8 @@ def _text(ds) -> str:
 
 
 def read_netx(path: str | Path) -> NetworkSpec:
-    """Read a netx file of dense CUBA layers back into a fixed-point spec (``weight_exp = 0``).
+    """Read a netx file of dense (and ``dense_rec``) CUBA layers back into a fixed-point spec
+    (``weight_exp = 0``; ``weight_rec`` becomes ``LayerSpec.recurrent``).
 
     The weights are the file's effective integers and ``du = iDecay - 1``, ``dv = vDecay``,
     ``vth = vThMant`` (lava-dl's reading). A ``bias`` becomes a ``bias_timing="lava"`` bias
@@ -345,11 +401,11 @@ def read_netx(path: str | Path) -> NetworkSpec:
         for i in range(len(g)):
             lg = g[str(i)]
             kind = _text(lg["type"])
-            if kind != "dense":
+            if kind not in ("dense", "dense_rec"):
                 raise SpecFormatError(
-                    f"'{path}': layer {i} has type '{kind}'; read_netx reads files of dense layers "
-                    "only. Fix: write the file with export_netx(..., conv_as_dense=True) to read it "
-                    "back, or load the .npz spec."
+                    f"'{path}': layer {i} has type '{kind}'; read_netx reads files of dense (and "
+                    "dense_rec) layers only. Fix: write the file with export_netx(..., "
+                    "conv_as_dense=True) to read it back, or load the .npz spec."
                 )
             ng = lg["neuron"]
             if _text(ng["type"]) not in ("CUBA", "LOIHI"):
@@ -378,6 +434,11 @@ def read_netx(path: str | Path) -> NetworkSpec:
                     bias=np.asarray(lg["bias"][()]).astype(np.int64) if "bias" in lg else None,
                     source="dense",
                     bias_timing="lava",
+                    recurrent=(
+                        np.asarray(lg["weight_rec"][()]).astype(np.int64).reshape(n, n)
+                        if kind == "dense_rec"
+                        else None
+                    ),
                 )
             )
         dt = float(f["simulation/Ts"][()]) if "simulation/Ts" in f else 1.0

@@ -1,9 +1,13 @@
 """NIR export and import (the ``nir`` package), keeping per-neuron parameters, reset rule and dt.
 
 :func:`export_nir` writes a float :class:`~lava_bridge.spec.NetworkSpec` (or a model, converted
-first) as a chain ``Input → Affine|Linear → LIF|CubaLIF → ... → Output``. NIR's neurons are
-continuous-time (``τ·dv/dt = (v_leak - v) + r·I``); with the time step ``dt`` and Euler steps they
-are exactly snnTorch's neurons when (NIR's conventions, as snnTorch's own exporter uses them)::
+first) as a chain ``Input → Affine|Linear → LIF|CubaLIF → ... → Output``. Its node keys sort in
+chain order (``input``, ``000.flatten`` if the input is multi-dimensional, then ``001.dense``,
+``001.neuron`` for layer 0, ``002.dense``, ...): HDF5 lists a group's members alphabetically, and
+nirtorch (2.6, which snnTorch's importer runs) converts the nodes in that order, wiring a
+recurrent subgraph only if its input node came before it. NIR's neurons are
+continuous-time; with the time step ``dt`` and Euler steps they are exactly snnTorch's neurons
+when (NIR's conventions, as snnTorch's own exporter uses them)::
 
     LIF:      τ = dt / (1 - β),  r = τ / dt,  v_leak = 0,  v_reset = 0
               v ← v + dt/τ·(v_leak - v + r·I)  =  β·v + I
@@ -35,6 +39,25 @@ folding any input gain (``r·dt/τ``, ``w_in·dt/τ_syn``) that is not 1 into th
 without ``dt`` in its metadata is read with the writer's convention: snnTorch's exporter writes
 none and means 1e-4 (the default); norse's ``to_nir`` means its ``dt`` (1e-3 by default): pass
 ``import_nir(path, dt=1e-3)``.
+
+Recurrent layers (``LayerSpec.recurrent``, from ``snn.RLeaky``/``snn.RSynaptic``) are written
+exactly as snnTorch's own exporter (``snntorch.export_nir``, 1.0) writes them, the structure its
+importer reads: the layer's neuron node is a subgraph ``NIRGraph`` with the nodes ``input``,
+``lif`` (LIF or CubaLIF), ``w_rec`` (``Linear``, the ``[n, n]`` recurrent matrix; ``diag(V)`` for
+the one-to-one form) and ``output``, and the edges ``input → lif → w_rec → lif → output``: the
+recurrence is the graph edge ``lif → w_rec → lif``. The recurrent Linear's bias is not on
+``w_rec``: the spec holds it in the layer's bias (a constant current per step, like the feed-
+forward bias), written on the layer's ``Affine``. That placement is also what makes snnTorch's
+importer exact: nirtorch (2.6), which it runs the graph with, feeds ``w_rec``'s output of the
+previous call into the ``lif`` and starts it at zero, so a bias on ``w_rec`` would be missing at
+step 0 (snnTorch's ``RLeaky`` applies it at step 0 too). Upstream facts, for readers of other
+files: snnTorch 1.0's importer does not rebuild an ``snn.RLeaky``/``RSynaptic`` (nirtorch maps
+the subgraph's nodes one by one to ``snn.Leaky``/``snn.Synaptic`` and ``nn.Linear`` and wires the
+loop itself; the call returns ``(spikes, state)`` and the state must be passed back each step);
+and it rewrites a *flat* cycle ``lif → w_rec → lif`` in the outer graph into a subgraph whose
+input feeds ``w_rec`` instead of ``lif`` (``_create_rnn_subgraph``), so flat files are misread
+there. :func:`import_nir` reads both forms (and a ``w_rec`` ``Affine``, whose bias it adds to
+the layer's).
 
 Bias timing: NIR readers run the graph layer-synchronously, with an ``Affine`` bias flowing from
 step 0 in every layer, which is what a ``"synaptic"`` spec's model does under LayerSync. A
@@ -147,6 +170,25 @@ def _gain_into_weights(layer: LayerSpec, i: int, convention: NIRConvention) -> n
     return None if n.kind == "synaptic" else 1.0 / n.dv
 
 
+def _recurrent_subgraph(neuron: nir.NIRNode, layer: LayerSpec, weight: np.ndarray) -> nir.NIRGraph:
+    """snnTorch's exporter's structure of a recurrent layer (see the module docstring);
+    ``weight``: the recurrent matrix as written (with the convention's gain folded in)."""
+    n = np.array([layer.out_size])
+    w_rec = nir.Linear(
+        weight=weight,
+        metadata={"recurrent": layer.meta.get("recurrent", "all-to-all")},
+    )
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": n}),
+            "lif": neuron,
+            "w_rec": w_rec,
+            "output": nir.Output(output_type={"output": n}),
+        },
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+    )
+
+
 def export_nir(
     source,
     path: str | Path | None = None,
@@ -198,13 +240,15 @@ def export_nir(
     edges = []
     prev = "input"
     if len(spec.input_shape) > 1:
-        nodes["flatten"] = nir.Flatten(
+        nodes["000.flatten"] = nir.Flatten(
             input_type={"input": np.array(spec.input_shape)}, start_dim=0, end_dim=-1
         )
-        edges.append((prev, "flatten"))
-        prev = "flatten"
+        edges.append((prev, "000.flatten"))
+        prev = "000.flatten"
     for i, layer in enumerate(spec.layers):
         meta = {"name": layer.name, "source": layer.source, "bias_timing": layer.bias_timing}
+        if layer.recurrent is not None:
+            meta["recurrent"] = layer.meta.get("recurrent", "all-to-all")
         if layer.bias is not None and layer.bias_timing == "lava":
             log.warning(
                 "Layer %d ('%s'): its bias has Lava's pipelined timing, which NIR cannot express; "
@@ -230,10 +274,15 @@ def export_nir(
             syn = nir.Affine(weight=weight, bias=bias, metadata=meta)
         else:
             syn = nir.Linear(weight=weight, metadata=meta)
-        nodes[f"{i}.synapse"] = syn
-        nodes[f"{i}.neuron"] = _neuron_node(layer.neuron, dt, convention)
-        edges += [(prev, f"{i}.synapse"), (f"{i}.synapse", f"{i}.neuron")]
-        prev = f"{i}.neuron"
+        dense, cell = f"{i + 1:03d}.dense", f"{i + 1:03d}.neuron"  # keys sort in chain order
+        nodes[dense] = syn
+        neuron = _neuron_node(layer.neuron, dt, convention)
+        if layer.recurrent is not None:
+            rec = layer.recurrent.copy() if gain is None else layer.recurrent * gain[:, None]
+            neuron = _recurrent_subgraph(neuron, layer, rec)
+        nodes[cell] = neuron
+        edges += [(prev, dense), (dense, cell)]
+        prev = cell
     nodes["output"] = nir.Output(output_type={"output": np.array([spec.output_size])})
     edges.append((prev, "output"))
     graph = nir.NIRGraph(
@@ -263,25 +312,64 @@ def _text(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _chain(graph: nir.NIRGraph) -> list[str]:
+_WEIGHTS = (nir.Affine, nir.Linear)
+_NEURONS = (nir.LIF, nir.CubaLIF)
+
+
+def _successors(graph: nir.NIRGraph) -> dict[str, list[str]]:
     nxt: dict[str, list[str]] = {}
     for a, b in graph.edges:
-        nxt.setdefault(a, []).append(b)
+        if b not in nxt.get(a, []):
+            nxt.setdefault(a, []).append(b)
+    return nxt
+
+
+def _chain(graph: nir.NIRGraph) -> tuple[list[str], dict[str, str]]:
+    """The chain of node keys from the Input, and ``{neuron key: recurrent weight key}`` for the
+    flat cycles ``neuron → weights → neuron`` (the weights feeding nothing else)."""
+    nxt = _successors(graph)
     starts = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
     if len(starts) != 1:
         raise SpecFormatError(f"import_nir expects one Input node; found {len(starts)}.")
-    order, node = [], starts[0]
+    order, node, loops = [], starts[0], {}
     while True:
         order.append(node)
         outs = nxt.get(node, [])
+        if isinstance(graph.nodes[node], _NEURONS):
+            back = [
+                o for o in outs if isinstance(graph.nodes[o], _WEIGHTS) and nxt.get(o) == [node]
+            ]
+            if len(back) == 1:
+                loops[node] = back[0]
+                outs = [o for o in outs if o != back[0]]
         if not outs:
-            return order
+            return order, loops
         if len(outs) > 1 or len(order) > len(graph.nodes):
             raise SpecFormatError(
                 f"import_nir reads feed-forward chains; node '{node}' has {len(outs)} successors "
                 f"({outs}). Fix: export a sequential network."
             )
         node = outs[0]
+
+
+def _subgraph_parts(key: str, sub: nir.NIRGraph) -> tuple[nir.NIRNode, nir.NIRNode]:
+    """``(neuron, recurrent weights)`` of a recurrent-layer subgraph (snnTorch's structure)."""
+    neurons = [k for k, v in sub.nodes.items() if isinstance(v, _NEURONS)]
+    weights = [k for k, v in sub.nodes.items() if isinstance(v, _WEIGHTS)]
+    ins = [k for k, v in sub.nodes.items() if isinstance(v, nir.Input)]
+    outs = [k for k, v in sub.nodes.items() if isinstance(v, nir.Output)]
+    ok = len(neurons) == len(weights) == len(ins) == len(outs) == 1 and len(sub.nodes) == 4
+    if ok:
+        lif, w = neurons[0], weights[0]
+        want = {(ins[0], lif), (lif, w), (w, lif), (lif, outs[0])}
+        ok = {tuple(e) for e in sub.edges} == want
+    if not ok:
+        raise SpecFormatError(
+            f"NIR node '{key}' is a subgraph but not a recurrent layer; import_nir reads subgraphs "
+            "of the nodes input, a LIF/CubaLIF, one Affine/Linear and output with the edges "
+            "input -> neuron -> weights -> neuron -> output (snnTorch's RLeaky/RSynaptic)."
+        )
+    return sub.nodes[lif], sub.nodes[w]
 
 
 def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
@@ -324,7 +412,7 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         )
     elif dt is None:
         dt = float(np.asarray(meta_dt).reshape(-1)[0])
-    order = _chain(graph)
+    order, loops = _chain(graph)
     input_node = graph.nodes[order[0]]
     input_shape = tuple(int(s) for s in np.asarray(input_node.input_type["input"]).reshape(-1))
     layers: list[LayerSpec] = []
@@ -333,6 +421,9 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         node = graph.nodes[key]
         if isinstance(node, (nir.Flatten, nir.Output)):
             continue
+        rec_node = graph.nodes[loops[key]] if key in loops else None
+        if isinstance(node, nir.NIRGraph):
+            node, rec_node = _subgraph_parts(key, node)
         if isinstance(node, (nir.Affine, nir.Linear)):
             if pending is not None:
                 raise SpecFormatError(
@@ -343,8 +434,7 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         if not isinstance(node, (nir.LIF, nir.CubaLIF)):
             raise SpecFormatError(
                 f"NIR node '{key}' is a {type(node).__name__}; import_nir reads Affine/Linear, "
-                "LIF, "
-                "CubaLIF, Flatten, Input and Output nodes."
+                "LIF, CubaLIF (alone or in a recurrent subgraph), Flatten, Input and Output nodes."
             )
         if pending is None:
             raise SpecFormatError(f"NIR neuron '{key}' has no weight node before it.")
@@ -353,6 +443,18 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         w = np.asarray(wnode.weight, dtype=np.float64)
         b = np.asarray(wnode.bias, dtype=np.float64) if isinstance(wnode, nir.Affine) else None
         n = w.shape[0]
+        rec = rec_form = None
+        if rec_node is not None:
+            rec = np.asarray(rec_node.weight, dtype=np.float64)
+            if rec.shape != (n, n):
+                raise SpecFormatError(
+                    f"NIR node '{key}': its recurrent weights have shape {list(rec.shape)}; "
+                    f"expected [{n}, {n}] (from the layer's {n} neurons back to them)."
+                )
+            if isinstance(rec_node, nir.Affine):  # a constant current per step: the layer bias
+                rb = np.asarray(rec_node.bias, dtype=np.float64).reshape(-1)
+                b = rb.copy() if b is None else b + rb
+            rec_form = _text((rec_node.metadata or {}).get("recurrent", "all-to-all"))
 
         def vec(a) -> np.ndarray:
             return np.broadcast_to(
@@ -388,6 +490,7 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
         if not np.allclose(gain, 1.0, rtol=1e-12, atol=0):
             w = w * gain[:, None]
             b = None if b is None else b * gain
+            rec = None if rec is None else rec * gain[:, None]  # every input of the neuron
         meta = node.metadata or {}
         wmeta = wnode.metadata or {}
         delay = wmeta.get("delay")
@@ -408,6 +511,8 @@ def import_nir(source, *, dt: float | None = None) -> NetworkSpec:
                 shape=(n,),
                 source=_text(wmeta.get("source", "dense")),
                 bias_timing=_text(wmeta.get("bias_timing", "synaptic")),
+                recurrent=rec,
+                meta={} if rec is None else {"recurrent": rec_form},
             )
         )
     if not layers:
@@ -422,7 +527,10 @@ def model_from_spec(spec: NetworkSpec):
 
     ``nn.Linear`` (``DelayedLinear`` with delays) + ``snn.Leaky``/``snn.Synaptic`` with per-neuron
     ``beta = 1 - dv``, ``alpha = 1 - du``, ``threshold = vth`` and the spec's source reset rule;
-    a multi-dimensional input is flattened first. Parameters are float32.
+    a recurrent layer gets ``snn.RLeaky``/``snn.RSynaptic`` (``meta["recurrent"]``: one-to-one
+    ``V = diag(recurrent)``, else all-to-all with the recurrent matrix and a zero recurrent bias,
+    the spec's bias being on the ``nn.Linear``). A multi-dimensional input is flattened first.
+    Parameters are float32.
     """
     import snntorch as snn
     import torch
@@ -454,10 +562,33 @@ def model_from_spec(spec: NetworkSpec):
             init_hidden=True,
             output=i == spec.num_layers - 1,
         )
-        neuron = (
-            snn.Synaptic(alpha=torch.as_tensor(1.0 - n.du, dtype=torch.float32), **kw)
-            if n.kind == "synaptic"
-            else snn.Leaky(**kw)
-        )
+        if layer.recurrent is not None:
+            neuron = _recurrent_module(layer, kw)
+        elif n.kind == "synaptic":
+            neuron = snn.Synaptic(alpha=torch.as_tensor(1.0 - n.du, dtype=torch.float32), **kw)
+        else:
+            neuron = snn.Leaky(**kw)
         mods += [lin, neuron]
     return nn.Sequential(*mods)
+
+
+def _recurrent_module(layer: LayerSpec, kw: dict):
+    """``snn.RLeaky``/``snn.RSynaptic`` of a recurrent layer (see :func:`model_from_spec`)."""
+    import snntorch as snn
+    import torch
+
+    n, r = layer.out_size, layer.recurrent
+    if layer.meta.get("recurrent") == "one-to-one":
+        form = dict(all_to_all=False, V=torch.tensor(np.diag(r).copy(), dtype=torch.float32))
+    else:
+        form = dict(all_to_all=True, linear_features=n)
+    if layer.neuron.kind == "synaptic":
+        alpha = torch.as_tensor(1.0 - layer.neuron.du, dtype=torch.float32)
+        m = snn.RSynaptic(alpha=alpha, **form, **kw)
+    else:
+        m = snn.RLeaky(**form, **kw)
+    if form["all_to_all"]:
+        with torch.no_grad():
+            m.recurrent.weight.copy_(torch.tensor(r))
+            m.recurrent.bias.zero_()  # the spec's bias (recurrent bias included) is on the Linear
+    return m

@@ -1,17 +1,20 @@
 """A plain-data network spec: what the Lava bridge builds, emulates, quantizes and saves.
 
-The spec depends on numpy only (no torch, no Lava). It describes a feed-forward network of
-Lava ``LIF`` neurons connected by ``Dense`` / ``DelayDense`` synapses, in *Lava's* terms::
+The spec depends on numpy only (no torch, no Lava). It describes a layered network of Lava
+``LIF`` neurons connected by ``Dense`` / ``DelayDense`` synapses (each layer fed by the previous
+one and, if recurrent, by itself), in *Lava's* terms::
 
     layer l, per time step s (s = 0, 1, ...):
         a[s] = Σ_j weight[i, j] · src_j[s - 1 - delay[i, j]]      (one hop = one step, + delay)
+             + Σ_k recurrent[i, k] · spk_k[s - 1]  (a recurrent layer: Dense from itself)
              + bias[i] · [s ≥ l + 1]              (bias_timing "synaptic": channel of delay l)
         u[s] = u[s-1] · (1 - du) + a[s]
         v[s] = v[s-1] · (1 - dv) + u[s]
              + bias[i]                            (bias_timing "lava": LIF bias, every s ≥ 0)
         spike if v[s] > vth;  spiking neurons set v ← 0 (u is not reset)
 
-``src`` is layer l-1's spikes, or the network input for layer 0 (a RingBuffer source sends input
+``src`` is layer l-1's spikes, or the network input for layer 0, and ``spk`` the layer's own spikes
+(``LIF.s_out → Dense(recurrent) → LIF.a_in``: one step, like every hop). A RingBuffer source sends input
 ``x[t]`` at step t, so it reaches layer 0 at step t+1 and the output layer at step t+L).
 Each layer records its *bias timing* (``LayerSpec.bias_timing``, the token of
 :class:`snntorch_async.BiasTiming`): ``"synaptic"`` (the default) makes the bias a synaptic
@@ -27,6 +30,8 @@ say what each holds in both. Fixed-point values are integers in Lava's ``fixed_p
 
 * ``LayerSpec.weight``: int weight mantissas (8-bit, ``num_weight_bits``) and ``weight_exp``: Lava
   ``Dense.weight_exp`` (the accumulated sum is shifted by it; arithmetic, floor).
+* ``LayerSpec.recurrent``: int mantissas of the recurrent ``Dense``, which shares the layer's
+  ``weight_exp`` and ``num_weight_bits`` (one grid for the layer, as netx's ``dense_rec``).
 * ``LayerSpec.bias``: int mantissas and ``bias_exp``; ``bias << bias_exp`` is the bias in ``a``
   units (like an accumulated weight sum). ``"synaptic"``: the always-on channel's weights and its
   ``weight_exp`` (a second ``DelayDense``, with Dense's sign mode and truncation). ``"lava"``:
@@ -60,6 +65,7 @@ __all__ = [
     "NEURON_KINDS",
     "RESET_RULES",
     "SOURCE_KINDS",
+    "RECURRENT_FORMS",
     "LayerSpec",
     "NetworkSpec",
     "NeuronSpec",
@@ -70,9 +76,10 @@ __all__ = [
 FORMAT_NAME = "snntorch-async-network-spec"
 #: Bumped whenever the file layout or the meaning of a field changes. Version 2 added each
 #: layer's ``bias_timing``; version 1 files are read as ``"synaptic"`` (what they meant).
-FORMAT_VERSION = 2
+#: Version 3 added each layer's optional ``recurrent`` matrix; older files have none.
+FORMAT_VERSION = 3
 #: Versions :func:`load` reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: Largest synaptic delay (in time steps) that Lava runs: 63 is accepted by Lava's model but 64
 #: hangs its child process, and lava-dl netx clamps at 62.
 MAX_DELAY = 62
@@ -85,6 +92,9 @@ NEURON_KINDS = ("leaky", "synaptic")
 BIAS_TIMINGS = ("synaptic", "lava")
 #: How a layer's dense weight matrix was made.
 SOURCE_KINDS = ("linear", "delayed-linear", "conv2d-as-dense", "dense")
+#: The snnTorch recurrent connection a ``LayerSpec.recurrent`` matrix came from, recorded in
+#: ``LayerSpec.meta["recurrent"]`` by ``convert`` (``"one-to-one"``: ``diag(V)``).
+RECURRENT_FORMS = ("all-to-all", "one-to-one")
 
 
 def _arr(value: Any, *, fixed: bool, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -194,7 +204,13 @@ class LayerSpec:
         delay: Optional ``[out, in]`` int synaptic delays in time steps (``DelayDense``); a
             delayed spike arrives ``1 + delay`` steps after it was sent. ``None`` = no delays.
         bias: Optional ``[out]`` constant bias per step (see the module docstring and
-            ``bias_timing``). Float: the bias. Fixed point: int mantissas.
+            ``bias_timing``). Float: the bias. Fixed point: int mantissas. A recurrent layer's
+            recurrent ``nn.Linear`` bias is part of it (both are constant currents per step).
+        recurrent: Optional ``[out, out]`` weights of a ``Dense`` from this layer's spikes back to
+            its own input (``nn.Linear.weight`` layout; snnTorch's ``RLeaky``/``RSynaptic``
+            recurrence, ``diag(V)`` for the one-to-one form), one step per hop. Float: the
+            weights. Fixed point: int mantissas with the layer's ``weight_exp`` and
+            ``num_weight_bits``. ``None``: not recurrent.
         bias_timing: ``"synaptic"`` (a current from step ``l + 1``) or ``"lava"`` (Lava's LIF
             bias, into ``v`` from step 0); the token of ``snntorch_async.BiasTiming``.
         weight_exp: Fixed point: Lava ``Dense.weight_exp`` of the weights (0 in float).
@@ -218,6 +234,7 @@ class LayerSpec:
     source: str = "linear"
     meta: Mapping[str, Any] = field(default_factory=dict)
     bias_timing: str = "synaptic"
+    recurrent: np.ndarray | None = None
 
     @property
     def out_size(self) -> int:
@@ -230,6 +247,18 @@ class LayerSpec:
     @property
     def max_delay(self) -> int:
         return 0 if self.delay is None or self.delay.size == 0 else int(self.delay.max())
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True if the layer has a recurrent ``Dense`` from itself."""
+        return self.recurrent is not None
+
+    def joint_weight(self) -> np.ndarray:
+        """``[weight | recurrent]`` ``[out, in + out]`` (just ``weight`` if not recurrent): every
+        synapse into the layer, one grid in fixed point (netx's ``dense_rec`` stores it so)."""
+        if self.recurrent is None:
+            return self.weight
+        return np.concatenate([self.weight, self.recurrent], axis=1)
 
     def lif_bias_mant(self) -> np.ndarray:
         """Fixed point: ``bias << bias_exp`` (floor for a negative exponent), int64 ``[out]``.
@@ -265,6 +294,11 @@ class LayerSpec:
             if self.bias is None
             else _arr(self.bias, fixed=fixed, what=f"{where}.bias", shape=(out,))
         )
+        recurrent = (
+            None
+            if self.recurrent is None
+            else _arr(self.recurrent, fixed=fixed, what=f"{where}.recurrent", shape=(out, out))
+        )
         if self.source not in SOURCE_KINDS:
             raise SpecFormatError(
                 f"{where}: source must be one of {SOURCE_KINDS}; got {self.source!r}."
@@ -279,6 +313,17 @@ class LayerSpec:
             meta = json.loads(json.dumps(dict(self.meta)))
         except (TypeError, ValueError) as e:
             raise SpecFormatError(f"{where}.meta must be JSON-serialisable: {e}") from None
+        form = meta.get("recurrent")
+        if form is not None and (recurrent is None or form not in RECURRENT_FORMS):
+            raise SpecFormatError(
+                f"{where}.meta['recurrent'] = {form!r} needs a recurrent matrix and one of "
+                f"{RECURRENT_FORMS}. Fix: set LayerSpec.recurrent, or drop the entry."
+            )
+        if form == "one-to-one" and np.any(recurrent != np.diag(np.diag(recurrent))):
+            raise SpecFormatError(
+                f"{where}: a one-to-one recurrence (meta['recurrent']) must be a diagonal matrix "
+                "diag(V); got off-diagonal weights. Fix: record it as 'all-to-all'."
+            )
         return replace(
             self,
             name=str(self.name),
@@ -292,6 +337,7 @@ class LayerSpec:
             num_weight_bits=int(self.num_weight_bits),
             meta=meta,
             bias_timing=str(timing),
+            recurrent=recurrent,
         )
 
     def equals(self, other: LayerSpec) -> bool:
@@ -312,7 +358,7 @@ class LayerSpec:
             and dict(self.meta) == dict(other.meta)
             and all(
                 _arrays_equal(getattr(self, k), getattr(other, k))
-                for k in ("weight", "delay", "bias")
+                for k in ("weight", "delay", "bias", "recurrent")
             )
             and self.neuron.equals(other.neuron)
         )
@@ -320,7 +366,8 @@ class LayerSpec:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class NetworkSpec:
-    """A feed-forward network of LIF layers, in Lava's terms (see the module docstring).
+    """A layered network of LIF layers (feed-forward, layers optionally recurrent), in Lava's
+    terms (see the module docstring).
 
     Construction validates shapes and dtypes and stores read-only copies of the arrays (float64
     in a float spec, int64 in a fixed-point one). Loihi's ranges are checked separately by
@@ -392,6 +439,10 @@ class NetworkSpec:
         return any(layer.delay is not None for layer in self.layers)
 
     @property
+    def has_recurrence(self) -> bool:
+        return any(layer.recurrent is not None for layer in self.layers)
+
+    @property
     def exact(self) -> bool:
         """True if every layer's reset rule maps exactly (no ``approximate_reset`` used)."""
         return all(layer.neuron.exact for layer in self.layers)
@@ -435,6 +486,10 @@ class NetworkSpec:
         for i, l in enumerate(self.layers):
             extra = f", delays 0..{l.max_delay}" if l.delay is not None else ""
             extra += f", bias ({l.bias_timing})" if l.bias is not None else ""
+            if l.recurrent is not None:
+                extra += (
+                    f", recurrent {l.meta.get('recurrent', 'dense')} {l.out_size}->{l.out_size}"
+                )
             lines.append(
                 f"layer {i} '{l.name}': {l.source} {l.in_size}->{l.out_size} "
                 f"{l.neuron.kind}{extra} (source reset {l.neuron.source_reset})"
@@ -469,6 +524,7 @@ class NetworkSpec:
                     "meta": l.meta,
                     "has_delay": l.delay is not None,
                     "has_bias": l.bias is not None,
+                    "has_recurrent": l.recurrent is not None,
                     "bias_timing": l.bias_timing,
                     "neuron": {
                         "kind": l.neuron.kind,
@@ -484,6 +540,8 @@ class NetworkSpec:
                 arrays[f"layer{i}.delay"] = l.delay
             if l.bias is not None:
                 arrays[f"layer{i}.bias"] = l.bias
+            if l.recurrent is not None:
+                arrays[f"layer{i}.recurrent"] = l.recurrent
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
@@ -547,8 +605,9 @@ def load(path: str | Path) -> NetworkSpec:
     if header.get("version") not in READABLE_VERSIONS:
         raise SpecVersionError(
             f"Spec file '{path}' has format version {header.get('version')!r}; this snntorch-async "
-            f"reads version {FORMAT_VERSION} (and version 1 files). Fix: convert and save the model again with this "
-            "version (or load the file with the snntorch-async version that wrote it)."
+            f"reads version {FORMAT_VERSION} (and versions 1, 2). Fix: convert and save the model "
+            "again with this version (or load the file with the snntorch-async version that "
+            "wrote it)."
         )
     try:
         fixed = bool(header["fixed_point"])
@@ -578,6 +637,12 @@ def load(path: str | Path) -> NetworkSpec:
                     meta=h["meta"],
                     # version 1 had no timing field: its bias was the synaptic channel
                     bias_timing=h["bias_timing"] if header["version"] >= 2 else "synaptic",
+                    # versions 1 and 2 had no recurrent layers
+                    recurrent=(
+                        data[f"layer{i}.recurrent"]
+                        if header["version"] >= 3 and h["has_recurrent"]
+                        else None
+                    ),
                 )
             )
         return NetworkSpec(

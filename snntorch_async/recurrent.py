@@ -7,9 +7,12 @@ one-to-one ``V`` (``all_to_all=False``, a scalar or one value per neuron). The c
 form is refused by :func:`check_recurrent` with a clear error.
 
 Only the whole-step :meth:`Neuron.step` is defined (used by LayerSync and Pipelined, where the
-recurrent hop takes one step); the schedulers and exports that do not yet give the recurrence its
-semantics (asynchronous schedulers, ``Pipelined(bias_timing=LAVA)``, ``lava_bridge.convert``)
-refuse recurrent layers via :func:`refuse_recurrent`.
+recurrent hop takes one step, as Lava's ``LIF.s_out → Dense → LIF.a_in``); the schedulers that do
+not yet give the recurrence its semantics (the asynchronous ones) refuse recurrent layers via
+:func:`refuse_recurrent`. ``lava_bridge.convert`` maps the recurrence to a ``Dense`` from the layer
+back to itself (:meth:`_RecurrentNeuron.recurrent_matrix`); the recurrent ``nn.Linear``'s bias is
+a constant current every step from step 0 (snnTorch applies the Linear to the all-zero spikes of
+step 0 too), so it joins the layer's bias (:meth:`_RecurrentNeuron.recurrent_bias`).
 """
 
 from __future__ import annotations
@@ -109,15 +112,43 @@ class _RecurrentNeuron(Neuron):
                     f"{list(self.shape)}. Fix: pass V as one value or one value per neuron."
                 )
 
-    def recurrent_current(self, spk: Tensor) -> Tensor:
+    @property
+    def all_to_all(self) -> bool:
+        """True for the ``nn.Linear`` recurrence, False for the one-to-one ``V``."""
+        return bool(self.module.all_to_all)
+
+    def recurrent_current(self, spk: Tensor, *, bias: bool = True) -> Tensor:
         """The recurrence ``V(spk[t-1])`` exactly as snnTorch computes it: the module's
-        ``nn.Linear`` (bias included) or ``spk * V``. ``spk``: ``[B, *shape]``."""
+        ``nn.Linear`` (with its bias unless ``bias=False``) or ``spk * V``. ``spk``:
+        ``[B, *shape]``."""
         m = self.module
         if not m.all_to_all:
             return spk * m.V.to(spk.dtype)
         rec = m.recurrent  # weights cast to spk's dtype (a no-op, same tensors, when they agree)
-        bias = None if rec.bias is None else rec.bias.to(spk.dtype)
-        return torch.nn.functional.linear(spk, rec.weight.to(spk.dtype), bias)
+        b = None if rec.bias is None or not bias else rec.bias.to(spk.dtype)
+        return torch.nn.functional.linear(spk, rec.weight.to(spk.dtype), b)
+
+    def recurrent_matrix(self, dtype: torch.dtype | None = None) -> Tensor:
+        """The recurrence as a dense ``[N, N]`` matrix ``Wr`` (``nn.Linear.weight`` layout:
+        ``V(spk) = Wr @ spk + b``): the Linear's weight, or ``diag(V)`` (``V`` broadcast to one
+        value per neuron). Differentiable."""
+        m = self.module
+        if m.all_to_all:
+            w = m.recurrent.weight
+            return w if dtype is None else w.to(dtype)
+        v = m.V if dtype is None else m.V.to(dtype)
+        return torch.diag(torch.broadcast_to(v, (self.numel,)))
+
+    def recurrent_bias(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> Tensor | None:
+        """The recurrent ``nn.Linear``'s bias as a constant current ``[1, *shape]`` (it flows
+        every step from step 0, as a layer bias does), or ``None`` (one-to-one ``V``, or a Linear
+        without bias). Differentiable."""
+        m = self.module
+        if not m.all_to_all or m.recurrent.bias is None:
+            return None
+        return m.recurrent.bias.to(device=device, dtype=dtype).reshape(1, *self.shape)
 
     def begin(self, p: NeuronParams, state) -> StepBase:
         raise NotImplementedError(

@@ -3,8 +3,9 @@
 ``random_fixed_spec(seed, ...)`` draws a small network in Lava's fixed-point units with the
 features the bit-exactness tests must cover: mixed-sign / excitatory / inhibitory weight
 matrices with odd mantissas, positive and negative ``weight_exp``, reduced ``num_weight_bits``,
-optional delays and bias channels, slow and fast decays. Thresholds are set from the weights so
-that the layers really spike.
+optional delays and bias channels, slow and fast decays, and (``recurrent=True``) a recurrent
+``Dense`` per layer (mixed / excitatory / inhibitory / diagonal, odd mantissas, beyond 8 bits).
+Thresholds are set from the weights so that the layers really spike.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ def random_fixed_spec(
     delays: bool | None = None,
     bias: bool | None = None,
     sign: str | None = None,
+    recurrent: bool = False,
+    bias_timing: str = "synaptic",
 ) -> NetworkSpec:
     """A random fixed-point spec; ``None`` options are drawn from the seed (an inhibitory layer
     always gets a positive bias so that it can spike)."""
     rng = np.random.default_rng(seed)
+    rec_rng = np.random.default_rng(10_000 + seed)  # its own stream: the rest stays as drawn
     if delays is None:
         delays = bool(rng.random() < 0.5)
     if bias is None:
@@ -68,9 +72,25 @@ def random_fixed_spec(
                 bias_exp=e + 2 if kind == "inhibitory" else int(rng.integers(-2, 3)),
                 num_weight_bits=nwb,
                 source="dense",
+                recurrent=_recurrent(rec_rng, n_out) if recurrent else None,
+                bias_timing=bias_timing,
             )
         )
     return NetworkSpec(layers=tuple(layers), input_shape=(sizes[0],), fixed_point=True)
+
+
+def _recurrent(rng: np.random.Generator, n: int) -> np.ndarray:
+    kind = rng.choice(["mixed", "excitatory", "inhibitory", "diagonal"])
+    r = rng.integers(-200, 300, (n, n))  # beyond 8 bits on purpose: Lava clips
+    if kind == "excitatory":
+        r = np.abs(r) // 2
+    elif kind == "inhibitory":
+        r = -np.abs(r)
+    elif kind == "diagonal":
+        r = np.diag(rng.integers(-150, 150, n))
+    else:
+        r[0, -1], r[-1, 0] = 5, -7  # odd mantissas
+    return r
 
 
 def random_spikes(seed: int, steps: int, batch: int, n: int, rate: float = 0.5) -> np.ndarray:

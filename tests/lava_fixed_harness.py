@@ -3,7 +3,10 @@
 Builds ``RingBuffer → Dense/DelayDense → LIF → ...`` directly from a fixed-point
 :class:`lava_bridge.NetworkSpec` with Lava's own processes (one sample at a time), following the
 spec's documented meaning: the layer bias is an always-on ``RingBuffer`` channel through a
-``DelayDense`` ``[out, 1]`` of delay = layer index and ``weight_exp = bias_exp``. Every layer's
+``DelayDense`` ``[out, 1]`` of delay = layer index and ``weight_exp = bias_exp`` (a layer with
+``bias_timing="lava"``: the LIF's own ``bias_mant = bias << bias_exp``, ``bias_exp = 6``); a
+recurrent layer gets a ``Dense(recurrent)`` from its ``LIF.s_out`` back to its ``a_in`` with the
+layer's ``weight_exp`` and ``num_weight_bits``. Every layer's
 spikes are recorded with sink ``RingBuffer``s and, on request, ``u``/``v`` with ``Monitor``s;
 ``stop()`` is always called. It is the independent reference the emulator is compared against
 and deliberately does not use ``lava_bridge.build``; keep the networks tiny (Lava takes a few ms
@@ -97,15 +100,22 @@ def run_lava_fixed(spec, x: np.ndarray, *, record_state: bool = False, conv_kern
             conn = Dense(weights=w, **kw)
             port.connect(conn.s_in)
             lif_shape = (n,)
+        lava_bias = layer.bias is not None and layer.bias_timing == "lava"
+        bias_kw = {}
+        if lava_bias:
+            b = np.asarray(layer.bias).astype(np.int64)
+            b = b << layer.bias_exp if layer.bias_exp >= 0 else b >> -layer.bias_exp
+            bias_kw = dict(bias_mant=b.astype(np.int32), bias_exp=6)
         lif = LIF(
             shape=lif_shape,
             du=_scalar(layer.neuron.du, "du"),
             dv=_scalar(layer.neuron.dv, "dv"),
             vth=_scalar(layer.neuron.vth, "vth"),
+            **bias_kw,
         )
         sink = Sink(shape=(n,), buffer=T)
         conn.a_out.connect(lif.a_in)
-        if layer.bias is not None:
+        if layer.bias is not None and not lava_bias:
             if on is None:
                 on = RingBuffer(data=np.ones((1, T), dtype=np.int32))
             bias = DelayDense(
@@ -116,6 +126,10 @@ def run_lava_fixed(spec, x: np.ndarray, *, record_state: bool = False, conv_kern
             )
             on.s_out.connect(bias.s_in)
             (bias.a_out if out_chw is None else _whc(bias.a_out, out_chw)).connect(lif.a_in)
+        if getattr(layer, "recurrent", None) is not None:
+            rec = Dense(weights=np.asarray(layer.recurrent).astype(np.int32), **kw)
+            lif.s_out.connect(rec.s_in)
+            rec.a_out.connect(lif.a_in)
         port = lif.s_out if out_chw is None else lif.s_out.transpose([2, 1, 0]).flatten()
         port.connect(sink.a_in)
         if record_state:

@@ -295,3 +295,53 @@ def test_build_uses_lava_conv_and_equals_pipelined_and_emulate(timing):
     assert res.lava.sum() > 5 and res.mismatches == 0
     fixed = verify(quantize(spec, QuantizeSettings(weight_exp=0)).spec, x)
     assert fixed.engine == "emulate" and fixed.lava.sum() > 5 and fixed.mismatches == 0
+
+
+def _recurrent_net(seed: int, *, inhibitory_v: bool) -> nn.Sequential:
+    """6-10-4, Lava's bias timing to be: an all-to-all RLeaky (recurrent bias too), then a
+    one-to-one RLeaky whose V is all negative (an inhibitory recurrent Dense) if asked."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    v = (
+        -(torch.rand(4, generator=g) * 0.5 + 0.1)
+        if inhibitory_v
+        else torch.rand(4, generator=g) - 0.3
+    )
+    m = nn.Sequential(
+        nn.Linear(6, 10),
+        snn.RLeaky(beta=0.85, threshold=0.5, linear_features=10, **kw),
+        nn.Linear(10, 4),
+        snn.RLeaky(beta=0.7, threshold=0.5, all_to_all=False, V=v, output=True, **kw),
+    )
+    with torch.no_grad():
+        for lin in (m[0], m[2]):
+            lin.weight.mul_(2.5).add_(0.1)
+            lin.bias.uniform_(-0.1, 0.3, generator=g)
+        m[1].recurrent.weight.mul_(1.5)
+        m[1].recurrent.bias.uniform_(-0.1, 0.2, generator=g)
+    return m
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("inhibitory_v", [False, True], ids=["mixed-V", "inhibitory-V"])
+def test_lava_dl_reads_dense_rec_and_equals_emulate(tmp_path, inhibitory_v):
+    """Recurrent layers as netx dense_rec: lava-dl's reader builds the recurrent Dense (and reads
+    [weight | weight_rec] as one matrix): equal to emulate spike for spike. The check can fail:
+    the file's weight_rec transposed, or the layer written as plain dense (recurrence dropped)."""
+    m = _recurrent_net(4, inhibitory_v=inhibitory_v)
+    spec = quantize(convert(m, (6,), bias_timing="lava"), QuantizeSettings(weight_exp=0)).spec
+    if inhibitory_v:
+        assert spec.layers[1].recurrent.max() <= 0 < spec.layers[1].weight.max()
+    path = export_netx(spec, tmp_path / "r.net")
+    wrong = [shutil.copy(path, tmp_path / f"w{k}.net") for k in range(2)]
+    with h5py.File(wrong[0], "r+") as f:
+        f["layer/0/weight_rec"][...] = f["layer/0/weight_rec"][()].T
+    with h5py.File(wrong[1], "r+") as f:
+        del f["layer/0/type"]
+        f["layer/0"].create_dataset("type", (1,), "S10", [b"dense"])
+    x = _spikes(7, 40, 6)
+    mismatches, spikes = _netx_vs_emulate(spec, path, x)
+    assert spikes > 5 and mismatches == 0
+    for w in wrong:
+        assert _netx_vs_emulate(spec, w, x)[0] > 0

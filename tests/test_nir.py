@@ -47,9 +47,9 @@ def test_parameter_conventions_by_hand():
     assert g.metadata["dt"] == 0.5
     assert [
         type(g.nodes[k]).__name__
-        for k in ("input", "0.synapse", "0.neuron", "1.synapse", "1.neuron", "output")
+        for k in ("input", "001.dense", "001.neuron", "002.dense", "002.neuron", "output")
     ] == ["Input", "Affine", "CubaLIF", "Linear", "LIF", "Output"]
-    cuba, lif = g.nodes["0.neuron"], g.nodes["1.neuron"]
+    cuba, lif = g.nodes["001.neuron"], g.nodes["002.neuron"]
     # alpha = 0.6 -> tau_syn = dt/(1-alpha) = 1.25, w_in = tau_syn/dt = 2.5;
     # beta = 0.8 -> tau_mem = 2.5, r = 5
     np.testing.assert_allclose(cuba.tau_syn, np.full(12, 1.25), rtol=1e-6)
@@ -93,7 +93,7 @@ def test_round_trip_through_files_gives_the_same_spikes(tmp_path, case):
 def test_reset_rule_and_model_export_kept(tmp_path):
     model = _model(2, reset="subtract")
     g = export_nir(model, tmp_path / "s.nir", input_shape=(8,))
-    assert g.nodes["0.neuron"].metadata["reset_mechanism"] == "subtract"
+    assert g.nodes["001.neuron"].metadata["reset_mechanism"] == "subtract"
     back = import_nir(nir.read(str(tmp_path / "s.nir")))
     assert back.layers[0].neuron.source_reset == "subtract" and not back.exact
     loaded = model_from_spec(back)

@@ -155,7 +155,6 @@ def test_refuses_rsynaptic_without_reset_delay():
 @pytest.mark.parametrize(
     "scheduler",
     [
-        lambda: sa.Pipelined(bias_timing="lava"),
         lambda: sa.RandomAsync(seed=0),
         lambda: sa.LayerOrderedAsync(),
     ],
@@ -169,15 +168,6 @@ def test_unbuilt_modes_refuse_recurrent(scheduler):
     )
     with pytest.raises(UnsupportedModuleError, match=r"'1'.*recurrent.*Fix: use .*LayerSync"):
         sa.simulate(model, x, scheduler=scheduler())
-
-
-def test_convert_refuses_recurrent():
-    from lava_bridge import convert
-    from lava_bridge.errors import ConversionError
-
-    model = _model("RLeaky", "zero", False, True, False, False, 6)
-    with pytest.raises(ConversionError, match=r"lava_bridge.convert.*'1'.*recurrent.*Fix:"):
-        convert(model, (NIN,))
 
 
 def test_fit_trains_recurrent_model_with_layersync():

@@ -26,6 +26,14 @@ floating point) is matched spike for spike (with ``float64=True``, bit for bit):
     v ← v·(1 - dv) + u
     spk = H(v - vth);  v ← v - spk·v      (v ← 0 where it spiked; u is not reset)
 
+A recurrent layer (``snn.RLeaky``/``snn.RSynaptic``) receives its own spikes of the previous step
+through its recurrent connection, one step per hop like every ``Dense`` (Lava's
+``LIF.s_out → Dense(Wr) → LIF.a_in``)::
+
+    I_l[s] += Wr_l · spk_l[s - 1]
+    (Lava rule) the recurrent Linear's bias joins b_l: it takes b_l's timing (SYNAPTIC: into the
+                current from step l + 1, the layer resting until then; LAVA: into v from step 0)
+
 Other reset rules (subtract, none, ``reset_delay=True``), which Lava cannot run exactly, use the
 model's own snnTorch update with the pipelined timing (``lava_bridge.convert`` refuses them unless
 ``approximate_reset=True``, and ``lava_bridge.verify`` then measures the mismatch).
@@ -43,7 +51,7 @@ from ..bias_timing import BiasTiming
 from ..errors import ConfigError
 from ..graph import Layer, NetworkGraph
 from ..neurons import NeuronParams
-from ..recurrent import is_recurrent, refuse_recurrent
+from ..recurrent import is_recurrent
 from .base import Scheduler, SimContext, StepOutput, detach_tree
 
 __all__ = ["Pipelined", "PipelinedState", "PipelinedLayerState", "LIFState"]
@@ -133,12 +141,6 @@ class Pipelined(Scheduler):
     def check(self, graph: NetworkGraph) -> None:
         if not isinstance(self.float64, bool):
             raise ConfigError(f"Pipelined(float64=...) expects a bool; got {self.float64!r}.")
-        if self.bias_timing is BiasTiming.LAVA:  # recurrent bias timing under LAVA: not defined yet
-            refuse_recurrent(
-                graph,
-                "Pipelined(bias_timing=BiasTiming.LAVA)",
-                "use Pipelined() (BiasTiming.SYNAPTIC) or LayerSync",
-            )
 
     def _dtype(self, ctx: SimContext) -> torch.dtype:
         return torch.float64 if self.float64 else ctx.dtype
@@ -160,8 +162,16 @@ class Pipelined(Scheduler):
         return PipelinedState(source=source, layers=tuple(layers), step=0, biases=self._biases(ctx))
 
     def _biases(self, ctx: SimContext) -> tuple:
-        """Each layer's constant current ``ops(0)`` with biases, in the compute dtype."""
-        return tuple(layer.bias_current(self._dtype(ctx), ctx.device) for layer in ctx.graph.layers)
+        """Each layer's constant current ``ops(0)`` with biases, in the compute dtype; a Lava-rule
+        recurrent layer's recurrent bias is added to it (the bias of one LIF, as in the bridge)."""
+        dtype, out = self._dtype(ctx), []
+        for layer in ctx.graph.layers:
+            b = layer.bias_current(dtype, ctx.device)
+            rb = layer.neuron.recurrent_bias(dtype, ctx.device) if is_recurrent(layer) else None
+            if rb is not None and lava_rule(layer):
+                b = rb if b is None else b + rb
+            out.append(b)
+        return tuple(out)
 
     def carry(self, ctx: SimContext, state: PipelinedState, inputs: Tensor) -> PipelinedState:
         """Detach a carried state and rebuild the bias currents (they derive from parameters)."""
@@ -191,7 +201,8 @@ class Pipelined(Scheduler):
                 elif b is not None:
                     cur = cur + b
             if lava_rule(layer) and is_recurrent(layer):  # else neuron.step adds it
-                cur = cur + layer.neuron.recurrent_current(ls.spikes.to(dtype))  # one-step hop
+                # one-step hop; its bias is part of state.biases[i] (see _biases)
+                cur = cur + layer.neuron.recurrent_current(ls.spikes.to(dtype), bias=False)
             if is_recurrent(layer) and state.step < self.bias_timing.first_step(i):
                 # before the wavefront a recurrent layer rests (its recurrent bias must not flow)
                 spk, neuron = torch.zeros_like(ls.spikes, dtype=dtype), ls.neuron
