@@ -99,6 +99,6 @@ def test_norse_convention_refusals():
     with pytest.raises(SpecFormatError, match="β = 1 or α = 1"):
         export_nir(spec, convention=NORSE)
     g = export_nir(spec)  # snnTorch's convention writes tau = inf
-    assert np.isinf(g.nodes["0.neuron"].tau).all()
+    assert np.isinf(g.nodes["001.neuron"].tau).all()
     with pytest.raises(SpecFormatError, match="unknown NIR convention"):
         export_nir(spec, convention="nengo")
