@@ -7,6 +7,7 @@ import torch
 from snntorch_async import simulate
 from snntorch_async.reference import run_snntorch
 from snntorch_async.app.zoo import ZOO, ModelFileError, build_zoo_model, load_model_file
+from snntorch_async.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -50,3 +51,17 @@ def test_model_file_errors(tmp_path):
     f.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ModelFileError, match="raised RuntimeError: boom"):
         load_model_file(f)
+
+
+@pytest.mark.parametrize("name", ["digits_mlp2", "nmnist_mlp", "shd_mlp"])
+def test_zoo_mlps_take_the_reference_regimes_bias_and_init(name):
+    torch.manual_seed(0)
+    linears = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.Linear)]  # noqa: E731
+    for lin in linears(build_zoo_model(name, hidden=32, bias=False, init="xavier")):
+        fan_out, fan_in = lin.weight.shape
+        xavier, default = (6 / (fan_in + fan_out)) ** 0.5, fan_in**-0.5
+        assert lin.bias is None
+        assert default < lin.weight.abs().max() <= xavier  # xavier-uniform, not torch's default
+    assert all(lin.bias is not None for lin in linears(build_zoo_model(name, hidden=32)))
+    with pytest.raises(ConfigError, match="init='he' is not known"):
+        build_zoo_model(name, init="he")

@@ -51,7 +51,8 @@ class Regime:
     label: str
 
     def model_settings(self) -> dict:
-        """Keyword arguments of the zoo MLPs (``zoo.digits_mlp``, ``zoo.digits_mlp2``)."""
+        """Keyword arguments of the zoo MLPs (``zoo.digits_mlp``, ``digits_mlp2``,
+        ``nmnist_mlp``, ``shd_mlp``)."""
         return {
             "beta": self.beta,
             "threshold": self.threshold,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import ConfigError
-from .sweep_spec import Job, SweepSpec
+from .sweep_spec import Job, SweepSpec, dataset_label
 
 __all__ = [
     "RETRIES",
@@ -38,6 +38,9 @@ __all__ = [
     "gather_table",
     "mean_std",
     "RAY_MISSING",
+    "SYNTHETIC_SIZES",
+    "load_job_data",
+    "prepare_data",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,9 @@ KEYS = (
     "synops_effective",
 )
 RECORD_FORMAT = "snntorch-async-sweep-job/1"
+#: Recordings of the synthetic stand-in for a tonic dataset (``synthetic = true``): train, test
+#: (``limit`` caps both).
+SYNTHETIC_SIZES = (2000, 500)
 RAY_MISSING = (
     "Ray is not installed; sweeps run their jobs as Ray tasks. Fix: pip install "
     "'snntorch-async[cluster]' (or pip install 'ray[default]'), or use --serial to run "
@@ -121,6 +127,104 @@ def finished(job: Job, out: Path) -> dict | None:
     return rec if rec.get("format") == RECORD_FORMAT and rec.get("job") == job.as_dict() else None
 
 
+def _draw(dataset, limit: int):
+    """``limit`` recordings drawn without replacement (seeded, in index order), or all of them.
+
+    A random draw, not the first ``limit``: tonic lists N-MNIST's files class by class.
+    """
+    import torch
+
+    if not limit or limit >= len(dataset):
+        return dataset
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:limit]
+    return torch.utils.data.Subset(dataset, sorted(pick.tolist()))
+
+
+def load_job_data(data: dict, seed: int):
+    """The ``(train, test)`` datasets of a job's ``[data]`` (items ``(x [T, *features], y)``).
+
+    ``digits``: the offline digits, rate-coded, split by ``seed``. ``nmnist`` / ``shd``: the
+    recordings under ``data["root"]`` through tonic (binned into ``steps`` binary frames, see
+    :func:`snntorch_async.data.load_tonic`), or with ``data["synthetic"]``
+    :class:`~snntorch_async.data.SyntheticEvents` of the dataset's sensor size and classes
+    (:data:`SYNTHETIC_SIZES` recordings; a stand-in that checks the pipeline, not the dataset).
+    ``data["limit"]`` caps each split.
+
+    Raises:
+        DatasetNotFoundError: The recordings are not under ``root`` (the message names the file,
+            where to get it and where to put it).
+    """
+    name, steps = data["dataset"], data["steps"]
+    if name == "digits":
+        from ..data import RateEncoding, load_digits_spikes
+
+        digits = load_digits_spikes(encoding=RateEncoding(), num_steps=steps, seed=seed)
+        return digits.train, digits.test
+    from ..data.tonic import TONIC_DATASETS, EventFrames, SyntheticEvents, load_tonic
+
+    info, limit = TONIC_DATASETS[name], data.get("limit", 0)
+    if data.get("synthetic"):
+        train, test = (
+            EventFrames(
+                SyntheticEvents(
+                    min(size, limit) if limit else size,
+                    info.sensor_size,
+                    num_classes=info.num_classes,
+                    seed=split_seed,
+                ),
+                info.sensor_size,
+                n_time_bins=steps,
+                binary=True,
+            )
+            for size, split_seed in zip(SYNTHETIC_SIZES, (0, 1))
+        )
+        return train, test
+    root = data.get("root", "data")
+    train = load_tonic(name, root, train=True, n_time_bins=steps, binary=True)
+    test = load_tonic(name, root, train=False, n_time_bins=steps, binary=True)
+    return _draw(train, limit), _draw(test, limit)
+
+
+def prepare_data(jobs: Iterable[Job], echo: Callable[[str], None] = log.info) -> None:
+    """Open the tonic recordings of ``jobs`` once here, before they run in parallel.
+
+    tonic extracts an archive the first time a dataset is opened; jobs starting together on Ray
+    would each extract it into the same folder at once. Opened here, it is extracted once and the
+    jobs find it ready. Missing archives are left to the jobs (each reports
+    :class:`~snntorch_async.data.DatasetNotFoundError`); synthetic data needs nothing.
+    """
+    from ..data.tonic import load_tonic, missing_files
+
+    seen = set()
+    for job in jobs:
+        d = job.data
+        where = (d["dataset"], d.get("root", "data"))
+        if d["dataset"] == "digits" or d.get("synthetic") or where in seen:
+            continue
+        seen.add(where)
+        for train in (True, False):
+            if not missing_files(*where, train=train):
+                echo(f"opening {where[0]} ({'train' if train else 'test'}) under {where[1]}")
+                load_tonic(*where, train=train, n_time_bins=d["steps"])
+
+
+def _check_model_fits(job: Job) -> None:
+    """A zoo model whose per-step input does not match the job's data: say which model does."""
+    from ..data.tonic import TONIC_DATASETS
+    from .zoo import ZOO
+
+    name = job.data["dataset"]
+    want = (64,) if name == "digits" else TONIC_DATASETS[name].frame_shape()
+    entry = ZOO.get(job.model["zoo"])
+    if entry is not None and tuple(entry.input_shape) != tuple(want):
+        fits = sorted(k for k, e in ZOO.items() if tuple(e.input_shape) == tuple(want))
+        raise ConfigError(
+            f"Sweep [model] zoo = {job.model['zoo']!r} takes per-step inputs "
+            f"{list(entry.input_shape)}, but dataset {name!r} gives {list(want)}. Fix: zoo = "
+            f"{fits[0]!r} (or one of {fits})."
+        )
+
+
 def run_job(job: Job, out: str | os.PathLike) -> dict:
     """Train and evaluate one job, write its record atomically, and return it.
 
@@ -129,7 +233,7 @@ def run_job(job: Job, out: str | os.PathLike) -> dict:
     """
     import torch
 
-    from ..data import RateEncoding, load_digits_spikes, make_loader
+    from ..data import make_loader
     from ..metrics import evaluate
     from ..training import TrainConfig, fit
     from .zoo import build_zoo_model
@@ -142,9 +246,10 @@ def run_job(job: Job, out: str | os.PathLike) -> dict:
     torch.set_num_threads(job.threads)
     try:
         d, t = job.data, job.train
-        data = load_digits_spikes(encoding=RateEncoding(), num_steps=d["steps"], seed=job.seed)
-        train = make_loader(data.train, batch_size=d["batch_size"], shuffle=True, seed=job.seed)
-        test = make_loader(data.test, batch_size=d["test_batch_size"], shuffle=False, seed=job.seed)
+        _check_model_fits(job)
+        train_ds, test_ds = load_job_data(d, job.seed)
+        train = make_loader(train_ds, batch_size=d["batch_size"], shuffle=True, seed=job.seed)
+        test = make_loader(test_ds, batch_size=d["test_batch_size"], shuffle=False, seed=job.seed)
         torch.manual_seed(job.seed)
         settings = {k: v for k, v in job.model.items() if k != "zoo"}
         model = build_zoo_model(job.model["zoo"], **settings)
@@ -289,6 +394,7 @@ def run_sweep(spec: SweepSpec, engine, *, echo: Callable[[str], None] = log.info
         f"sweep {spec.name}: {len(spec.jobs)} jobs, {len(spec.jobs) - len(todo)} finished "
         f"already, {len(todo)} to run"
     )
+    prepare_data(todo, echo)
     ran = {o.job.key: o for o in (engine.run(todo, out, echo) if todo else [])}
     return [
         ran[j.key] if j.key in ran else Outcome(j, done[j.key], skipped=True) for j in spec.jobs
@@ -323,17 +429,22 @@ def gather_table(
         for e, m in o.record["metrics"].items():
             for k in KEYS:
                 rows[(o.job.train_name, e)][k].append(float(m.get(k, math.nan)))
+    # a tonic dataset gets a first column naming it (and saying when its events are synthetic)
+    labels = sorted({dataset_label(j.data) for j in spec.jobs})
+    data_col = labels != ["digits"]
     lines = [
         f"# {title}",
         "",
         preamble,
         "",
-        "| trained | executed | accuracy | spike density | decision (forward steps) "
+        ("| data " if data_col else "")
+        + "| trained | executed | accuracy | spike density | decision (forward steps) "
         "| decision (time steps) | first output spike (forward steps) | synops |",
-        "|---|---|---|---|---|---|---|---|",
+        ("|---" if data_col else "") + "|---|---|---|---|---|---|---|---|",
     ]
+    first = f"| {', '.join(labels)} " if data_col else ""
     for (t, e), cell in rows.items():
-        lines.append(f"| {t} | {e} | " + " | ".join(mean_std(cell[k]) for k in KEYS) + " |")
+        lines.append(f"{first}| {t} | {e} | " + " | ".join(mean_std(cell[k]) for k in KEYS) + " |")
     lines += [
         "",
         "Training time per model (s): "

@@ -15,10 +15,13 @@ one model and then evaluates it under every evaluation scheduler::
     hidden = 64                   # ... and its settings
 
     [data]
-    dataset = "digits"            # the offline digits data (rate-coded)
-    steps = 20
+    dataset = "digits"            # the offline digits data (rate-coded), or "nmnist" / "shd"
+    steps = 20                    # time steps T (tonic: frames per recording)
     batch_size = 32
     test_batch_size = 128
+    # root = "data"               # tonic only: the folder with NMNIST/ or SHD/ (tonic's layout)
+    # synthetic = false           # tonic only: synthetic events of the sensor's size, no files
+    # limit = 0                   # tonic only: at most this many recordings per split (0: all)
 
     [train]
     epochs = 15
@@ -54,12 +57,25 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["SweepSpec", "Job", "load_spec", "parse_spec", "SCHEDULER_TYPES", "DATASETS"]
+__all__ = [
+    "SweepSpec",
+    "Job",
+    "load_spec",
+    "parse_spec",
+    "dataset_label",
+    "SCHEDULER_TYPES",
+    "DATASETS",
+    "TONIC",
+]
 
 #: Scheduler classes a spec may name (``type = ...``), all exported by ``snntorch_async``.
 SCHEDULER_TYPES = ("LayerSync", "Pipelined", "RandomAsync", "MomentumAsync", "LayerOrderedAsync")
-#: Datasets a sweep job can load by itself (offline).
-DATASETS = ("digits",)
+#: Datasets a sweep job can load by itself: the offline digits, and tonic's N-MNIST and SHD (from
+#: ``root``, or synthetic events of their sensor size with ``synthetic = true``).
+DATASETS = ("digits", "nmnist", "shd")
+#: The tonic datasets among them (their ``[data]`` table also takes ``root``, ``synthetic``,
+#: ``limit``).
+TONIC = ("nmnist", "shd")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +86,8 @@ class Job:
         train_name: The training scheduler's row label.
         seed: The seed of the data order, the weights and the training.
         model: ``{"zoo": name, **settings}``.
-        data: ``{"dataset", "steps", "batch_size", "test_batch_size"}``.
+        data: ``{"dataset", "steps", "batch_size", "test_batch_size"}``, and for the tonic
+            datasets also ``"root"``, ``"synthetic"`` and ``"limit"``.
         train: ``{"epochs", "lr", "weight_decay", "max_batches", "scheduler": {"type",
             ...settings}}``.
         evals: ``{row label: {"type", ...settings}}`` of the evaluation schedulers.
@@ -171,6 +188,14 @@ def _scheduler(table: Any, where: str) -> tuple[str, dict]:
     return name, {k: v for k, v in table.items() if k != "name"}
 
 
+def dataset_label(data: dict) -> str:
+    """How tables name a job's data: ``"digits"``, ``"nmnist"``, or ``"nmnist (SYNTHETIC
+    events)"`` when the events are synthetic stand-ins, not the recordings."""
+    if data.get("synthetic"):
+        return f"{data['dataset']} (SYNTHETIC events)"
+    return data["dataset"]
+
+
 def parse_spec(raw: dict, *, where: str = "spec") -> SweepSpec:
     """Check a spec given as a dict (what a TOML file parses to) and expand its jobs."""
     sweep = raw.get("sweep", {})
@@ -195,12 +220,27 @@ def parse_spec(raw: dict, *, where: str = "spec") -> SweepSpec:
             f"{where} [data]: dataset {dataset!r} is not one a sweep job loads by "
             f"itself; expected one of {', '.join(DATASETS)}."
         )
+    extra = {"root", "synthetic", "limit"} & set(data)
+    if extra and dataset not in TONIC:
+        raise ConfigError(
+            f"{where} [data]: {', '.join(f'`{k}`' for k in sorted(extra))} only apply to the "
+            f"tonic datasets ({', '.join(TONIC)}), not to {dataset!r}. Fix: remove them."
+        )
+    raw_data = data
     data = {
         "dataset": dataset,
-        "steps": _get(data, "steps", int, f"{where} [data]", 20),
-        "batch_size": _get(data, "batch_size", int, f"{where} [data]", 32),
-        "test_batch_size": _get(data, "test_batch_size", int, f"{where} [data]", 128),
+        "steps": _get(raw_data, "steps", int, f"{where} [data]", 20),
+        "batch_size": _get(raw_data, "batch_size", int, f"{where} [data]", 32),
+        "test_batch_size": _get(raw_data, "test_batch_size", int, f"{where} [data]", 128),
     }
+    if dataset in TONIC:  # (the digits' job dicts, and so their keys, stay as they were)
+        data["root"] = _get(raw_data, "root", str, f"{where} [data]", "data")
+        data["synthetic"] = _get(raw_data, "synthetic", bool, f"{where} [data]", False)
+        data["limit"] = _get(raw_data, "limit", int, f"{where} [data]", 0)
+        if data["limit"] < 0:
+            raise ConfigError(
+                f"{where} [data]: `limit` must be >= 0 (0: every recording); got {data['limit']}."
+            )
     train = raw.get("train", {})
     scheds = train.get("scheduler", [])
     if not isinstance(scheds, list) or not scheds:

@@ -106,14 +106,33 @@ def digits_conv(*, channels: int = 8, beta: float = 0.9, threshold: float = 1.0)
     )
 
 
-def nmnist_mlp(*, hidden: int = 128, beta: float = 0.9, threshold: float = 1.0) -> nn.Sequential:
-    """2·34·34-``hidden``-10 Leaky MLP for N-MNIST frames (input ``[T, B, 2, 34, 34]``)."""
-    return nn.Sequential(nn.Flatten(), *_mlp((2 * 34 * 34, hidden, 10), beta, threshold))
+def nmnist_mlp(
+    *,
+    hidden: int = 128,
+    beta: float = 0.9,
+    threshold: float = 1.0,
+    bias: bool = True,
+    init: str = "default",
+) -> nn.Sequential:
+    """2·34·34-``hidden``-10 Leaky MLP for N-MNIST frames (input ``[T, B, 2, 34, 34]``).
+    ``bias``/``init`` as in :func:`digits_mlp2` (the reference's regime: ``bias=False,
+    init="xavier"``)."""
+    return nn.Sequential(
+        nn.Flatten(), *_mlp((2 * 34 * 34, hidden, 10), beta, threshold, bias, init)
+    )
 
 
-def shd_mlp(*, hidden: int = 128, beta: float = 0.9, threshold: float = 1.0) -> nn.Sequential:
-    """700-``hidden``-20 Leaky MLP for SHD (input ``[T, B, 1, 700]``)."""
-    return nn.Sequential(nn.Flatten(), *_mlp((700, hidden, 20), beta, threshold))
+def shd_mlp(
+    *,
+    hidden: int = 128,
+    beta: float = 0.9,
+    threshold: float = 1.0,
+    bias: bool = True,
+    init: str = "default",
+) -> nn.Sequential:
+    """700-``hidden``-20 Leaky MLP for SHD (input ``[T, B, 1, 700]``); ``bias``/``init`` as in
+    :func:`digits_mlp2`."""
+    return nn.Sequential(nn.Flatten(), *_mlp((700, hidden, 20), beta, threshold, bias, init))
 
 
 def dvsgesture_mlp(

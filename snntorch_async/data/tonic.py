@@ -42,6 +42,7 @@ __all__ = [
     "events_to_frames",
     "load_tonic",
     "missing_files",
+    "require_files",
     "synthetic_events",
 ]
 
@@ -140,6 +141,25 @@ def missing_files(name: str, root: str | os.PathLike, *, train: bool = True) -> 
     info = _info(name)
     path = info.folder(root) / (info.train_file if train else info.test_file)
     return [] if path.is_file() else [path]
+
+
+def require_files(name: str, root: str | os.PathLike, *, train: bool = True) -> None:
+    """Check that the archive of one split is under ``root`` (without importing tonic).
+
+    Raises:
+        DatasetNotFoundError: It is absent; the message names the file, where to get it and the
+            exact path to place it at.
+    """
+    info = _info(name)
+    missing = missing_files(name, root, train=train)
+    if missing:
+        split = "train" if train else "test"
+        raise DatasetNotFoundError(
+            f"The {info.tonic_class} {split} split is not under {info.folder(root)}: expected "
+            f"the file {missing[0]}. Fix: download {missing[0].name} from {info.url} and place it "
+            f"at {missing[0]} (tonic extracts it on first use), or allow downloading "
+            "(download=True / --download) on a machine with internet access."
+        )
 
 
 def events_to_frames(
@@ -280,15 +300,8 @@ def load_tonic(
             the file, where to get it and where to put it.
     """
     info = _info(name)
-    missing = missing_files(name, root, train=train)
-    if missing and not download:
-        split = "train" if train else "test"
-        raise DatasetNotFoundError(
-            f"The {info.tonic_class} {split} split is not under {info.folder(root)}: expected "
-            f"the file {missing[0]}. Fix: download {missing[0].name} from {info.url} and place it "
-            f"at {missing[0]} (tonic extracts it on first use), or allow downloading "
-            "(download=True / --download) on a machine with internet access."
-        )
+    if not download:
+        require_files(name, root, train=train)
     tonic = _import_tonic()
     cls: Callable = getattr(tonic.datasets, info.tonic_class)
     dataset = cls(save_to=os.path.expanduser(str(root)), train=train)
