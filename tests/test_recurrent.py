@@ -156,10 +156,8 @@ def test_refuses_rsynaptic_without_reset_delay():
     "scheduler",
     [
         lambda: sa.Pipelined(bias_timing="lava"),
-        lambda: sa.RandomAsync(seed=0),
-        lambda: sa.LayerOrderedAsync(),
     ],
-)
+)  # (the asynchronous schedulers run recurrent layers: tests/test_recurrent_async.py)
 def test_unbuilt_modes_refuse_recurrent(scheduler):
     model = _model("RLeaky", "subtract", True, True, False, False, 5)
     x = torch.rand(
