@@ -301,6 +301,18 @@ def test_layersync_counts_recurrent_synops_and_dense_synops():
     assert one.dense_synops == (10 * 12 + 12, 12 * 8 + 8, 8 * 4 + 4)
 
 
+def test_pipelined_counts_recurrent_synops_like_layersync():
+    """Pipelined sends the same spikes through the same synapses, each layer l + 1 steps later:
+    its per-layer synops, shifted back, equal LayerSync's (the recurrent hop's included)."""
+    net = _fanout_model(True)
+    x = (_x(6, T=10, B=4, n=10) > 0.8).float()
+    ref = sa.simulate(net, x)
+    L = 3
+    out = sa.simulate(net, torch.cat([x, torch.zeros(L, 4, 10)]), scheduler=sa.Pipelined())
+    for i in range(L):
+        torch.testing.assert_close(out.synops[i + 1 : i + 1 + 10, :, i], ref.synops[:, :, i])
+
+
 # ---------------------------------------------------------------- backend
 def test_recurrent_models_run_the_torch_backend():
     """The native kernel does not know recurrence: CPU float32 inference with partial groups
