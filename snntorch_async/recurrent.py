@@ -174,14 +174,6 @@ class _RecurrentNeuron(Neuron):
             return spk * m.V.to(spk.dtype)
         return torch.nn.functional.linear(spk, m.recurrent.weight.to(spk.dtype))
 
-    def recurrent_bias(self, batch: int, dtype: torch.dtype) -> Tensor | None:
-        """The recurrent ``nn.Linear``'s bias as a current ``[1, N]`` (``None``: no bias, or
-        the one-to-one form)."""
-        m = self.module
-        if not m.all_to_all or m.recurrent.bias is None:
-            return None
-        return m.recurrent.bias.to(dtype).unsqueeze(0)
-
     def _recurrent_mask(self, dtype: torch.dtype) -> Tensor:
         """Non-zero recurrent synapses: ``[N, N]`` (out, in) or ``[*shape]`` (one-to-one)."""
         m = self.module

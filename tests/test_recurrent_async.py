@@ -5,6 +5,7 @@ recurrent synapses in the synops and the conservation invariant, the torch backe
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -200,6 +201,24 @@ def test_recurrent_bias_flows_every_step(timing):
                 model, x, scheduler=strategy(forward_group_size=F, recurrent_timing=timing)
             )
             assert torch.equal(out.spikes, ref.spikes), (strategy.__name__, F)
+
+
+@pytest.mark.parametrize("timing", list(sa.RecurrentTiming))
+def test_recurrent_events_count_for_partial_synchronisation(timing):
+    """Neuron 1 receives no feed-forward event, only neuron 0's recurrent spike: with
+    sync_threshold=0.5 (more than 0.5 received events needed) it fires under both timings only
+    because the recurrent event counts; a threshold of 1 for neuron 1 (two events) keeps it
+    silent."""
+    model = _lateral_pair()
+    x = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    at = 0 if timing is sa.RecurrentTiming.IMMEDIATE else 1
+    for F in (1, None):
+        s = sa.LayerOrderedAsync(forward_group_size=F, recurrent_timing=timing, sync_threshold=0.5)
+        out = sa.simulate(model, x, scheduler=s).spikes[:, 0]
+        assert out[:, 0].tolist() == [1.0, 0.0, 0.0] and out[at, 1] == 1.0 and out[:, 1].sum() == 1
+        s = dataclasses.replace(s, sync_threshold=[torch.tensor([0.5, 1.0])])
+        out = sa.simulate(model, x, scheduler=s).spikes[:, 0]
+        assert out[:, 0].tolist() == [1.0, 0.0, 0.0] and out[:, 1].sum() == 0
 
 
 def test_immediate_differs_from_next_step_on_a_busy_network():

@@ -75,6 +75,9 @@ class StepWork:
         spike_forward_steps: Per layer ``[B, *shape]`` int64: the forward step (1-based: the
             value of ``forward_steps`` when it fired) of each neuron's spike in this step, 0:
             none; ``None`` unless ``Record(spike_forward_steps=True)`` (set by the torch backend).
+        recurrent_spikes: Per recurrent layer (``RecurrentTiming.NEXT_STEP``) the previous step's
+            spikes ``[B, *shape]`` that its recurrence delivers in this step (their current is in
+            the layer's base; partial synchronisation counts them as received events).
     """
 
     bases: list
@@ -96,6 +99,7 @@ class StepWork:
     silent: SilentCarriers | None = None
     carriers: CarrierQueue | None = None
     spike_forward_steps: list[Tensor] | None = None
+    recurrent_spikes: dict[int, Tensor] | None = None
 
 
 def run_time_step(
@@ -119,7 +123,7 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
     bases, candidates = [], []
     L = ctx.graph.num_layers
     synops = torch.zeros((B, L), device=dev, dtype=dt)
-    recurrent = set(plan.recurrent)
+    recurrent, sent = set(plan.recurrent), {}
     for l, layer in enumerate(ctx.graph.layers):
         p = ctx.params[l]
         st = state.neurons[l]
@@ -128,6 +132,7 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
                 st = st._replace(spk=torch.zeros_like(st.spk))
             else:  # the previous step's spikes arrive through the recurrence now
                 synops[:, l] += layer.neuron.recurrent_synops(st.spk)
+                sent[l] = st.spk
         base = layer.neuron.begin(p, st)
         with torch.no_grad():
             mem0, _ = layer.neuron.membrane(p, base, state.zero_current[l])
@@ -153,6 +158,7 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
         weight_rows=plan.weight_rows if plan.weight_rows is not None else WeightRows(),
         generator=state.generator,
         carriers=carriers,
+        recurrent_spikes=sent,
     )
 
 

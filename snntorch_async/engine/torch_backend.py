@@ -157,6 +157,10 @@ class _ForwardStep:
             if plan.sync_threshold is not None
             else None
         )
+        if self.sync is not None:  # recurrent spikes of the last step: received with the layer's
+            for l, spk in (work.recurrent_spikes or {}).items():  # first delivery (checked after)
+                neuron = ctx.graph.layers[l].neuron
+                self.sync.receive_counts(l, neuron.recurrent_received(spk))
 
     def deliver(
         self,
