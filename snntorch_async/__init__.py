@@ -31,6 +31,7 @@ _EXPORTS = {
     "UnsupportedModuleError": "errors",
     "WriteError": "errors",
     "BiasTiming": "bias_timing",
+    "RecurrentTiming": "recurrent",
     "Layer": "graph",
     "NetworkGraph": "graph",
     "read_model": "graph",
@@ -120,6 +121,7 @@ __all__ = [
     "NetworkGraph",
     "Layer",
     "BiasTiming",
+    "RecurrentTiming",
     "DelayedLinear",
     # schedulers
     "Scheduler",

@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import InputError, ModelStructureError, UnsupportedModuleError
 from .neurons import LeakyNeuron, Neuron, SynapticNeuron, exact_on_lava
-from .recurrent import RLeakyNeuron, RSynapticNeuron
+from .recurrent import RLeakyNeuron, RSynapticNeuron, is_recurrent
 from .ops import AvgPoolOp, Conv2dOp, FlattenOp, IdentityOp, LinearOp, MaxPoolOp, Op
 
 __all__ = ["Layer", "NetworkGraph", "read_model", "register_op", "OP_TABLE", "NEURON_TABLE"]
@@ -127,10 +127,12 @@ class Layer:
         return any(op.weighted and op.module.bias is not None for op in self.ops)
 
     def dense_synops(self) -> int:
-        """Synaptic operations of one dense (every synapse) evaluation of this layer per sample."""
-        return sum(
+        """Synaptic operations of one dense (every synapse) evaluation of this layer per sample
+        (a recurrent layer's recurrence included)."""
+        ff = sum(
             op.dense_synops(shape) for op, shape in zip(self.ops, self.op_in_shapes) if op.weighted
         )
+        return ff + (self.neuron.recurrent_dense_synops() if is_recurrent(self) else 0)
 
     def forward_current(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the ops exactly as the user's model does (bias included)."""

@@ -89,11 +89,15 @@ class StepBase(NamedTuple):
         reset: Delayed reset ``r = H(mem[t-1] - thr)`` (detached), snnTorch's ``mem_reset``.
         decayed: ``β·mem[t-1]`` (``β·(1 - r)·mem[t-1]`` for Leaky zero reset).
         syn_decayed: ``α·syn[t-1]`` for Synaptic neurons, else ``None``.
+        recurrent: The recurrent current of the step, ``V(spk[t-1])`` (with the recurrent
+            ``nn.Linear``'s bias), for ``snn.RLeaky`` / ``snn.RSynaptic``; ``None`` otherwise.
+            It is added after the step's input current, as snnTorch does.
     """
 
     reset: Tensor
     decayed: Tensor
     syn_decayed: Tensor | None
+    recurrent: Tensor | None = None
 
 
 class Neuron:

@@ -4,25 +4,31 @@ A recurrent layer feeds its own spikes of the previous time step back to itself 
 ``recurrent`` connection, read from the module at call time (never from snnTorch's hidden
 state): the all-to-all ``nn.Linear(N, N)`` *with its own bias* (``all_to_all=True``), or the
 one-to-one ``V`` (``all_to_all=False``, a scalar or one value per neuron). The convolutional
-form is refused by :func:`check_recurrent` with a clear error.
+form is refused by the model reader with a clear error.
 
-Only the whole-step :meth:`Neuron.step` is defined (used by LayerSync and Pipelined, where the
-recurrent hop takes one step, as Lava's ``LIF.s_out → Dense → LIF.a_in``); the schedulers that do
-not yet give the recurrence its semantics (the asynchronous ones) refuse recurrent layers via
-:func:`refuse_recurrent`. ``lava_bridge.convert`` maps the recurrence to a ``Dense`` from the layer
-back to itself (:meth:`_RecurrentNeuron.recurrent_matrix`); the recurrent ``nn.Linear``'s bias is
-a constant current every step from step 0 (snnTorch applies the Linear to the all-zero spikes of
-step 0 too), so it joins the layer's bias (:meth:`_RecurrentNeuron.recurrent_bias`).
+The kernels split a step into ``begin`` / ``membrane`` / ``fire`` / ``finish`` like the
+feed-forward neurons: the recurrent current ``V(spk[t-1])`` (bias included) is computed in
+``begin`` and added after the step's input current, exactly as snnTorch adds it, so LayerSync
+equals snnTorch bit for bit and the asynchronous schedulers equal LayerSync at the anchor
+(``docs/async.md``, "Recurrent layers"). :class:`RecurrentTiming` says when the asynchronous
+schedulers deliver a recurrent spike. ``Pipelined`` gives the recurrent hop one step, as Lava's
+``LIF.s_out → Dense → LIF.a_in``. ``lava_bridge.convert`` maps the recurrence to a ``Dense`` from
+the layer back to itself (:meth:`_RecurrentNeuron.recurrent_matrix`); the recurrent
+``nn.Linear``'s bias is a constant current every step from step 0 (snnTorch applies the Linear to
+the all-zero spikes of step 0 too), so it joins the layer's bias
+(:meth:`_RecurrentNeuron.recurrent_bias`).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import enum
+
 import torch
 from torch import Tensor, nn
 
-from .errors import ModelStructureError, UnsupportedModuleError
+from .errors import ConfigError, ModelStructureError, UnsupportedModuleError
 from .neurons import SUBTRACT, ZERO, Neuron, NeuronParams, StepBase
 
 __all__ = [
@@ -30,9 +36,49 @@ __all__ = [
     "RSynapticNeuron",
     "RLeakyState",
     "RSynapticState",
+    "RecurrentTiming",
     "is_recurrent",
-    "refuse_recurrent",
 ]
+
+
+class RecurrentTiming(str, enum.Enum):
+    """When the asynchronous schedulers deliver a recurrent (lateral) spike (``docs/async.md``,
+    "Recurrent layers"). Its ``value`` is the token accepted in its place.
+
+    Members:
+        NEXT_STEP: A spike emitted at step ``t`` joins the pending set of step ``t + 1`` and
+            arrives with its layer's first delivery of that step (together with the layer's bias;
+            it takes no forward-group slot): snnTorch's ``V(spk[t-1])``. With
+            ``prioritize_input`` and ``F`` >= all sources every ordering equals LayerSync spike
+            for spike (the anchor). The default.
+        IMMEDIATE: A spike joins the pending set of its own step at once, as a lateral event
+            into its own layer, and is delivered by the ordering in a later forward step of the
+            same step like any pending spike (it takes a slot); the recurrent ``nn.Linear``'s
+            bias arrives with the layer's first delivery. A different model than snnTorch's
+            (no anchor).
+    """
+
+    NEXT_STEP = "next_step"
+    IMMEDIATE = "immediate"
+
+    @classmethod
+    def coerce(cls, value, where: str = "recurrent_timing") -> "RecurrentTiming":
+        """``value`` as a :class:`RecurrentTiming` (a member or its token).
+
+        Raises:
+            ConfigError: ``value`` is neither.
+        """
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(f"RecurrentTiming.{m.name} ({m.value!r})" for m in cls)
+            raise ConfigError(
+                f"{where}: expected one of {choices}; got {value!r}. Fix: pass "
+                "RecurrentTiming.NEXT_STEP (snnTorch's recurrence, the default) or "
+                "RecurrentTiming.IMMEDIATE (lateral spikes within the step)."
+            ) from None
 
 
 class RLeakyState(NamedTuple):
@@ -54,20 +100,6 @@ class RSynapticState(NamedTuple):
 def is_recurrent(layer) -> bool:
     """Whether a graph layer's neuron feeds its spikes back to itself. The one definition."""
     return isinstance(layer.neuron, _RecurrentNeuron)
-
-
-def refuse_recurrent(
-    graph, where: str, fix: str = "use LayerSync", error: type[Exception] = UnsupportedModuleError
-) -> None:
-    """Raise ``error`` if ``graph`` has a recurrent layer (for the execution modes and exports
-    whose recurrent semantics are not built yet)."""
-    for layer in graph.layers:
-        if is_recurrent(layer):
-            raise error(
-                f"{where} does not support the recurrent neuron '{layer.path}' "
-                f"({type(layer.neuron.module).__name__}) yet: its recurrent-spike semantics are "
-                f"not defined there. Fix: {fix} for recurrent models."
-            )
 
 
 class _RecurrentNeuron(Neuron):
@@ -150,14 +182,51 @@ class _RecurrentNeuron(Neuron):
             return None
         return m.recurrent.bias.to(device=device, dtype=dtype).reshape(1, *self.shape)
 
-    def begin(self, p: NeuronParams, state) -> StepBase:
-        raise NotImplementedError(
-            f"'{self.path}': recurrent neurons only have the layer-synchronous step"
-        )
+    def lateral_current(self, spk: Tensor) -> Tensor:
+        """The recurrence of delivered spikes without the recurrent bias (``W·spk`` or
+        ``spk * V``; ``RecurrentTiming.IMMEDIATE``). ``spk``: ``[B, *shape]``."""
+        m = self.module
+        if not m.all_to_all:
+            return spk * m.V.to(spk.dtype)
+        return torch.nn.functional.linear(spk, m.recurrent.weight.to(spk.dtype))
 
-    def _fire_and_reset(self, p: NeuronParams, mem: Tensor, reset: Tensor):
-        spk = self.fire(p, mem)
-        return spk, self._immediate_reset(p, mem, spk, reset)
+    def _recurrent_mask(self, dtype: torch.dtype) -> Tensor:
+        """Non-zero recurrent synapses: ``[N, N]`` (out, in) or ``[*shape]`` (one-to-one)."""
+        m = self.module
+        if m.all_to_all:
+            return (m.recurrent.weight.detach() != 0).to(dtype)
+        return (m.V.detach() != 0).to(dtype).expand(self.shape)
+
+    def recurrent_synops(self, spk: Tensor) -> Tensor:
+        """Effective synaptic operations of sending ``spk`` ``[B, *shape]`` through the
+        recurrence: spikes times their non-zero recurrent fan-out, per sample ``[B]``."""
+        with torch.no_grad():
+            active = spk.detach().sign().abs().flatten(1)
+            mask = self._recurrent_mask(spk.dtype)
+            if self.module.all_to_all:
+                return active @ mask.sum(0)
+            return (active * mask.reshape(-1)).sum(1)
+
+    def recurrent_received(self, spk: Tensor) -> Tensor:
+        """Synaptic events each neuron receives from ``spk`` ``[B, *shape]`` through the
+        recurrence, ``[B, *shape]`` (partial synchronisation counts them)."""
+        with torch.no_grad():
+            active = spk.detach().sign().abs()
+            mask = self._recurrent_mask(spk.dtype)
+            if self.module.all_to_all:
+                return active.flatten(1) @ mask.T
+            return active * mask
+
+    def recurrent_dense_synops(self) -> int:
+        """Synaptic operations of one dense evaluation of the recurrence per sample."""
+        return self.numel * self.numel if self.module.all_to_all else self.numel
+
+    def begin(self, p: NeuronParams, state) -> StepBase:
+        """Leak, delayed reset and the recurrent current ``V(spk[t-1])`` at the start of a step."""
+        reset = self._delayed_reset(p, state.mem)
+        rec = self.recurrent_current(state.spk)
+        syn = p.alpha * state.syn if self.has_syn else None
+        return StepBase(reset, p.beta * state.mem, syn, rec)
 
 
 class RLeakyNeuron(_RecurrentNeuron):
@@ -179,16 +248,20 @@ class RLeakyNeuron(_RecurrentNeuron):
         z = torch.zeros((batch, *self.shape), device=device, dtype=dtype)
         return RLeakyState(mem=z, spk=z.clone())
 
-    def step(self, p: NeuronParams, state: RLeakyState, current: Tensor):
-        """One layer-synchronous step: ``current`` ``[B, *shape]`` → ``(spk, new_state)``."""
-        reset = self._delayed_reset(p, state.mem)
-        mem = p.beta * state.mem + current + self.recurrent_current(state.spk)
+    def membrane(self, p: NeuronParams, base: StepBase, current: Tensor) -> tuple[Tensor, None]:
+        """Pre-threshold membrane given the step's input current (the recurrent current is
+        added after it, as snnTorch does); returns ``(mem, None)``."""
+        mem = base.decayed + current + base.recurrent
         if self.reset == SUBTRACT:
-            mem = mem - reset * p.threshold
+            mem = mem - base.reset * p.threshold
         elif self.reset == ZERO:
-            mem = mem - reset * mem
-        spk, mem = self._fire_and_reset(p, mem, reset)
-        return spk, RLeakyState(mem=mem, spk=spk)
+            mem = mem - base.reset * mem
+        return mem, None
+
+    def finish(self, p: NeuronParams, base: StepBase, mem: Tensor, syn, spk: Tensor) -> RLeakyState:
+        """State after the step: the membrane (immediate reset applied) and the step's spikes,
+        which the recurrence sends at the next step."""
+        return RLeakyState(mem=self._immediate_reset(p, mem, spk, base.reset), spk=spk)
 
 
 class RSynapticNeuron(_RecurrentNeuron):
@@ -224,14 +297,19 @@ class RSynapticNeuron(_RecurrentNeuron):
         z = torch.zeros((batch, *self.shape), device=device, dtype=dtype)
         return RSynapticState(syn=z, mem=z.clone(), spk=z.clone())
 
-    def step(self, p: NeuronParams, state: RSynapticState, current: Tensor):
-        """One layer-synchronous step: ``current`` ``[B, *shape]`` → ``(spk, new_state)``."""
-        reset = self._delayed_reset(p, state.mem)
-        syn = p.alpha * state.syn + current + self.recurrent_current(state.spk)
-        mem = p.beta * state.mem + syn
+    def membrane(self, p: NeuronParams, base: StepBase, current: Tensor) -> tuple[Tensor, Tensor]:
+        """Pre-threshold membrane and synaptic current given the step's input current (the
+        recurrent current joins the synaptic current after it, as snnTorch adds it)."""
+        syn = base.syn_decayed + current + base.recurrent
+        mem = base.decayed + syn
         if self.reset == SUBTRACT:
-            mem = mem - reset * p.threshold
+            mem = mem - base.reset * p.threshold
         elif self.reset == ZERO:
-            mem = mem - mem * reset
-        spk, mem = self._fire_and_reset(p, mem, reset)
-        return spk, RSynapticState(syn=syn, mem=mem, spk=spk)
+            mem = mem - mem * base.reset
+        return mem, syn
+
+    def finish(
+        self, p: NeuronParams, base: StepBase, mem: Tensor, syn: Tensor, spk: Tensor
+    ) -> RSynapticState:
+        """State after the step (the step's spikes are sent through the recurrence next step)."""
+        return RSynapticState(syn=syn, mem=self._immediate_reset(p, mem, spk, base.reset), spk=spk)

@@ -56,3 +56,13 @@ def test_04_tonic_nmnist_falls_back_to_synthetic_events(tmp_path):
     assert "using synthetic N-MNIST-like events instead" in out
     assert "one batch: inputs (5, 8, 2, 34, 34)" in out
     assert "test accuracy" in out
+
+
+def test_05_shd_recurrent_falls_back_to_synthetic_events(tmp_path):
+    pytest.importorskip("tonic", reason="tonic is in the [data] extra: pip install tonic")
+    out = _run("05_shd_recurrent.py", "--root", str(tmp_path / "none"), cwd=tmp_path)
+    assert "SHD not found" in out and "place it at" in out
+    assert "using synthetic SHD-like events instead" in out
+    assert "one batch: inputs (8, 8, 1, 700)" in out
+    assert "RandomAsync(F=all) equals LayerSync on the recurrent model: True" in out
+    assert "executed RandomAsync F=8 immediate: test accuracy" in out

@@ -152,22 +152,6 @@ def test_refuses_rsynaptic_without_reset_delay():
         read_model(m, (3,))
 
 
-@pytest.mark.parametrize(
-    "scheduler",
-    [
-        lambda: sa.RandomAsync(seed=0),
-        lambda: sa.LayerOrderedAsync(),
-    ],
-)
-def test_unbuilt_modes_refuse_recurrent(scheduler):
-    model = _model("RLeaky", "subtract", True, True, False, False, 5)
-    x = torch.rand(
-        4,
-        2,
-        NIN,
-    )
-    with pytest.raises(UnsupportedModuleError, match=r"'1'.*recurrent.*Fix: use .*LayerSync"):
-        sa.simulate(model, x, scheduler=scheduler())
 
 
 def test_fit_trains_recurrent_model_with_layersync():

@@ -4,6 +4,7 @@ import pytest
 import snntorch as snn
 import torch
 
+import snntorch_async as sa
 from snntorch_async import simulate
 from snntorch_async.reference import run_snntorch
 from snntorch_async.app.zoo import ZOO, ModelFileError, build_zoo_model, load_model_file
@@ -15,11 +16,24 @@ def test_zoo_models_run_like_snntorch_and_use_lava_compatible_reset(name):
     torch.manual_seed(0)
     small = {"hidden": 6} if "conv" not in name else {"channels": 2}
     model = build_zoo_model(name, **small)
-    for m in model.modules():
-        if isinstance(m, snn.Leaky):
-            assert m.reset_mechanism == "zero" and not m.reset_delay
+    neurons = [m for m in model.modules() if isinstance(m, (snn.Leaky, snn.RLeaky))]
+    assert neurons
+    for m in neurons:
+        assert m.reset_mechanism == "zero" and not m.reset_delay
     x = (torch.rand(3, 2, *ZOO[name].input_shape) < 0.3).float()
     assert torch.equal(simulate(model, x).spikes, run_snntorch(model, x))
+
+
+def test_shd_rmlp_is_recurrent_and_runs_under_the_async_schedulers():
+    torch.manual_seed(0)
+    model = build_zoo_model("shd_rmlp", hidden=8)
+    assert isinstance(model[2], snn.RLeaky) and model[2].recurrent.weight.shape == (8, 8)
+    x = (torch.rand(4, 2, 1, 700) < 0.05).float()
+    ref = simulate(model, x)
+    assert torch.equal(ref.spikes, run_snntorch(model, x))
+    assert torch.equal(simulate(model, x, scheduler=sa.RandomAsync()).spikes, ref.spikes)
+    one = build_zoo_model("shd_rmlp", hidden=8, all_to_all=False)
+    assert not one[2].all_to_all and float(one[2].V) == 1.0
 
 
 def test_unknown_zoo_name_lists_choices():

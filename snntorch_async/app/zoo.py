@@ -2,7 +2,9 @@
 
 Every zoo model is a plain snnTorch ``nn.Sequential`` with ``snn.Leaky(init_hidden=True,
 reset_mechanism="zero", reset_delay=False)`` neurons: zero reset without delay is the rule that
-maps exactly onto Lava's LIF, so every zoo model exports to Lava. The command line refers to
+maps exactly onto Lava's LIF, so every feed-forward zoo model exports to Lava. ``shd_rmlp`` is
+recurrent: its hidden layer is an ``snn.RLeaky`` with the same reset rule and an all-to-all
+``nn.Linear`` recurrence (it runs under every scheduler). The command line refers to
 them by name (``--model digits_mlp``) and stores that name and its settings in checkpoints, so a
 checkpoint always rebuilds the architecture it was trained with.
 
@@ -135,6 +137,32 @@ def shd_mlp(
     return nn.Sequential(nn.Flatten(), *_mlp((700, hidden, 20), beta, threshold, bias, init))
 
 
+def shd_rmlp(
+    *, hidden: int = 128, beta: float = 0.9, threshold: float = 1.0, all_to_all: bool = True
+) -> nn.Sequential:
+    """700-``hidden``-20 for SHD (input ``[T, B, 1, 700]``) whose hidden layer is recurrent:
+    ``snn.RLeaky`` with an all-to-all ``nn.Linear(hidden, hidden)`` recurrence (bias included;
+    ``all_to_all=False``: one-to-one ``V = 1``), feeding a Leaky output layer::
+
+        mem[t] = β·mem[t-1] + W·x[t] + b + (W_rec·spk[t-1] + b_rec)
+    """
+    rec = dict(linear_features=hidden) if all_to_all else dict(all_to_all=False, V=1.0)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(700, hidden),
+        snn.RLeaky(
+            beta=beta,
+            threshold=threshold,
+            init_hidden=True,
+            reset_mechanism="zero",
+            reset_delay=False,
+            **rec,
+        ),
+        nn.Linear(hidden, 20),
+        _leaky(beta, threshold, output=True),
+    )
+
+
 def dvsgesture_mlp(
     *, hidden: int = 128, beta: float = 0.9, threshold: float = 1.0
 ) -> nn.Sequential:
@@ -168,6 +196,7 @@ ZOO: dict[str, ZooEntry] = {
     "digits_conv": ZooEntry(build=digits_conv, input_shape=(1, 8, 8), dataset="digits"),
     "nmnist_mlp": ZooEntry(build=nmnist_mlp, input_shape=(2, 34, 34), dataset="nmnist"),
     "shd_mlp": ZooEntry(build=shd_mlp, input_shape=(1, 700), dataset="shd"),
+    "shd_rmlp": ZooEntry(build=shd_rmlp, input_shape=(1, 700), dataset="shd"),
     "dvsgesture_mlp": ZooEntry(
         build=dvsgesture_mlp, input_shape=(2, 128, 128), dataset="dvsgesture"
     ),

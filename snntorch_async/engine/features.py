@@ -132,7 +132,7 @@ class SilentCarriers:
 
     def ride_along(self, group: SourceGroup, delivered: Tensor, sel: Tensor) -> Tensor:
         """A delivery of ``group`` (a hidden layer's spikes) takes the group's carriers along."""
-        if group.source_layer is None:
+        if group.source_layer is None or group.lateral:  # (zeros never travel laterally)
             return delivered
         carry, self.values[group.index] = take(self.values[group.index], sel.any(1, keepdim=True))
         return delivered + carry
@@ -202,7 +202,7 @@ class CarrierQueue:
 
     def with_spike(self, group: SourceGroup, delivered: Tensor, sel: Tensor) -> Tensor:
         """The selected spikes ``sel`` ``[B, n]`` of ``group`` take their neurons' zeros along."""
-        if group.source_layer is None:
+        if group.source_layer is None or group.lateral:  # (zeros never travel laterally)
             return delivered
         return delivered + self._take(group.source_layer, sel)
 
@@ -246,6 +246,10 @@ class SyncThreshold:
 
     def receive(self, layer: Layer, x: Tensor) -> None:
         self.counts[layer.index] = self.counts[layer.index] + received_count(layer, x)
+
+    def receive_counts(self, layer: int, counts: Tensor) -> None:
+        """Events received some other way (lateral spikes through a recurrence)."""
+        self.counts[layer] = self.counts[layer] + counts.view_as(self.counts[layer])
 
     def allows(self, layer: int) -> Tensor:
         st, c = self.threshold, self.counts[layer]

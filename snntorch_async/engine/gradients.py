@@ -26,6 +26,12 @@ each (``AsyncScheduler(gradient_rule=...)``):
     membranes it would have touched. Output neurons add one surrogate term to the spike record
     per evaluation (``output_per_evaluation``), not one per time step.
 
+Recurrent layers (``RecurrentTiming.NEXT_STEP``): the recurrence delivers the whole previous
+step's record of a layer at once, every step, so under ``LayerCarriers`` and ``QueuedCarriers``
+the silent neurons' zero outputs ride along with it (``recurrent_carriers``; at ``F ≥ N`` the
+recurrent gradients are LayerSync's); under ``EventGradients`` only fired spikes feed the
+recurrence with gradient. Under ``IMMEDIATE`` only delivered lateral spikes carry gradient.
+
 Not reproduced from the reference (documented in ``docs/async.md``): its undetached reset
 (snnTorch detaches the reset; with ``β ≈ 0`` the reset membrane decays away before it matters) and
 output spikes occupying forward-group slots (that changes the spikes, not only the gradients).
@@ -47,6 +53,8 @@ class GradientRule:
     queued = False
     #: Output neurons add a surrogate term per evaluation (else one per time step).
     output_per_evaluation = False
+    #: Silent neurons' zero outputs feed the next step's recurrence (else only fired spikes).
+    recurrent_carriers = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class LayerCarriers(GradientRule):
     LayerSync's gradients). Same as ``silent_gradients=True``."""
 
     layer_carriers = True
+    recurrent_carriers = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class QueuedCarriers(GradientRule):
 
     output_per_evaluation: bool = True
     queued = True
+    recurrent_carriers = True
 
 
 #: The rule used when a scheduler names none (see ``docs/async.md``, "Gradients").

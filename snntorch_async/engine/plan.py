@@ -17,6 +17,7 @@ from torch import Tensor
 from ..graph import Layer, NetworkGraph
 from ..ops import LinearOp
 from ..context import SimContext
+from ..recurrent import RecurrentTiming, is_recurrent
 from .currents import WeightRows
 from .features import DelayLines, Dropout, StopRules
 from .gradients import GradientRule, resolve_gradient_rule
@@ -49,6 +50,7 @@ class AsyncSettings(Protocol):
     full_layer_evaluation: bool
     silent_gradients: bool
     gradient_rule: GradientRule | None
+    recurrent_timing: RecurrentTiming
 
     def ordering(self) -> Ordering: ...
 
@@ -107,6 +109,10 @@ class AsyncPlan:
         gradients: The gradient rule (:mod:`~snntorch_async.engine.gradients`), in effect only
             when ``needs_grad``.
         sync_threshold: The partial-synchronisation threshold (``None``: off).
+        recurrent: The indices of the recurrent layers (``snn.RLeaky`` / ``snn.RSynaptic``).
+        immediate: Recurrent spikes are lateral events of their own step
+            (``RecurrentTiming.IMMEDIATE``: the layout has lateral groups); else they arrive
+            with their layer's first delivery of the next step (``NEXT_STEP``).
     """
 
     layout: SourceLayout
@@ -123,6 +129,8 @@ class AsyncPlan:
     dropout: Dropout | None
     gradients: GradientRule
     sync_threshold: object = None
+    recurrent: tuple[int, ...] = ()
+    immediate: bool = False
 
     @property
     def partial(self) -> bool:
@@ -133,7 +141,8 @@ class AsyncPlan:
 
 def choose_backend(ctx: SimContext, ordering: Ordering, exact: bool, plain: bool) -> Backend:
     """The backend of one simulation: the native kernel for CPU inference with partial groups
-    (``exact``) without delays, dropout or partial synchronisation (``plain``) and without
+    (``exact``) without delays, recurrent layers, dropout or partial synchronisation (``plain``;
+    the kernel knows neither delay lines nor recurrence) and without
     ``Record(spike_forward_steps=True)`` (the kernel does not record the forward step of each
     spike) when the kernel can run the network and is built; else the torch backend
     (everything, autograd). ``SimulationResult.backend`` says which ran; docs/async.md, "The
@@ -156,10 +165,14 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
     """Decide once, for the simulation of ``inputs`` ``[T, B, *features]``, how it runs."""
     graph = ctx.graph
     arrivals = arrival_groups(graph)
+    recurrent = tuple(l for l, layer in enumerate(graph.layers) if is_recurrent(layer))
+    timing = RecurrentTiming.coerce(sched.recurrent_timing)
+    immediate = bool(recurrent) and timing is RecurrentTiming.IMMEDIATE
     layout = SourceLayout.build(
         None if sched.prioritize_input else _numel(graph.input_shape),
         [layer.numel for layer in graph.layers],
         [(l, k, _numel(graph.layers[l].in_shape)) for l, k in arrivals],
+        recurrent if immediate else (),
     )
     needs_grad = torch.is_grad_enabled() and (
         inputs.requires_grad or any(p.requires_grad for p in graph.model.parameters())
@@ -172,7 +185,7 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
     training = graph.model.training
     dropping = training and (sched.spike_dropout > 0 or sched.input_dropout > 0)
     ordering = sched.ordering()
-    plain = not arrivals and sched.sync_threshold is None and not dropping
+    plain = not arrivals and not recurrent and sched.sync_threshold is None and not dropping
     return AsyncPlan(
         layout=layout,
         ordering=ordering,
@@ -193,4 +206,6 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         else None,
         gradients=resolve_gradient_rule(sched),
         sync_threshold=sched.sync_threshold,
+        recurrent=recurrent,
+        immediate=immediate,
     )

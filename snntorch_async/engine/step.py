@@ -5,7 +5,10 @@ Per sample (all vectorised over the batch) and per time step:
 1. *Leak* (:func:`leak`): every layer's neuron kernel computes its start-of-step membrane
    (``Neuron.begin``). Neurons whose membrane would exceed threshold with no synaptic input at
    all (a large bias, a subtract-reset carry-over) are *candidates*. Delayed events due now join
-   the pending set; the ordering draws the step's keys.
+   the pending set; the ordering draws the step's keys. A recurrent layer's spikes of the
+   previous step (``RecurrentTiming.NEXT_STEP``) are part of its base: their current
+   ``V(spk[t-1])`` is there from the layer's first delivery on, like the bias (candidates
+   include it), and their synaptic operations count now.
 2. *Input frame*: with ``prioritize_input`` the whole input frame is delivered in a first
    forward step; otherwise the input's non-zero entries join the pending set as events.
 3. *Forward steps*, while something is pending (or a layer still holds unreached candidates):
@@ -72,6 +75,9 @@ class StepWork:
         spike_forward_steps: Per layer ``[B, *shape]`` int64: the forward step (1-based: the
             value of ``forward_steps`` when it fired) of each neuron's spike in this step, 0:
             none; ``None`` unless ``Record(spike_forward_steps=True)`` (set by the torch backend).
+        recurrent_spikes: Per recurrent layer (``RecurrentTiming.NEXT_STEP``) the previous step's
+            spikes ``[B, *shape]`` that its recurrence delivers in this step (their current is in
+            the layer's base; partial synchronisation counts them as received events).
     """
 
     bases: list
@@ -93,6 +99,7 @@ class StepWork:
     silent: SilentCarriers | None = None
     carriers: CarrierQueue | None = None
     spike_forward_steps: list[Tensor] | None = None
+    recurrent_spikes: dict[int, Tensor] | None = None
 
 
 def run_time_step(
@@ -114,14 +121,23 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
     if plan.partial:  # else every forward step delivers all pending: no order needed
         keys = plan.ordering.start(state.generator, priority, plan.layout, B, dev, dt)
     bases, candidates = [], []
+    L = ctx.graph.num_layers
+    synops = torch.zeros((B, L), device=dev, dtype=dt)
+    recurrent, sent = set(plan.recurrent), {}
     for l, layer in enumerate(ctx.graph.layers):
         p = ctx.params[l]
-        base = layer.neuron.begin(p, state.neurons[l])
+        st = state.neurons[l]
+        if l in recurrent:
+            if plan.immediate:  # lateral spikes travel within their step: only the bias is left
+                st = st._replace(spk=torch.zeros_like(st.spk))
+            else:  # the previous step's spikes arrive through the recurrence now
+                synops[:, l] += layer.neuron.recurrent_synops(st.spk)
+                sent[l] = st.spk
+        base = layer.neuron.begin(p, st)
         with torch.no_grad():
             mem0, _ = layer.neuron.membrane(p, base, state.zero_current[l])
             candidates.append((layer.neuron.fire(p, mem0) > 0).expand((B, *layer.shape)))
         bases.append(base)
-    L = ctx.graph.num_layers
     carriers = None
     if plan.needs_grad and plan.gradients.queued:
         held = state.carriers
@@ -136,12 +152,13 @@ def leak(plan: "AsyncPlan", ctx: SimContext, state: AsyncState) -> StepWork:
         queues=queues,
         keys=keys,
         reached=torch.zeros((B, L), device=dev, dtype=torch.bool),
-        synops=torch.zeros((B, L), device=dev, dtype=dt),
+        synops=synops,
         forward_steps=torch.zeros(B, device=dev, dtype=torch.long),
         output_at=torch.full((B,), -1, device=dev, dtype=torch.long),
         weight_rows=plan.weight_rows if plan.weight_rows is not None else WeightRows(),
         generator=state.generator,
         carriers=carriers,
+        recurrent_spikes=sent,
     )
 
 
@@ -159,6 +176,7 @@ def finish(
     acc, spikes, bases, silent = work.current, work.spikes, work.bases, work.silent
     new_states, counts = [], torch.zeros((B, L), device=ctx.device, dtype=dt)
     per_evaluation = work.carriers is not None and plan.gradients.output_per_evaluation
+    recurrent = set(plan.recurrent)
     for l, layer in enumerate(layers):
         missing = ~work.reached[:, l]
         if bool(missing.any()):
@@ -181,7 +199,11 @@ def finish(
             spikes[l] = spikes[l] + unreached
             if l < L - 1:
                 silent.add(l, unreached)
-        new_states.append(layer.neuron.finish(params[l], bases[l], mem, syn, spikes[l]))
+        new = layer.neuron.finish(params[l], bases[l], mem, syn, spikes[l])
+        if l in recurrent and not plan.gradients.recurrent_carriers and work.fired is not None:
+            # what the recurrence sends next step: only fired spikes carry gradient there
+            new = new._replace(spk=spikes[l] * work.fired[l].to(dt))
+        new_states.append(new)
         counts[:, l] = spikes[l].detach().flatten(1).sum(1)
     mems = tuple(s.mem for s in new_states) if ctx.record.membranes else None
     order = tuple(work.spike_forward_steps) if ctx.record.spike_forward_steps else None

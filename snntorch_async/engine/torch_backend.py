@@ -110,6 +110,7 @@ class TorchBackend:
                 plan.ordering.selected(work.keys, sel)
             deliveries: dict[int, Tensor] = {}
             arrivals: dict[int, list[tuple[int, Tensor]]] = {}
+            laterals: dict[int, Tensor] = {}
             for g in layout.groups:
                 s = sel[:, g.columns]
                 if not bool(s.any()):
@@ -121,7 +122,9 @@ class TorchBackend:
                     d = work.silent.ride_along(g, d, s)
                 if work.carriers is not None:
                     d = work.carriers.with_spike(g, d, s)
-                if g.delay:
+                if g.lateral:
+                    laterals[g.target] = d
+                elif g.delay:
                     arrivals.setdefault(g.target, []).append((g.delay, d))
                 else:
                     deliveries[g.target] = d
@@ -139,7 +142,7 @@ class TorchBackend:
                 free = None if F is None else F - sel.sum(1)
                 keys = work.keys.keys if work.keys is not None else None
                 step.carry(work.carriers.fillers(sel, active, free, keys))
-            step.deliver(deliveries, settle, active, partial, arrivals)
+            step.deliver(deliveries, settle, active, partial, arrivals, laterals=laterals)
             stopped = plan.stops.stopped(stopped, work.forward_steps, work.output_at)
 
 
@@ -154,6 +157,10 @@ class _ForwardStep:
             if plan.sync_threshold is not None
             else None
         )
+        if self.sync is not None:  # recurrent spikes of the last step: received with the layer's
+            for l, spk in (work.recurrent_spikes or {}).items():  # first delivery (checked after)
+                neuron = ctx.graph.layers[l].neuron
+                self.sync.receive_counts(l, neuron.recurrent_received(spk))
 
     def deliver(
         self,
@@ -163,16 +170,20 @@ class _ForwardStep:
         sparse: bool,
         arrived: dict[int, list[tuple[int, Tensor]]],
         exact_ok: bool = True,
+        laterals: dict[int, Tensor] | None = None,
     ) -> None:
-        """Deliver ``deliveries[l]`` (source values ``[B, n]``) and the delayed ``arrived[l]``
-        into layer ``l``, and the settle reach ``settle`` ``[B, L]``; integrate; fire."""
+        """Deliver ``deliveries[l]`` (source values ``[B, n]``), the delayed ``arrived[l]`` and
+        the lateral ``laterals[l]`` (a recurrent layer's own spikes, through its recurrent
+        weights) into layer ``l``, and the settle reach ``settle`` ``[B, L]``; integrate; fire."""
         plan, work, B = self.plan, self.work, self.ctx.batch
         work.forward_steps.add_(active.long())
+        laterals = laterals or {}
         for l, layer in enumerate(self.ctx.graph.layers):
             src = deliveries.get(l)
             late = arrived.get(l, [])
+            lat = laterals.get(l)
             has = (src.detach() != 0).any(1) if src is not None else None
-            for _, xk in late:
+            for xk in [xk for _, xk in late] + ([lat] if lat is not None else []):
                 hk = (xk.detach() != 0).any(1)
                 has = hk if has is None else has | hk
             go = settle[:, l] if settle is not None else None
@@ -207,8 +218,12 @@ class _ForwardStep:
                     sparse,
                     plan.exact and exact_ok,
                 )
+            if lat is not None:  # lateral spikes: through the recurrent weights, no bias
+                lat = lat.view(B, *layer.shape)
+                cur = cur + layer.neuron.lateral_current(lat)
+                work.synops[:, l] += layer.neuron.recurrent_synops(lat)
             work.reached[:, l] |= first
-            self.integrate_and_fire(l, layer, cur, first, xin if src is not None else None)
+            self.integrate_and_fire(l, layer, cur, first, xin if src is not None else None, lat)
 
     def carry(self, fillers: dict[int, Tensor]) -> None:
         """Queued zeros ``fillers[l]`` (source values ``[B, n]``, all 0) into layer ``l``: their
@@ -232,7 +247,13 @@ class _ForwardStep:
             work.current[l] = work.current[l] + cur
 
     def integrate_and_fire(
-        self, l: int, layer, cur: Tensor, first: Tensor, delivered: Tensor | None
+        self,
+        l: int,
+        layer,
+        cur: Tensor,
+        first: Tensor,
+        delivered: Tensor | None,
+        lateral: Tensor | None = None,
     ) -> None:
         plan, work, params = self.plan, self.work, self.ctx.params[l]
         evaluated = cur.detach() != 0
@@ -249,6 +270,8 @@ class _ForwardStep:
         if self.sync is not None:
             if delivered is not None:
                 self.sync.receive(layer, delivered)
+            if lateral is not None:
+                self.sync.receive_counts(l, layer.neuron.recurrent_received(lateral))
             can = can & self.sync.allows(l)
         spk = spk_all * can
         new = spk.detach() > 0
@@ -260,7 +283,19 @@ class _ForwardStep:
         # (at its end-of-step membrane, see finish), however often it was evaluated
         work.spikes[l] = work.spikes[l] + spk * new
         work.evaluated[l] = work.evaluated[l] | can
-        if l == len(work.spikes) - 1:  # output spikes have no targets: they never become pending
+        newf = new.flatten(1)
+        lat = plan.layout.lateral(l) if plan.immediate else None
+        if lat is not None:  # the spikes head back into their own layer within this step
+            plan.ordering.fired(
+                work.keys,
+                lat,
+                newf,
+                mem.detach().flatten(1),
+                work.pending[lat.index],
+                work.priority,
+            )
+            work.pending[lat.index] = work.pending[lat.index] + (spk * new).flatten(1)
+        if l == len(work.spikes) - 1:  # output spikes have no forward targets
             if work.carriers is not None and plan.gradients.output_per_evaluation:
                 work.spikes[l] = work.spikes[l] + spk_all * (can & ~new)
             work.output_at = plan.stops.output_fired(
@@ -272,7 +307,6 @@ class _ForwardStep:
             work.silent.add(l, spk_all * (can & ~new))
         if work.carriers is not None:
             work.carriers.add(l, spk_all * (can & ~new), can & ~new)
-        newf = new.flatten(1)
         plan.ordering.fired(
             work.keys,
             group,

@@ -33,7 +33,7 @@ from ..engine.gradients import GradientRule, LayerCarriers
 from ..errors import ConfigError, UnsupportedModuleError
 from ..graph import NetworkGraph, broadcasts_to
 from ..ops import MaxPoolOp
-from ..recurrent import refuse_recurrent
+from ..recurrent import RecurrentTiming
 from .base import Scheduler, SimContext, detach_tree, step_seed
 
 __all__ = ["AsyncScheduler", "RandomAsync", "MomentumAsync", "LayerOrderedAsync", "AsyncState"]
@@ -76,6 +76,11 @@ class AsyncScheduler(Scheduler):
             (the paper's reference implementation). ``None``: ``LayerCarriers`` if
             ``silent_gradients`` else the default rule (``engine.gradients.DEFAULT_RULE``, see
             ``docs/async.md``).
+        recurrent_timing: When a recurrent layer's (``snn.RLeaky``/``snn.RSynaptic``) spikes
+            reach the layer again (:class:`~snntorch_async.RecurrentTiming`, or its token):
+            ``NEXT_STEP`` (default; snnTorch's ``V(spk[t-1])``, with the layer's first delivery of
+            the next step: keeps the anchor) or ``IMMEDIATE`` (lateral events of the same step,
+            delivered by the ordering like any pending spike).
     """
 
     forward_group_size: int | None = None
@@ -89,8 +94,16 @@ class AsyncScheduler(Scheduler):
     full_layer_evaluation: bool = True
     silent_gradients: bool = False
     gradient_rule: GradientRule | None = None
+    recurrent_timing: RecurrentTiming = RecurrentTiming.NEXT_STEP
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "recurrent_timing",
+            RecurrentTiming.coerce(
+                self.recurrent_timing, f"{type(self).__name__}(recurrent_timing=...)"
+            ),
+        )
         rule = self.gradient_rule
         if rule is not None and not isinstance(rule, GradientRule):
             raise ConfigError(
@@ -151,8 +164,6 @@ class AsyncScheduler(Scheduler):
 
     # -- protocol --------------------------------------------------------------------------
     def check(self, graph: NetworkGraph) -> None:
-        # recurrent spikes have no asynchronous meaning yet: refused
-        refuse_recurrent(graph, type(self).__name__)
         for layer in graph.layers:
             seen_weight = False
             for op in layer.ops:

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..recurrent import is_recurrent
 from .base import Scheduler, SimContext, StepOutput
 
 
@@ -35,7 +36,9 @@ class LayerSync(Scheduler):
     At every time step each layer receives the complete output of the layer below, computed in
     the same step, and all its neurons update together (``mem ← β·mem + I``, fire, reset), exactly
     as calling the user's ``nn.Sequential`` once per time step does. Spikes are equal to
-    snnTorch's spike for spike and gradients agree to rounding.
+    snnTorch's spike for spike and gradients agree to rounding. A recurrent layer
+    (``snn.RLeaky``/``snn.RSynaptic``) adds ``V(spk[t-1])``; its synaptic operations (the
+    previous step's spikes times their recurrent fan-out) count in the layer's ``synops``.
     """
 
     def init(self, ctx: SimContext, inputs: Tensor):
@@ -50,6 +53,7 @@ class LayerSync(Scheduler):
         layers = ctx.graph.layers
         spikes, new_state = [], []
         weighted_inputs = []  # (layer index, op, op input): counted after the loop
+        recurrent_inputs = []  # (layer index, spikes of the previous step)
         for i, layer in enumerate(layers):
             op_states = state[i].ops if isinstance(state[i], LayerOpState) else None
             new_ops = []
@@ -63,6 +67,8 @@ class LayerSync(Scheduler):
                     x = op.forward(x)
                     new_ops.append(None)
             neuron_state = state[i].neuron if op_states is not None else state[i]
+            if is_recurrent(layer):  # the previous step's spikes, sent through the recurrence
+                recurrent_inputs.append((i, neuron_state.spk))
             x, st = layer.neuron.step(ctx.params[i], neuron_state, x)
             if op_states is not None:
                 st = LayerOpState(st, tuple(new_ops))
@@ -75,6 +81,8 @@ class LayerSync(Scheduler):
             for i, op, xin in weighted_inputs:
                 n = op.synops(xin)
                 per_layer[i] = n if per_layer[i] is None else per_layer[i] + n
+            for i, spk in recurrent_inputs:
+                per_layer[i] = per_layer[i] + layers[i].neuron.recurrent_synops(spk.to(ctx.dtype))
             synops = torch.stack(
                 [counts.new_zeros(ctx.batch) if n is None else n for n in per_layer], 1
             ).to(ctx.dtype)

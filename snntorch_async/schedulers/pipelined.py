@@ -200,6 +200,9 @@ class Pipelined(Scheduler):
                     v_bias = b  # Lava's LIF bias: into v
                 elif b is not None:
                     cur = cur + b
+            if is_recurrent(layer):  # the recurrent hop sends last step's spikes now
+                with torch.no_grad():
+                    synops[:, i] += layer.neuron.recurrent_synops(ls.spikes)
             if lava_rule(layer) and is_recurrent(layer):  # else neuron.step adds it
                 # one-step hop; its bias is part of state.biases[i] (see _biases)
                 cur = cur + layer.neuron.recurrent_current(ls.spikes.to(dtype), bias=False)
