@@ -22,14 +22,12 @@ Its ``value`` is the token written into spec files.
 
 from __future__ import annotations
 
-import enum
-
-from .errors import ConfigError
+from .errors import Choice
 
 __all__ = ["BiasTiming"]
 
 
-class BiasTiming(str, enum.Enum):
+class BiasTiming(Choice):
     """The bias timing of a layer (see the module docstring).
 
     Members:
@@ -52,20 +50,12 @@ class BiasTiming(str, enum.Enum):
         return 0 if self is BiasTiming.LAVA else int(layer_index) + 1
 
     @classmethod
-    def coerce(cls, value: BiasTiming | str, where: str = "bias_timing") -> BiasTiming:
-        """``value`` as a :class:`BiasTiming` (a member, or its token ``"lava"``/``"synaptic"``).
+    def setting(cls) -> str:
+        return "bias_timing"
 
-        Raises:
-            ConfigError: ``value`` is neither.
-        """
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            choices = ", ".join(f"BiasTiming.{m.name} ({m.value!r})" for m in cls)
-            raise ConfigError(
-                f"{where}: expected one of {choices}; got {value!r}. Fix: pass "
-                "BiasTiming.LAVA to match Lava's LIF bias (netx), BiasTiming.SYNAPTIC to "
-                "reproduce a LayerSync-trained model."
-            ) from None
+    @classmethod
+    def fix(cls) -> str:
+        return (
+            "pass BiasTiming.LAVA to match Lava's LIF bias (netx), BiasTiming.SYNAPTIC to "
+            "reproduce a LayerSync-trained model."
+        )

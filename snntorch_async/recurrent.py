@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import enum
 
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError, ModelStructureError, UnsupportedModuleError
+from .errors import Choice, ModelStructureError, UnsupportedModuleError
 from .neurons import SUBTRACT, ZERO, Neuron, NeuronParams, StepBase
 
 __all__ = [
@@ -41,7 +40,7 @@ __all__ = [
 ]
 
 
-class RecurrentTiming(str, enum.Enum):
+class RecurrentTiming(Choice):
     """When the asynchronous schedulers deliver a recurrent (lateral) spike (``docs/async.md``,
     "Recurrent layers"). Its ``value`` is the token accepted in its place.
 
@@ -62,23 +61,15 @@ class RecurrentTiming(str, enum.Enum):
     IMMEDIATE = "immediate"
 
     @classmethod
-    def coerce(cls, value, where: str = "recurrent_timing") -> "RecurrentTiming":
-        """``value`` as a :class:`RecurrentTiming` (a member or its token).
+    def setting(cls) -> str:
+        return "recurrent_timing"
 
-        Raises:
-            ConfigError: ``value`` is neither.
-        """
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            choices = ", ".join(f"RecurrentTiming.{m.name} ({m.value!r})" for m in cls)
-            raise ConfigError(
-                f"{where}: expected one of {choices}; got {value!r}. Fix: pass "
-                "RecurrentTiming.NEXT_STEP (snnTorch's recurrence, the default) or "
-                "RecurrentTiming.IMMEDIATE (lateral spikes within the step)."
-            ) from None
+    @classmethod
+    def fix(cls) -> str:
+        return (
+            "pass RecurrentTiming.NEXT_STEP (snnTorch's recurrence, the default) or "
+            "RecurrentTiming.IMMEDIATE (lateral spikes within the step)."
+        )
 
 
 class RLeakyState(NamedTuple):

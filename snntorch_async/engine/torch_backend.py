@@ -286,15 +286,7 @@ class _ForwardStep:
         newf = new.flatten(1)
         lat = plan.layout.lateral(l) if plan.immediate else None
         if lat is not None:  # the spikes head back into their own layer within this step
-            plan.ordering.fired(
-                work.keys,
-                lat,
-                newf,
-                mem.detach().flatten(1),
-                work.pending[lat.index],
-                work.priority,
-            )
-            work.pending[lat.index] = work.pending[lat.index] + (spk * new).flatten(1)
+            self._pend(lat, newf, mem, spk * new)
         if l == len(work.spikes) - 1:  # output spikes have no forward targets
             if work.carriers is not None and plan.gradients.output_per_evaluation:
                 work.spikes[l] = work.spikes[l] + spk_all * (can & ~new)
@@ -307,17 +299,18 @@ class _ForwardStep:
             work.silent.add(l, spk_all * (can & ~new))
         if work.carriers is not None:
             work.carriers.add(l, spk_all * (can & ~new), can & ~new)
-        plan.ordering.fired(
-            work.keys,
-            group,
-            newf,
-            mem.detach().flatten(1),
-            work.pending[group.index],
-            work.priority,
-        )
         # only fired spikes become pending (a silent neuron's zero output must not ride along
         # with a later spike of the same neuron: that would double its gradient)
-        work.pending[group.index] = work.pending[group.index] + (spk * new).flatten(1)
+        self._pend(group, newf, mem, spk * new)
+
+    def _pend(self, group, new: Tensor, mem: Tensor, spikes: Tensor) -> None:
+        """Fired ``spikes`` (``new``: ``[B, n]`` bool) join ``group``'s pending values; the
+        ordering gives them their keys (``mem``: the membrane they fired at)."""
+        work = self.work
+        self.plan.ordering.fired(
+            work.keys, group, new, mem.detach().flatten(1), work.pending[group.index], work.priority
+        )
+        work.pending[group.index] = work.pending[group.index] + spikes.flatten(1)
 
 
 TORCH = TorchBackend()
