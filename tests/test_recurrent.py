@@ -152,8 +152,6 @@ def test_refuses_rsynaptic_without_reset_delay():
         read_model(m, (3,))
 
 
-
-
 def test_fit_trains_recurrent_model_with_layersync():
     """fit() through LayerSync lowers the loss of an RLeaky model and trains its recurrence."""
     from snntorch import surrogate
