@@ -23,7 +23,16 @@ import functools
 import math
 from dataclasses import dataclass
 
-__all__ = ["Regime", "REFERENCE", "CONTRAST", "REGIMES"]
+__all__ = ["Regime", "REFERENCE", "CONTRAST", "REGIMES", "adam"]
+
+
+def adam(weight_decay: float = 0.0):
+    """``TrainConfig``'s optimizer factory: Adam, with ``weight_decay`` when it is non-zero."""
+    import torch
+
+    if not weight_decay:
+        return torch.optim.Adam
+    return functools.partial(torch.optim.Adam, weight_decay=weight_decay)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,11 +71,7 @@ class Regime:
 
     def optimizer(self):
         """The optimizer factory of ``TrainConfig`` (Adam with this regime's weight decay)."""
-        import torch
-
-        if not self.weight_decay:
-            return torch.optim.Adam
-        return functools.partial(torch.optim.Adam, weight_decay=self.weight_decay)
+        return adam(self.weight_decay)
 
 
 REFERENCE = Regime(

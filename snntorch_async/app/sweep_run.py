@@ -11,7 +11,6 @@ same whether it ran alone, serially or on any Ray worker (except ``train_time_s`
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import ConfigError
+from .regimes import adam
 from .sweep_spec import Job, SweepSpec, dataset_label
 
 __all__ = [
@@ -98,14 +98,6 @@ def _scheduler(settings: dict):
             f"Sweep scheduler {kind}({', '.join(f'{k}={v!r}' for k, v in kw.items())}): "
             f"{e}. Fix: use the settings of snntorch_async.{kind}."
         ) from None
-
-
-def _adam(weight_decay: float):
-    import torch
-
-    if not weight_decay:
-        return torch.optim.Adam
-    return functools.partial(torch.optim.Adam, weight_decay=weight_decay)
 
 
 def job_paths(job: Job, out: Path) -> dict[str, Path]:
@@ -256,7 +248,7 @@ def run_job(job: Job, out: str | os.PathLike) -> dict:
         config = TrainConfig(
             epochs=t["epochs"],
             lr=t["lr"],
-            optimizer=_adam(t.get("weight_decay", 0.0)),
+            optimizer=adam(t.get("weight_decay", 0.0)),
             seed=job.seed,
             max_batches=t["max_batches"] or None,
             checkpoint_path=str(paths["checkpoint"]),
