@@ -178,9 +178,7 @@ def test_momentum_training_does_not_collapse():
 
 
 def _momentum_trained_accuracies(rule: sa.GradientRule) -> dict[str, float]:
-    import functools
-    import math
-
+    from snntorch_async.app.regimes import REFERENCE
     from snntorch_async.app.zoo import digits_mlp2
     from snntorch_async.data import RateEncoding, load_digits_spikes, make_loader
 
@@ -188,13 +186,12 @@ def _momentum_trained_accuracies(rule: sa.GradientRule) -> dict[str, float]:
     train = make_loader(data.train, batch_size=32, shuffle=True, seed=0)
     test = make_loader(data.test, batch_size=128, shuffle=False, seed=0)
     torch.manual_seed(0)
-    net = digits_mlp2(beta=math.exp(-10), threshold=0.3, bias=False, init="xavier")
-    adam = functools.partial(torch.optim.Adam, weight_decay=1e-5)
+    net = digits_mlp2(**REFERENCE.model_settings())
     sa.fit(
         net,
         train,
         scheduler=sa.MomentumAsync(forward_group_size=8, gradient_rule=rule),
-        config=sa.TrainConfig(epochs=3, lr=3e-3, seed=0, optimizer=adam),
+        config=sa.TrainConfig(epochs=3, lr=3e-3, seed=0, optimizer=REFERENCE.optimizer()),
         progress=False,
     )
     return {
