@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["SOURCE", "SOURCE_IN_REPO", "LIBRARY", "EXTENSION", "CFLAGS", "DIGEST_MACRO"]
+__all__ = ["SOURCE", "SOURCE_IN_REPO", "LIBRARY", "EXTENSION", "CFLAGS", "LDFLAGS", "DIGEST_MACRO"]
 
 #: The kernel's C source (shipped in the wheel too, as package data).
 SOURCE = Path(__file__).with_name("_native") / "async_kernel.c"
@@ -29,6 +29,8 @@ EXTENSION = "snntorch_async.engine._async_kernel"
 #: Compiler flags beyond a shared-library build: no fused multiply-add and no reassociation, so
 #: every product and sum rounds as in the torch code (tested bit for bit).
 CFLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math")
+#: Linker flags: the kernel runs samples on POSIX threads.
+LDFLAGS = ("-pthread",)
 #: The C macro that carries :func:`source_digest` into the library.
 DIGEST_MACRO = "SA_SOURCE_DIGEST"
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..neurons import SUBTRACT, ZERO, LeakyNeuron
+from ..neurons import SUBTRACT, ZERO, LeakyNeuron, SynapticNeuron
 from ..context import SimContext
 from . import kernel_build
 from .currents import layer_current
@@ -76,7 +76,7 @@ __all__ = [
 SOURCE = kernel_build.SOURCE
 #: The library built into the package at install time (a wheel, or an editable install).
 PREBUILT = Path(__file__).with_name(kernel_build.LIBRARY)
-FLAGS = [*kernel_build.CFLAGS, "-shared", "-fPIC"]
+FLAGS = [*kernel_build.CFLAGS, *kernel_build.LDFLAGS, "-shared", "-fPIC"]
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,22 @@ def _open(path: Path) -> ctypes.CDLL:
     fn = lib.sa_async_steps
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
+    lib.sa_tape_record.restype = ctypes.c_void_p
+    lib.sa_tape_record.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
+    lib.sa_tape_backward.restype = ctypes.c_int
+    lib.sa_tape_backward.argtypes = [
+        ctypes.POINTER(KernelPlan),
+        ctypes.POINTER(KernelStep),
+        ctypes.c_void_p,
+        ctypes.POINTER(KernelGrad),
+    ]
+    lib.sa_tape_free.restype = None
+    lib.sa_tape_free.argtypes = [ctypes.c_void_p]
+    lib.sa_tape_count.restype = ctypes.c_int64
+    lib.sa_tape_count.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    for name in ("sa_tape_x", "sa_tape_sg"):
+        getattr(lib, name).restype = ctypes.c_void_p
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int64]
     lib.sa_source_digest.restype = ctypes.c_char_p
     lib.sa_source_digest.argtypes = []
     return lib
@@ -290,6 +306,7 @@ class KernelPlan(ctypes.Structure):
         ("bias", _pptr),
         ("lay_sub", _ptr),
         ("lay_zero", _ptr),
+        ("lay_syn", _ptr),
         ("fan", _ptr),
         ("thr", _ptr),
         ("mode", _i64),
@@ -297,6 +314,8 @@ class KernelPlan(ctypes.Structure):
         ("max_fs", _i64),
         ("stop_k", _i64),
         ("full_eval", _i64),
+        ("threads", _i64),
+        ("per_eval", _i64),
     ]
 
 
@@ -307,7 +326,9 @@ class KernelStep(ctypes.Structure):
         ("cand", _ptr),
         ("frame_cur", _ptr),
         ("decayed", _ptr),
+        ("syn_decayed", _ptr),
         ("sub", _ptr),
+        ("zero_reset", _ptr),
         ("acc", _ptr),
         ("fired", _ptr),
         ("evald", _ptr),
@@ -321,6 +342,24 @@ class KernelStep(ctypes.Structure):
         ("synops", _ptr),
         ("fsteps", _ptr),
         ("out_at", _ptr),
+        ("queued", _ptr),
+    ]
+
+
+class KernelGrad(ctypes.Structure):
+    """Mirror of the C struct ``sa_grad``: one time step's adjoints (backward pass)."""
+
+    _fields_ = [
+        ("g_acc", _ptr),
+        ("g_spikes", _ptr),
+        ("g_pend", _ptr),
+        ("g_queued", _ptr),
+        ("g_x", _ptr),
+        ("g_pend_in", _ptr),
+        ("g_queued_in", _ptr),
+        ("g_frame", _ptr),
+        ("g_wt", _pptr),
+        ("g_bias", _pptr),
     ]
 
 
@@ -340,155 +379,216 @@ def _heaviside_forward(neuron) -> bool:
     return hit[1]
 
 
-def runs(ctx: SimContext, ordering: Ordering) -> bool:
-    """Whether the kernel can run this network (see docs/async.md, "The native kernel"):
-    float32, an ordering the kernel knows, every layer one ``nn.Linear`` (no delays) feeding
-    ``snn.Leaky`` neurons with a Heaviside forward (``plan.choose_backend`` adds the rest)."""
-    if not enabled() or ctx.dtype != torch.float32 or ordering.kernel_mode is None:
-        return False
+def layer_refusal(ctx: SimContext) -> str | None:
+    """Why the kernel cannot run this network's layers (``None``: it can): every layer must be
+    one ``nn.Linear`` (no delays) feeding ``snn.Leaky`` or ``snn.Synaptic`` neurons with a
+    Heaviside forward, in float32."""
+    if ctx.dtype != torch.float32:
+        return f"dtype {ctx.dtype} (the kernel runs float32)"
     for layer in ctx.graph.layers:
         lin = layer.lone_linear
-        if (
-            lin is None
-            or lin.stateful
-            or type(layer.neuron) is not LeakyNeuron
-            or lin.module.weight.dtype != torch.float32
-            or not _heaviside_forward(layer.neuron)
-        ):
-            return False
-    return True
+        where = f"layer {layer.index} ({layer.neuron.path})"
+        if lin is None or lin.stateful:
+            return f"{where} is not one nn.Linear feeding its neurons"
+        if type(layer.neuron) not in (LeakyNeuron, SynapticNeuron):
+            return f"{where} is {type(layer.neuron.module).__name__}, not snn.Leaky/snn.Synaptic"
+        if lin.module.weight.dtype != torch.float32:
+            return f"{where} has {lin.module.weight.dtype} weights"
+        if not _heaviside_forward(layer.neuron):
+            return f"{where}: its spike_grad is not a Heaviside step forward"
+    return None
+
+
+def runs(ctx: SimContext, ordering: Ordering) -> bool:
+    """Whether the kernel can run this network (see docs/async.md, "The native kernel"):
+    an ordering the kernel knows and layers it runs (:func:`layer_refusal`;
+    ``plan.choose_backend`` adds the rest)."""
+    if not enabled() or ordering.kernel_mode is None:
+        return False
+    return layer_refusal(ctx) is None
+
+
+def thread_count(batch: int) -> int:
+    """The kernel's worker threads: torch's intra-op thread count (``torch.set_num_threads``),
+    at most one per sample."""
+    return max(1, min(int(torch.get_num_threads()), int(batch), 64))
+
+
+@dataclass(eq=False)
+class KernelArrays:
+    """A :class:`KernelPlan` and the tensors and ctypes arrays its pointers point into (kept
+    alive with it)."""
+
+    plan: KernelPlan
+    lay_off: list[int]
+    keep: tuple
+
+
+def kernel_plan(
+    plan: "AsyncPlan",
+    ctx: SimContext,
+    wts: list[Tensor],
+    thr: Tensor,
+    forward_group_size: int,
+    per_eval: bool = False,
+) -> KernelArrays:
+    """The kernel's fixed arrays: transposed weights ``wts`` (``[in, out]`` contiguous float32,
+    per layer), the flat thresholds ``thr`` ``[N]`` and the forward group size (``>= S``:
+    everything pending at once)."""
+    layers, layout = ctx.graph.layers, plan.layout
+    L = len(layers)
+    lay_off = [0]
+    for layer in layers:
+        lay_off.append(lay_off[-1] + layer.neuron.numel)
+    groups = layout.groups
+    grp_off = [g.start for g in groups] + [layout.total]
+    lins = plan.lone_linear
+    biases = [
+        None if op.module.bias is None else op.module.bias.detach().contiguous() for op in lins
+    ]
+    fan = torch.cat(
+        [lins[g.target].fanout((g.size,), torch.float32).reshape(-1) for g in groups]
+        + [torch.zeros(0)]
+    ).contiguous()
+    feeding = [layout.feeding(l) for l in range(L)]
+
+    def flags(fn):
+        return (ctypes.c_uint8 * L)(*[int(fn(layer.neuron)) for layer in layers])
+
+    arrays = dict(
+        lay_off=(ctypes.c_int64 * (L + 1))(*lay_off),
+        grp_off=(ctypes.c_int64 * len(grp_off))(*grp_off),
+        tgt_grp=(ctypes.c_int64 * L)(*[-1 if g is None else g.index for g in feeding]),
+        lay_grp=(ctypes.c_int64 * L)(
+            *[layout.hidden[l].index if l < L - 1 else -1 for l in range(L)]
+        ),
+        wt=(ctypes.c_void_p * L)(*[t.data_ptr() for t in wts]),
+        bias=(ctypes.c_void_p * L)(*[None if t is None else t.data_ptr() for t in biases]),
+        lay_sub=flags(lambda n: n.reset == SUBTRACT),
+        lay_zero=flags(lambda n: n.reset == ZERO),
+        lay_syn=flags(lambda n: isinstance(n, SynapticNeuron)),
+    )
+    stops = plan.stops
+    kplan = KernelPlan(
+        B=ctx.batch,
+        L=L,
+        N=lay_off[-1],
+        S=layout.total,
+        **{k: ctypes.cast(v, _pptr if k in ("wt", "bias") else _ptr) for k, v in arrays.items()},
+        fan=fan.data_ptr(),
+        thr=thr.data_ptr(),
+        mode=plan.ordering.kernel_mode,
+        F=forward_group_size,
+        max_fs=-1 if stops.max_forward_steps is None else stops.max_forward_steps,
+        stop_k=-1 if stops.stop_on_output is None else stops.stop_on_output,
+        full_eval=int(plan.full_layer_evaluation),
+        threads=thread_count(ctx.batch),
+        per_eval=int(per_eval),
+    )
+    return KernelArrays(kplan, lay_off, (wts, biases, fan, thr, arrays))
+
+
+def flat_thresholds(ctx: SimContext) -> Tensor:
+    """Every neuron's threshold ``[N]`` in kernel order (differentiable)."""
+    return torch.cat(
+        [
+            torch.broadcast_to(ctx.params[l].threshold, layer.shape).reshape(-1)
+            for l, layer in enumerate(ctx.graph.layers)
+        ]
+    ).to(torch.float32)
+
+
+def membrane_terms(ctx: SimContext, work: "StepWork") -> dict[str, Tensor | None]:
+    """The kernel's per-neuron membrane terms ``[B, N]`` from the step's bases: ``decayed``,
+    ``syn_decayed`` (``None`` without Synaptic layers), ``sub`` (``reset * threshold`` of
+    subtract-reset layers; ``None`` without any) and ``zero_reset`` (the delayed reset ``r`` of
+    zero-reset Synaptic layers; ``None`` without any). Differentiable where the bases are."""
+    layers, params, B, dt = ctx.graph.layers, ctx.params, ctx.batch, ctx.dtype
+    shapes = [(B, *layer.shape) for layer in layers]
+    bases = work.bases
+
+    def flat(fn, wanted):
+        if not any(wanted(layer.neuron) for layer in layers):
+            return None
+        parts = [
+            fn(l).expand(shapes[l]).reshape(B, -1)
+            if wanted(layer.neuron)
+            else torch.zeros((B, layer.neuron.numel), dtype=dt)
+            for l, layer in enumerate(layers)
+        ]
+        return torch.cat(parts, 1).contiguous()
+
+    def synaptic(n):
+        return isinstance(n, SynapticNeuron)
+
+    return dict(
+        decayed=flat(lambda l: bases[l].decayed, lambda n: True),
+        syn_decayed=flat(lambda l: bases[l].syn_decayed, synaptic),
+        sub=flat(lambda l: bases[l].reset * params[l].threshold, lambda n: n.reset == SUBTRACT),
+        zero_reset=flat(lambda l: bases[l].reset, lambda n: synaptic(n) and n.reset == ZERO),
+    )
+
+
+def frame_current(plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor):
+    """The prioritised input frame's current into layer 0 ``[B, n_0]`` (the same module call as
+    LayerSync; its synapses counted), or ``None`` when input events join the pending set
+    (they are added to it here)."""
+    layout, layers, B = plan.layout, ctx.graph.layers, ctx.batch
+    if layout.input is None:
+        xin = x.flatten(1).view(B, *layers[0].in_shape)
+        first = torch.ones(B, dtype=torch.bool)
+        cur = layer_current(layers[0], None, xin, first, {}, work.synops[:, 0], work.weight_rows)
+        return cur.reshape(B, -1).contiguous()
+    work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
+    return None
+
+
+def ptr(t: Tensor | None):
+    """A tensor's data pointer for the kernel (``None``: ``NULL``)."""
+    return None if t is None else t.data_ptr()
 
 
 class NativeBackend:
-    """Forward steps in the C kernel; the plan's fixed arrays are made once, at the first step."""
+    """Forward steps in the C kernel (inference); the plan's fixed arrays are made once, at the
+    first step."""
 
     name = "native"
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
-        self._plan: KernelPlan | None = None
-        self._keep: tuple = ()
-
-    def _kernel_plan(self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork") -> KernelPlan:
-        if self._plan is not None:
-            return self._plan
-        layers, params, layout = ctx.graph.layers, ctx.params, plan.layout
-        L = len(layers)
-        lay_off = [0]
-        for layer in layers:
-            lay_off.append(lay_off[-1] + layer.neuron.numel)
-        groups = layout.groups
-        grp_off = [g.start for g in groups] + [layout.total]
-        lins = plan.lone_linear
-        wts = [work.weight_rows.of(op) for op in lins]
-        biases = [
-            None if op.module.bias is None else op.module.bias.detach().contiguous() for op in lins
-        ]
-        fan = torch.cat(
-            [lins[g.target].fanout((g.size,), torch.float32).reshape(-1) for g in groups]
-            + [torch.zeros(0)]
-        ).contiguous()
-        thr = (
-            torch.cat(
-                [
-                    torch.broadcast_to(params[l].threshold.detach(), layer.shape).reshape(-1)
-                    for l, layer in enumerate(layers)
-                ]
-            )
-            .to(torch.float32)
-            .contiguous()
-        )
-        feeding = [layout.feeding(l) for l in range(L)]
-        arrays = dict(
-            lay_off=(ctypes.c_int64 * (L + 1))(*lay_off),
-            grp_off=(ctypes.c_int64 * len(grp_off))(*grp_off),
-            tgt_grp=(ctypes.c_int64 * L)(*[-1 if g is None else g.index for g in feeding]),
-            lay_grp=(ctypes.c_int64 * L)(
-                *[layout.hidden[l].index if l < L - 1 else -1 for l in range(L)]
-            ),
-            wt=(ctypes.c_void_p * L)(*[t.data_ptr() for t in wts]),
-            bias=(ctypes.c_void_p * L)(*[None if t is None else t.data_ptr() for t in biases]),
-            lay_sub=(ctypes.c_uint8 * L)(
-                *[int(layer.neuron.reset == SUBTRACT) for layer in layers]
-            ),
-            lay_zero=(ctypes.c_uint8 * L)(*[int(layer.neuron.reset == ZERO) for layer in layers]),
-        )
-        stops = plan.stops
-        self._keep = (wts, biases, fan, thr, arrays, lay_off)
-        self._plan = KernelPlan(
-            B=ctx.batch,
-            L=L,
-            N=lay_off[-1],
-            S=layout.total,
-            lay_off=ctypes.cast(arrays["lay_off"], _ptr),
-            grp_off=ctypes.cast(arrays["grp_off"], _ptr),
-            tgt_grp=ctypes.cast(arrays["tgt_grp"], _ptr),
-            lay_grp=ctypes.cast(arrays["lay_grp"], _ptr),
-            wt=ctypes.cast(arrays["wt"], _pptr),
-            bias=ctypes.cast(arrays["bias"], _pptr),
-            lay_sub=ctypes.cast(arrays["lay_sub"], _ptr),
-            lay_zero=ctypes.cast(arrays["lay_zero"], _ptr),
-            fan=fan.data_ptr(),
-            thr=thr.data_ptr(),
-            mode=plan.ordering.kernel_mode,
-            F=plan.forward_group_size,
-            max_fs=-1 if stops.max_forward_steps is None else stops.max_forward_steps,
-            stop_k=-1 if stops.stop_on_output is None else stops.stop_on_output,
-            full_eval=int(plan.full_layer_evaluation),
-        )
-        return self._plan
+        self._arrays: KernelArrays | None = None
 
     def forward_steps(
         self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor
     ) -> None:
-        kplan = self._kernel_plan(plan, ctx, work)
-        layers, params, layout = ctx.graph.layers, ctx.params, plan.layout
+        if self._arrays is None:
+            wts = [work.weight_rows.of(op) for op in plan.lone_linear]
+            thr = flat_thresholds(ctx).detach().contiguous()
+            self._arrays = kernel_plan(plan, ctx, wts, thr, plan.forward_group_size)
+        kplan, lay_off = self._arrays.plan, self._arrays.lay_off
+        layers, layout = ctx.graph.layers, plan.layout
         L, B, dt = len(layers), ctx.batch, ctx.dtype
         shapes = [(B, *layer.shape) for layer in layers]
 
         def flat(ts):
             return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
 
-        bases = work.bases
-        decayed = flat([bases[l].decayed.expand(shapes[l]) for l in range(L)])
-        sub = flat(
-            [
-                (bases[l].reset * params[l].threshold).expand(shapes[l])
-                if layer.neuron.reset == SUBTRACT
-                else torch.zeros(shapes[l], dtype=dt)
-                for l, layer in enumerate(layers)
-            ]
-        )
+        terms = membrane_terms(ctx, work)
         cand = flat(work.candidates)
         N, S = kplan.N, kplan.S
         acc = torch.zeros((B, N), dtype=dt)
         spikes = torch.zeros((B, N), dtype=dt)
         fired = torch.zeros((B, N), dtype=torch.bool)
         evald = torch.zeros((B, N), dtype=torch.bool)
-        frame = None
-        if layout.input is None:  # the input frame's current: the same module call as LayerSync
-            xin = x.flatten(1).view(B, *layers[0].in_shape)
-            first = torch.ones(B, dtype=torch.bool)
-            frame = (
-                layer_current(layers[0], None, xin, first, {}, work.synops[:, 0], work.weight_rows)
-                .reshape(B, -1)
-                .contiguous()
-            )
-        else:
-            work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
+        frame = frame_current(plan, ctx, work, x)
         pend = flat(work.pending) if work.pending else torch.zeros((B, 0), dtype=dt)
         keys = work.keys
         prio = flat(work.priority) if (plan.ordering.records_priority and work.priority) else None
         noise = keys.noise if keys.noise is not None else torch.zeros((B, S), dtype=dt)
-
-        def ptr(t):
-            return None if t is None else t.data_ptr()
-
         step = KernelStep(
             cand=ptr(cand),
             frame_cur=ptr(frame),
-            decayed=ptr(decayed),
-            sub=ptr(sub),
+            **{k: ptr(v) for k, v in terms.items()},
             acc=ptr(acc),
             fired=ptr(fired),
             evald=ptr(evald),
@@ -502,11 +602,10 @@ class NativeBackend:
             synops=ptr(work.synops),
             fsteps=ptr(work.forward_steps),
             out_at=ptr(work.output_at),
+            queued=None,
         )
         if self.lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
-
-        lay_off = self._keep[-1]
 
         def per_layer(t):
             return [t[:, lay_off[l] : lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]

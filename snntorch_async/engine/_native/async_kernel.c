@@ -1,13 +1,17 @@
-/* Native forward-step loop of the asynchronous engine (CPU, float32, inference).
+/* Native forward-step loop of the asynchronous engine (CPU, float32), and its backward pass.
  *
  * Runs, for every sample of the batch, the forward steps of one time step that follow the input
- * frame, for networks whose spiking layers are each one nn.Linear feeding snn.Leaky neurons.
- * The semantics and the floating-point arithmetic are exactly those of the torch code in
- * engine/torch_backend.py (its inference path with sparse deliveries); tests compare the two bit for bit.
+ * frame, for networks whose spiking layers are each one nn.Linear feeding snn.Leaky or
+ * snn.Synaptic neurons. The semantics and the floating-point arithmetic are exactly those of the
+ * torch code in engine/torch_backend.py (its inference path with sparse deliveries); tests
+ * compare the two bit for bit.
  *
  * Per sample and forward step:
  *   select   the pending sources with the F highest keys (ties: lower source index first), or
  *            all of them when at most F are pending;
+ *   fill     (QueuedCarriers, `queued` given) queued zero outputs of hidden neurons fill the
+ *            F - selected free slots, by the same keys: they leave the queue and deliver W * 0
+ *            (no current, no evaluation: they matter for the gradient only);
  *   deliver  for each receiving layer, in layer order: cur[n] = sum over the selected sources j of
  *            that layer, in ascending j, of (wt[j][n] * value_j), starting from 0; plus the bias
  *            at the first delivery into the layer in this time step;
@@ -16,14 +20,30 @@
  *   integrate  evaluated = (cur != 0) or (first delivery and (full layer evaluation or
  *            candidate)); zero-reset
  *            neurons that already fired discard the current; acc += cur;
- *   fire     an evaluated neuron that has not fired yet fires if (decayed + acc [- sub]) - thr > 0;
- *            its spike joins the pending set (hidden layers) with a key given by the strategy.
+ *   fire     an evaluated neuron that has not fired yet fires if U - thr > 0, with
+ *            U = decayed + acc [- sub] (Leaky) or U = decayed + (syn_decayed + acc) [- sub]
+ *            [- U * r] (Synaptic); its spike joins the pending set (hidden layers) with a key
+ *            given by the strategy; a silent evaluated hidden neuron queues a zero (`queued`).
+ *
+ * Training (engine/native_grad.py): the forward pass is the same loop. The backward pass runs
+ * it again per time step with a tape (sa_tape_record: every delivery, filler, bias and
+ * evaluation in order, and U - thr of each evaluation that carries gradient), lets the caller
+ * fill in the surrogate derivative of each recorded U - thr (sa_tape_x, sa_tape_sg), and walks
+ * the tape in reverse (sa_tape_backward): the adjoint of each neuron's accumulated current, of
+ * each pending and queued value, and of the weights, biases, membranes and inputs.
+ *
+ * Samples are independent: both passes run over blocks of samples on `threads` threads. The
+ * backward pass uses a fixed number of blocks (SA_GRAD_BLOCKS, not the thread count), each with
+ * its own weight-gradient buffer, summed in block order: gradients do not depend on `threads`.
  *
  * Compile with -ffp-contract=off (no fused multiply-add) so products and sums round as torch's.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define SA_GRAD_BLOCKS 4
 
 typedef struct {
     float key;
@@ -56,15 +76,18 @@ typedef struct {
     const int64_t *lay_grp;   /* [L] group fed by a layer's spikes, -1 for the output layer */
     const float *const *wt;   /* [L] transposed weights [in_l, n_l], contiguous */
     const float *const *bias; /* [L] bias [n_l] or NULL */
-    const uint8_t *lay_sub;   /* [L] subtract reset: membrane = decayed + acc - sub */
+    const uint8_t *lay_sub;   /* [L] subtract reset: membrane = ... - sub */
     const uint8_t *lay_zero;  /* [L] zero reset: current after firing is discarded */
+    const uint8_t *lay_syn;   /* [L] synaptic: membrane = decayed + (syn_decayed + acc) */
     const float *fan;         /* [S] non-zero fan-out of each source (synaptic operations) */
     const float *thr;         /* [N] threshold */
     int64_t mode;             /* the ordering: MODE_RANDOM, MODE_MEMBRANE or MODE_INDEX */
-    int64_t F;                /* forward group size (>= 1) */
+    int64_t F;                /* forward group size (>= 1; >= S: everything pending at once) */
     int64_t max_fs;           /* max forward steps per time step, -1 none */
     int64_t stop_k;           /* stop_on_output, -1 off */
     int64_t full_eval;        /* full layer evaluation */
+    int64_t threads;          /* worker threads (>= 1) */
+    int64_t per_eval;         /* tape: silent output evaluations carry gradient (QueuedCarriers) */
 } sa_plan;
 
 /* One time step's arrays (mirrored by the ctypes Structure KernelStep). */
@@ -73,7 +96,9 @@ typedef struct {
     const float *frame_cur;   /* [B, n_0] the input frame's current into layer 0 (bias included),
                                  delivered in a first forward step; NULL: no input frame */
     const float *decayed;     /* [B, N] */
-    const float *sub;         /* [B, N] reset * threshold (read where lay_sub) */
+    const float *syn_decayed; /* [B, N] alpha * syn (read where lay_syn), or NULL (no synaptic) */
+    const float *sub;         /* [B, N] reset * threshold (read where lay_sub), or NULL (none) */
+    const float *zero_reset;  /* [B, N] the delayed reset r (read where lay_syn and lay_zero) */
     float *acc;               /* [B, N] in/out: the step's accumulated current */
     uint8_t *fired;           /* [B, N] in/out */
     uint8_t *evald;           /* [B, N] in/out */
@@ -87,196 +112,635 @@ typedef struct {
     float *synops;            /* [B, L] in/out */
     int64_t *fsteps;          /* [B] in/out */
     int64_t *out_at;          /* [B] in/out: forward step of the first output spike, -1 none */
+    uint8_t *queued;          /* [B, S] in/out: a hidden source's neuron has zeros queued
+                                 (QueuedCarriers), or NULL (no queue) */
 } sa_step;
 
-/* Returns 0 on success, -1 when memory could not be allocated (nothing was changed then). */
-int sa_async_steps(const sa_plan *plan, const sa_step *step)
-{
-    const int64_t B = plan->B, L = plan->L, N = plan->N, S = plan->S;
-    const int64_t *lay_off = plan->lay_off, *grp_off = plan->grp_off;
-    const int64_t *tgt_grp = plan->tgt_grp, *lay_grp = plan->lay_grp;
-    const float *const *wt = plan->wt, *const *bias = plan->bias;
-    const uint8_t *lay_sub = plan->lay_sub, *lay_zero = plan->lay_zero;
-    const float *fan = plan->fan, *thr = plan->thr;
-    const int64_t mode = plan->mode, F = plan->F, max_fs = plan->max_fs, stop_k = plan->stop_k;
-    const int64_t full_eval = plan->full_eval;
-    const uint8_t *cand = step->cand;
-    const float *frame_cur = step->frame_cur, *decayed = step->decayed, *sub = step->sub;
-    float *acc = step->acc, *spikes = step->spikes, *pend = step->pend, *key = step->key;
-    float *prio = step->prio, *clock = step->clock, *synops = step->synops;
-    const float *noise = step->noise;
-    uint8_t *fired = step->fired, *evald = step->evald, *reached = step->reached;
-    int64_t *fsteps = step->fsteps, *out_at = step->out_at;
+/* The backward pass's arrays for one time step (mirrored by the ctypes Structure KernelGrad).
+ * In: the adjoints of the step's outputs. Out: the adjoints of its inputs (zeroed by the caller;
+ * g_wt and g_bias are accumulated into). */
+typedef struct {
+    const float *g_acc;       /* [B, N] adjoint of the accumulated current */
+    const float *g_spikes;    /* [B, N] adjoint of the spike record */
+    const float *g_pend;      /* [B, S] adjoint of the pending values after the step */
+    const float *g_queued;    /* [B, S] adjoint of the queued zeros after the step, or NULL */
+    float *g_x;               /* [B, N] out: sum over evaluations of the adjoint of U - thr */
+    float *g_pend_in;         /* [B, S] out: adjoint of the pending values before the step */
+    float *g_queued_in;       /* [B, S] out: adjoint of the queued zeros before the step, or NULL */
+    float *g_frame;           /* [B, n_0] out: adjoint of frame_cur, or NULL */
+    float *const *g_wt;       /* [L] out [in_l, n_l]: adjoint of wt (accumulated) */
+    float *const *g_bias;     /* [L] out [n_l] or NULL: adjoint of the bias (accumulated) */
+} sa_grad;
 
-    int64_t max_n = 0;
-    for (int64_t l = 0; l < L; l++) {
-        int64_t n = lay_off[l + 1] - lay_off[l];
+/* ------------------------------------------------------------------ threads */
+typedef void (*block_fn)(void *arg, int64_t blk);
+typedef struct {
+    block_fn fn;
+    void *arg;
+    int64_t nblk, stride, first;
+} Worker;
+
+static void *worker_main(void *p) {
+    Worker *w = (Worker *)p;
+    for (int64_t k = w->first; k < w->nblk; k += w->stride) w->fn(w->arg, k);
+    return NULL;
+}
+
+/* Run fn(arg, blk) for blk = 0..nblk-1 on up to `threads` threads (the caller is one of them);
+ * thread t runs blocks t, t + threads, ...; the caller runs the share of any thread that could
+ * not be started. */
+static void parallel(int64_t threads, int64_t nblk, block_fn fn, void *arg) {
+    if (threads > nblk) threads = nblk;
+    if (threads > 64) threads = 64;
+    if (threads <= 1) {
+        for (int64_t k = 0; k < nblk; k++) fn(arg, k);
+        return;
+    }
+    pthread_t tid[64];
+    Worker ws[64];
+    uint8_t started[64] = {0};
+    for (int64_t t = 0; t < threads; t++) ws[t] = (Worker){fn, arg, nblk, threads, t};
+    for (int64_t t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, worker_main, &ws[t]) == 0;
+    worker_main(&ws[0]);
+    for (int64_t t = 1; t < threads; t++) if (!started[t]) worker_main(&ws[t]);
+    for (int64_t t = 1; t < threads; t++) if (started[t]) pthread_join(tid[t], NULL);
+}
+
+/* ------------------------------------------------------------------ the tape */
+enum { REC_FRAME = 1, REC_DELIV, REC_DELIV_Q, REC_FILL, REC_BIAS, REC_FIRE, REC_SILENT };
+
+typedef struct {
+    int32_t type, t, k, x; /* record type, layer, neuron (k) or source (j), x index / value bits */
+} Rec;
+
+typedef struct {
+    Rec *rec;
+    int64_t nrec, cap;
+    float **x;             /* [L] U - thr of the recorded evaluations of each layer */
+    int64_t *nx, *capx;    /* [L] */
+    int failed;
+} Chunk;
+
+typedef struct {
+    int64_t B, L, nblk;
+    Chunk *chunk;          /* [nblk] */
+    int64_t *rec_begin;    /* [B] the sample's records in its block's chunk */
+    int64_t *rec_end;      /* [B] */
+    float **x, **sg;       /* [L] compacted over blocks; sg filled in by the caller */
+    int64_t *nx;           /* [L] */
+    int64_t *xbase;        /* [nblk * L] where each block's x values start */
+} sa_tape;
+
+static int push_rec(Chunk *c, int32_t type, int32_t t, int32_t k, int32_t x) {
+    if (c->failed) return -1;
+    if (c->nrec == c->cap) {
+        int64_t cap = c->cap ? 2 * c->cap : 4096;
+        Rec *r = (Rec *)realloc(c->rec, sizeof(Rec) * (size_t)cap);
+        if (!r) { c->failed = 1; return -1; }
+        c->rec = r; c->cap = cap;
+    }
+    c->rec[c->nrec++] = (Rec){type, t, k, x};
+    return 0;
+}
+
+static int32_t push_x(Chunk *c, int64_t l, float v) {
+    if (c->failed) return -1;
+    if (c->nx[l] == c->capx[l]) {
+        int64_t cap = c->capx[l] ? 2 * c->capx[l] : 4096;
+        float *r = (float *)realloc(c->x[l], sizeof(float) * (size_t)cap);
+        if (!r) { c->failed = 1; return -1; }
+        c->x[l] = r; c->capx[l] = cap;
+    }
+    c->x[l][c->nx[l]] = v;
+    return (int32_t)c->nx[l]++;
+}
+
+static int32_t float_bits(float v) { int32_t i; memcpy(&i, &v, sizeof i); return i; }
+static float bits_float(int32_t i) { float v; memcpy(&v, &i, sizeof v); return v; }
+
+/* ------------------------------------------------------------------ the forward pass */
+typedef struct {
+    int32_t *plist, *ppos, *sel;
+    float *val;
+    uint8_t *took;
+    Item *items;
+    float *cur;
+    uint8_t *cany;
+    int64_t *grp_tgt;
+} Work;
+
+static void work_free(Work *w) {
+    free(w->plist); free(w->ppos); free(w->sel); free(w->val); free(w->took); free(w->items);
+    free(w->cur); free(w->cany); free(w->grp_tgt);
+    memset(w, 0, sizeof *w);
+}
+
+static int work_alloc(Work *w, const sa_plan *P) {
+    size_t S = (size_t)(P->S > 0 ? P->S : 1), L = (size_t)P->L;
+    int64_t max_n = 1;
+    for (int64_t l = 0; l < P->L; l++) {
+        int64_t n = P->lay_off[l + 1] - P->lay_off[l];
         if (n > max_n) max_n = n;
     }
-    int32_t *plist = (int32_t *)malloc(sizeof(int32_t) * (size_t)(S > 0 ? S : 1));
-    int32_t *ppos = (int32_t *)malloc(sizeof(int32_t) * (size_t)(S > 0 ? S : 1));
-    int32_t *sel = (int32_t *)malloc(sizeof(int32_t) * (size_t)(S > 0 ? S : 1));
-    float *val = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
-    Item *items = (Item *)malloc(sizeof(Item) * (size_t)(S > 0 ? S : 1));
-    float *cur = (float *)malloc(sizeof(float) * (size_t)(max_n > 0 ? max_n : 1));
-    uint8_t *cany = (uint8_t *)malloc((size_t)L + 1);
-    if (!plist || !ppos || !sel || !val || !items || !cur || !cany) {
-        free(plist); free(ppos); free(sel); free(val); free(items); free(cur); free(cany);
+    memset(w, 0, sizeof *w);
+    w->plist = (int32_t *)malloc(sizeof(int32_t) * S);
+    w->ppos = (int32_t *)malloc(sizeof(int32_t) * S);
+    w->sel = (int32_t *)malloc(sizeof(int32_t) * S);
+    w->val = (float *)malloc(sizeof(float) * S);
+    w->took = (uint8_t *)malloc(S);
+    w->items = (Item *)malloc(sizeof(Item) * S);
+    w->cur = (float *)malloc(sizeof(float) * (size_t)max_n);
+    w->cany = (uint8_t *)malloc(L + 1);
+    w->grp_tgt = (int64_t *)malloc(sizeof(int64_t) * (L + 2));
+    if (!w->plist || !w->ppos || !w->sel || !w->val || !w->took || !w->items || !w->cur ||
+        !w->cany || !w->grp_tgt) {
+        work_free(w);
         return -1;
     }
-
-    for (int64_t b = 0; b < B; b++) {
-        float *pd = pend + b * S, *ky = key + b * S, *pr = prio ? prio + b * S : NULL;
-        const float *nz = noise + b * S;
-        float *ac = acc + b * N, *sp = spikes + b * N;
-        uint8_t *fi = fired + b * N, *ev = evald + b * N, *re = reached + b * L;
-        const float *dc = decayed + b * N, *sb = sub + b * N;
-        const uint8_t *cd = cand ? cand + b * N : NULL;
-        float *so = synops + b * L;
-        int64_t fs = fsteps[b], oa = out_at[b];
-        float clk = clock ? clock[b] : 0.0f;
-
-        /* the pending set as a list (order irrelevant) with each source's position in it */
-        int64_t np = 0;
-        for (int64_t j = 0; j < S; j++) {
-            ppos[j] = -1;
-            if (pd[j] != 0.0f) { ppos[j] = (int32_t)np; plist[np++] = (int32_t)j; }
-        }
-
-        for (int64_t l = 0; l < L; l++) {
-            cany[l] = 0;
-            if (cd) for (int64_t k = lay_off[l]; k < lay_off[l + 1]; k++) if (cd[k]) { cany[l] = 1; break; }
-        }
-
-        int frame = frame_cur != NULL;
-        for (;;) {
-            int64_t settle = -1, ns = 0;
-            if (frame) {  /* the prioritised input frame: always one forward step */
-                fs += 1;
-                goto deliver;
-            }
-            if (np == 0) {  /* nothing pending: reach the lowest unreached candidate layer */
-                for (int64_t l = 0; l < L; l++) if (cany[l] && !re[l]) { settle = l; break; }
-                if (settle < 0) break;
-            }
-            if (max_fs >= 0 && fs >= max_fs) break;
-            if (stop_k >= 0 && oa >= 0 && fs >= oa + stop_k) break;
-            fs += 1;
-
-            if (settle < 0) {
-                /* select */
-                if (F >= np) {
-                    ns = np;
-                    memcpy(sel, plist, sizeof(int32_t) * (size_t)np);
-                } else if (F == 1) {
-                    int32_t best = plist[0];
-                    for (int64_t i = 1; i < np; i++) {
-                        int32_t j = plist[i];
-                        if (ky[j] > ky[best] || (ky[j] == ky[best] && j < best)) best = j;
-                    }
-                    ns = 1;
-                    sel[0] = best;
-                } else {
-                    for (int64_t i = 0; i < np; i++) { items[i].key = ky[plist[i]]; items[i].idx = plist[i]; }
-                    qsort(items, (size_t)np, sizeof(Item), by_key_desc);
-                    ns = F;
-                    for (int64_t i = 0; i < ns; i++) sel[i] = items[i].idx;
-                }
-                if (ns > 1) qsort(sel, (size_t)ns, sizeof(int32_t), by_int_asc);
-                if (mode == MODE_RANDOM) {
-                    float kmin = ky[sel[0]];
-                    for (int64_t i = 1; i < ns; i++) if (ky[sel[i]] < kmin) kmin = ky[sel[i]];
-                    clk = -kmin;
-                }
-                /* take the selected spikes out of the pending set */
-                for (int64_t i = 0; i < ns; i++) {
-                    int32_t j = sel[i];
-                    val[i] = pd[j];
-                    pd[j] = 0.0f;
-                    int32_t p = ppos[j], last = plist[np - 1];
-                    plist[p] = last; ppos[last] = p; ppos[j] = -1; np--;
-                }
-            }
-
-        deliver:;
-            /* deliver, layer by layer (groups are in layer order, sel is ascending) */
-            int64_t i = 0;
-            for (int64_t t = 0; t < L; t++) {
-                int64_t g = tgt_grp[t];
-                int64_t n0 = lay_off[t], nt = lay_off[t + 1] - n0;
-                int touched = 0, with_bias = 1;
-                if (frame) {
-                    if (t != 0) continue;
-                    const float *fc = frame_cur + b * nt;
-                    touched = 1;
-                    with_bias = 0;
-                    for (int64_t n = 0; n < nt; n++) cur[n] = fc[n];
-                } else if (t == settle) {
-                    touched = 1;
-                    for (int64_t n = 0; n < nt; n++) cur[n] = 0.0f;
-                } else if (g >= 0 && i < ns && sel[i] < grp_off[g + 1]) {
-                    int64_t g0 = grp_off[g], g1 = grp_off[g + 1];
-                    const float *w = wt[t];
-                    touched = 1;
-                    for (int64_t n = 0; n < nt; n++) cur[n] = 0.0f;
-                    for (; i < ns && sel[i] < g1; i++) {
-                        const float *row = w + (sel[i] - g0) * nt;
-                        float v = val[i];
-                        for (int64_t n = 0; n < nt; n++) cur[n] += row[n] * v;
-                        so[t] += fan[sel[i]];
-                    }
-                }
-                if (!touched) continue;
-                int first = !re[t];
-                re[t] = 1;
-                if (first && with_bias && bias[t]) {
-                    const float *bt = bias[t];
-                    for (int64_t n = 0; n < nt; n++) cur[n] = cur[n] + bt[n];
-                }
-                int64_t gout = lay_grp[t];
-                int64_t s0 = gout >= 0 ? grp_off[gout] : 0;
-                for (int64_t n = 0; n < nt; n++) {
-                    int64_t k = n0 + n;
-                    float c = cur[n];
-                    int e = (c != 0.0f) || (first && (full_eval || (cd && cd[k])));
-                    if (lay_zero[t] && fi[k]) c = 0.0f;
-                    ac[k] = ac[k] + c;
-                    if (!e || fi[k]) continue;
-                    ev[k] = 1;
-                    float m = dc[k] + ac[k];
-                    if (lay_sub[t]) m = m - sb[k];
-                    if (!((m - thr[k]) > 0.0f)) continue;
-                    fi[k] = 1;
-                    sp[k] = sp[k] + 1.0f;
-                    if (gout < 0) {
-                        if (stop_k >= 0 && oa < 0) oa = fs;
-                        continue;
-                    }
-                    int64_t j = s0 + n;
-                    int was = pd[j] != 0.0f;
-                    pd[j] = pd[j] + 1.0f;
-                    if (mode == MODE_RANDOM) {
-                        if (!was) ky[j] = -(clk + nz[j]);
-                    } else if (mode == MODE_MEMBRANE) {
-                        pr[j] = m;
-                        ky[j] = m + nz[j];
-                    }
-                    int now = pd[j] != 0.0f;
-                    if (now && ppos[j] < 0) { ppos[j] = (int32_t)np; plist[np++] = (int32_t)j; }
-                    else if (!now && ppos[j] >= 0) {
-                        int32_t p = ppos[j], last = plist[np - 1];
-                        plist[p] = last; ppos[last] = p; ppos[j] = -1; np--;
-                    }
-                }
-            }
-            frame = 0;
-        }
-        fsteps[b] = fs;
-        out_at[b] = oa;
-        if (clock) clock[b] = clk;
-    }
-    free(plist); free(ppos); free(sel); free(val); free(items); free(cur); free(cany);
+    for (int64_t g = 0; g < P->L + 2; g++) w->grp_tgt[g] = -1;
+    for (int64_t t = 0; t < P->L; t++) if (P->tgt_grp[t] >= 0) w->grp_tgt[P->tgt_grp[t]] = t;
     return 0;
+}
+
+static void remove_pending(Work *w, int64_t *np, int32_t j) {
+    int32_t p = w->ppos[j], last = w->plist[*np - 1];
+    w->plist[p] = last; w->ppos[last] = p; w->ppos[j] = -1; (*np)--;
+}
+
+/* One sample's forward steps of one time step; records onto `tp` when it is not NULL. */
+static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, Chunk *tp) {
+    const int64_t L = P->L, N = P->N, S = P->S;
+    const int64_t *lay_off = P->lay_off, *grp_off = P->grp_off;
+    const int64_t *tgt_grp = P->tgt_grp, *lay_grp = P->lay_grp;
+    const float *const *wt = P->wt, *const *bias = P->bias;
+    const uint8_t *lay_sub = P->lay_sub, *lay_zero = P->lay_zero, *lay_syn = P->lay_syn;
+    const float *fan = P->fan, *thr = P->thr;
+    const int64_t mode = P->mode, F = P->F, max_fs = P->max_fs, stop_k = P->stop_k;
+    const int64_t full_eval = P->full_eval;
+    int32_t *plist = w->plist, *ppos = w->ppos, *sel = w->sel;
+    float *val = w->val, *cur = w->cur;
+    uint8_t *took = w->took, *cany = w->cany;
+    Item *items = w->items;
+
+    float *pd = st->pend + b * S, *ky = st->key + b * S, *pr = st->prio ? st->prio + b * S : NULL;
+    const float *nz = st->noise + b * S;
+    float *ac = st->acc + b * N, *sp = st->spikes + b * N;
+    uint8_t *fi = st->fired + b * N, *ev = st->evald + b * N, *re = st->reached + b * L;
+    uint8_t *cq = st->queued ? st->queued + b * S : NULL;
+    const float *dc = st->decayed + b * N;
+    const float *ds = st->syn_decayed ? st->syn_decayed + b * N : NULL;
+    const float *sb = st->sub ? st->sub + b * N : NULL;
+    const float *rz = st->zero_reset ? st->zero_reset + b * N : NULL;
+    const uint8_t *cd = st->cand ? st->cand + b * N : NULL;
+    float *so = st->synops + b * L;
+    int64_t fs = st->fsteps[b], oa = st->out_at[b];
+    float clk = st->clock ? st->clock[b] : 0.0f;
+
+    /* the pending set as a list (order irrelevant) with each source's position in it */
+    int64_t np = 0;
+    for (int64_t j = 0; j < S; j++) {
+        ppos[j] = -1;
+        if (pd[j] != 0.0f) { ppos[j] = (int32_t)np; plist[np++] = (int32_t)j; }
+    }
+
+    for (int64_t l = 0; l < L; l++) {
+        cany[l] = 0;
+        if (cd) for (int64_t k = lay_off[l]; k < lay_off[l + 1]; k++) if (cd[k]) { cany[l] = 1; break; }
+    }
+
+    int frame = st->frame_cur != NULL;
+    for (;;) {
+        int64_t settle = -1, ns = 0;
+        if (frame) {  /* the prioritised input frame: always one forward step */
+            fs += 1;
+            goto deliver;
+        }
+        if (np == 0) {  /* nothing pending: reach the lowest unreached candidate layer */
+            for (int64_t l = 0; l < L; l++) if (cany[l] && !re[l]) { settle = l; break; }
+            if (settle < 0) break;
+        }
+        if (max_fs >= 0 && fs >= max_fs) break;
+        if (stop_k >= 0 && oa >= 0 && fs >= oa + stop_k) break;
+        fs += 1;
+
+        if (settle < 0) {
+            /* select */
+            if (F >= np) {
+                ns = np;
+                memcpy(sel, plist, sizeof(int32_t) * (size_t)np);
+            } else if (F == 1) {
+                int32_t best = plist[0];
+                for (int64_t i = 1; i < np; i++) {
+                    int32_t j = plist[i];
+                    if (ky[j] > ky[best] || (ky[j] == ky[best] && j < best)) best = j;
+                }
+                ns = 1;
+                sel[0] = best;
+            } else {
+                for (int64_t i = 0; i < np; i++) { items[i].key = ky[plist[i]]; items[i].idx = plist[i]; }
+                qsort(items, (size_t)np, sizeof(Item), by_key_desc);
+                ns = F;
+                for (int64_t i = 0; i < ns; i++) sel[i] = items[i].idx;
+            }
+            if (ns > 1) qsort(sel, (size_t)ns, sizeof(int32_t), by_int_asc);
+            if (mode == MODE_RANDOM) {
+                float kmin = ky[sel[0]];
+                for (int64_t i = 1; i < ns; i++) if (ky[sel[i]] < kmin) kmin = ky[sel[i]];
+                clk = -kmin;
+            }
+            /* take the selected spikes out of the pending set (with their neurons' queued zeros) */
+            for (int64_t i = 0; i < ns; i++) {
+                int32_t j = sel[i];
+                val[i] = pd[j];
+                pd[j] = 0.0f;
+                remove_pending(w, &np, j);
+                took[i] = 0;
+                if (cq && cq[j]) { cq[j] = 0; took[i] = 1; }
+            }
+        }
+        /* queued zeros fill the free slots (torch: CarrierQueue.fillers) */
+        if (cq && F - ns > 0) {
+            int64_t free_slots = F - ns, nq = 0;
+            for (int64_t t = 0; t < L; t++) {
+                int64_t g = lay_grp[t];
+                if (g < 0) continue;
+                for (int64_t j = grp_off[g]; j < grp_off[g + 1]; j++)
+                    if (cq[j]) { items[nq].key = ky[j]; items[nq].idx = (int32_t)j; nq++; }
+            }
+            if (nq > free_slots) {
+                qsort(items, (size_t)nq, sizeof(Item), by_key_desc);
+                nq = free_slots;
+            }
+            for (int64_t q = 0; q < nq; q++) {
+                int32_t j = items[q].idx;
+                cq[j] = 0;
+                if (tp) {
+                    int64_t g = 0;
+                    while (grp_off[g + 1] <= j) g++;
+                    push_rec(tp, REC_FILL, (int32_t)w->grp_tgt[g], j, 0);
+                }
+            }
+        }
+
+    deliver:;
+        /* deliver, layer by layer (groups are in layer order, sel is ascending) */
+        int64_t i = 0;
+        for (int64_t t = 0; t < L; t++) {
+            int64_t g = tgt_grp[t];
+            int64_t n0 = lay_off[t], nt = lay_off[t + 1] - n0;
+            int touched = 0, with_bias = 1;
+            if (frame) {
+                if (t != 0) continue;
+                const float *fc = st->frame_cur + b * nt;
+                touched = 1;
+                with_bias = 0;
+                for (int64_t n = 0; n < nt; n++) cur[n] = fc[n];
+                if (tp) push_rec(tp, REC_FRAME, 0, 0, 0);
+            } else if (t == settle) {
+                touched = 1;
+                for (int64_t n = 0; n < nt; n++) cur[n] = 0.0f;
+            } else if (g >= 0 && i < ns && sel[i] < grp_off[g + 1]) {
+                int64_t g0 = grp_off[g], g1 = grp_off[g + 1];
+                const float *wl = wt[t];
+                touched = 1;
+                for (int64_t n = 0; n < nt; n++) cur[n] = 0.0f;
+                for (; i < ns && sel[i] < g1; i++) {
+                    const float *row = wl + (sel[i] - g0) * nt;
+                    float v = val[i];
+                    for (int64_t n = 0; n < nt; n++) cur[n] += row[n] * v;
+                    so[t] += fan[sel[i]];
+                    if (tp) push_rec(tp, took[i] ? REC_DELIV_Q : REC_DELIV, (int32_t)t, sel[i], float_bits(v));
+                }
+            }
+            if (!touched) continue;
+            int first = !re[t];
+            re[t] = 1;
+            if (first && with_bias && bias[t]) {
+                const float *bt = bias[t];
+                for (int64_t n = 0; n < nt; n++) cur[n] = cur[n] + bt[n];
+                if (tp) push_rec(tp, REC_BIAS, (int32_t)t, 0, 0);
+            }
+            int64_t gout = lay_grp[t];
+            int64_t s0 = gout >= 0 ? grp_off[gout] : 0;
+            int syn = lay_syn[t], sub = lay_sub[t], zsyn = lay_syn[t] && lay_zero[t];
+            int rec_silent = tp && ((gout >= 0 && cq) || (gout < 0 && P->per_eval));
+            for (int64_t n = 0; n < nt; n++) {
+                int64_t k = n0 + n;
+                float c = cur[n];
+                int e = (c != 0.0f) || (first && (full_eval || (cd && cd[k])));
+                if (lay_zero[t] && fi[k]) c = 0.0f;
+                ac[k] = ac[k] + c;
+                if (!e || fi[k]) continue;
+                ev[k] = 1;
+                float m = syn ? dc[k] + (ds[k] + ac[k]) : dc[k] + ac[k];
+                if (sub) m = m - sb[k];
+                else if (zsyn) m = m - m * rz[k];
+                float x = m - thr[k];
+                if (!(x > 0.0f)) {  /* silent: its zero output queues (hidden) */
+                    if (gout >= 0 && cq) cq[s0 + n] = 1;
+                    if (rec_silent) push_rec(tp, REC_SILENT, (int32_t)t, (int32_t)k, push_x(tp, t, x));
+                    continue;
+                }
+                fi[k] = 1;
+                sp[k] = sp[k] + 1.0f;
+                if (tp) push_rec(tp, REC_FIRE, (int32_t)t, (int32_t)k, push_x(tp, t, x));
+                if (gout < 0) {
+                    if (stop_k >= 0 && oa < 0) oa = fs;
+                    continue;
+                }
+                int64_t j = s0 + n;
+                int was = pd[j] != 0.0f;
+                pd[j] = pd[j] + 1.0f;
+                if (mode == MODE_RANDOM) {
+                    if (!was) ky[j] = -(clk + nz[j]);
+                } else if (mode == MODE_MEMBRANE) {
+                    pr[j] = m;
+                    ky[j] = m + nz[j];
+                }
+                int now = pd[j] != 0.0f;
+                if (now && ppos[j] < 0) { ppos[j] = (int32_t)np; plist[np++] = (int32_t)j; }
+                else if (!now && ppos[j] >= 0) remove_pending(w, &np, (int32_t)j);
+            }
+        }
+        frame = 0;
+    }
+    st->fsteps[b] = fs;
+    st->out_at[b] = oa;
+    if (st->clock) st->clock[b] = clk;
+}
+
+typedef struct {
+    const sa_plan *P;
+    const sa_step *st;
+    int64_t nblk;
+    sa_tape *tape;   /* NULL: no recording */
+    int failed;
+} FwdJob;
+
+static void fwd_block(void *arg, int64_t blk) {
+    FwdJob *j = (FwdJob *)arg;
+    const int64_t B = j->P->B;
+    int64_t b0 = B * blk / j->nblk, b1 = B * (blk + 1) / j->nblk;
+    Work w;
+    if (work_alloc(&w, j->P) != 0) { j->failed = 1; return; }
+    Chunk *c = j->tape ? &j->tape->chunk[blk] : NULL;
+    for (int64_t b = b0; b < b1; b++) {
+        if (c) j->tape->rec_begin[b] = c->nrec;
+        run_sample(j->P, j->st, b, &w, c);
+        if (c) j->tape->rec_end[b] = c->nrec;
+    }
+    if (c && c->failed) j->failed = 1;
+    work_free(&w);
+}
+
+/* Returns 0 on success, -1 when memory could not be allocated. */
+int sa_async_steps(const sa_plan *plan, const sa_step *step)
+{
+    int64_t nblk = plan->threads > 1 ? plan->threads : 1;
+    if (nblk > plan->B) nblk = plan->B > 0 ? plan->B : 1;
+    FwdJob job = {plan, step, nblk, NULL, 0};
+    parallel(plan->threads, nblk, fwd_block, &job);
+    return job.failed ? -1 : 0;
+}
+
+void sa_tape_free(sa_tape *tp) {
+    if (!tp) return;
+    if (tp->chunk) {
+        for (int64_t c = 0; c < tp->nblk; c++) {
+            Chunk *ch = &tp->chunk[c];
+            free(ch->rec);
+            if (ch->x) for (int64_t l = 0; l < tp->L; l++) free(ch->x[l]);
+            free(ch->x); free(ch->nx); free(ch->capx);
+        }
+    }
+    if (tp->x) for (int64_t l = 0; l < tp->L; l++) free(tp->x[l]);
+    if (tp->sg) for (int64_t l = 0; l < tp->L; l++) free(tp->sg[l]);
+    free(tp->chunk); free(tp->rec_begin); free(tp->rec_end); free(tp->x); free(tp->sg);
+    free(tp->nx); free(tp->xbase);
+    free(tp);
+}
+
+static int64_t grad_blocks(int64_t B) { return B < SA_GRAD_BLOCKS ? (B > 0 ? B : 1) : SA_GRAD_BLOCKS; }
+
+/* Run the step's forward pass again with a tape (the step's arrays are updated as by
+ * sa_async_steps: pass copies). Returns the tape, or NULL when memory ran out. */
+sa_tape *sa_tape_record(const sa_plan *plan, const sa_step *step)
+{
+    const int64_t L = plan->L, B = plan->B, nblk = grad_blocks(B);
+    sa_tape *tp = (sa_tape *)calloc(1, sizeof(sa_tape));
+    if (!tp) return NULL;
+    tp->B = B; tp->L = L; tp->nblk = nblk;
+    tp->chunk = (Chunk *)calloc((size_t)nblk, sizeof(Chunk));
+    tp->rec_begin = (int64_t *)calloc((size_t)(B > 0 ? B : 1), sizeof(int64_t));
+    tp->rec_end = (int64_t *)calloc((size_t)(B > 0 ? B : 1), sizeof(int64_t));
+    tp->x = (float **)calloc((size_t)L, sizeof(float *));
+    tp->sg = (float **)calloc((size_t)L, sizeof(float *));
+    tp->nx = (int64_t *)calloc((size_t)L, sizeof(int64_t));
+    tp->xbase = (int64_t *)calloc((size_t)(nblk * L), sizeof(int64_t));
+    if (!tp->chunk || !tp->rec_begin || !tp->rec_end || !tp->x || !tp->sg || !tp->nx || !tp->xbase) {
+        sa_tape_free(tp);
+        return NULL;
+    }
+    for (int64_t c = 0; c < nblk; c++) {
+        Chunk *ch = &tp->chunk[c];
+        ch->x = (float **)calloc((size_t)L, sizeof(float *));
+        ch->nx = (int64_t *)calloc((size_t)L, sizeof(int64_t));
+        ch->capx = (int64_t *)calloc((size_t)L, sizeof(int64_t));
+        if (!ch->x || !ch->nx || !ch->capx) { sa_tape_free(tp); return NULL; }
+    }
+    FwdJob job = {plan, step, nblk, tp, 0};
+    parallel(plan->threads, nblk, fwd_block, &job);
+    if (job.failed) { sa_tape_free(tp); return NULL; }
+    /* one x buffer per layer (the caller computes the surrogate derivative per layer) */
+    for (int64_t l = 0; l < L; l++) {
+        int64_t n = 0;
+        for (int64_t c = 0; c < nblk; c++) { tp->xbase[c * L + l] = n; n += tp->chunk[c].nx[l]; }
+        tp->nx[l] = n;
+        tp->x[l] = (float *)malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+        tp->sg[l] = (float *)malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+        if (!tp->x[l] || !tp->sg[l]) { sa_tape_free(tp); return NULL; }
+        for (int64_t c = 0; c < nblk; c++) {
+            Chunk *ch = &tp->chunk[c];
+            if (ch->nx[l]) memcpy(tp->x[l] + tp->xbase[c * L + l], ch->x[l], sizeof(float) * (size_t)ch->nx[l]);
+            free(ch->x[l]);
+            ch->x[l] = NULL;
+        }
+    }
+    return tp;
+}
+
+int64_t sa_tape_count(const sa_tape *tp, int64_t l) { return tp->nx[l]; }
+float *sa_tape_x(const sa_tape *tp, int64_t l) { return tp->x[l]; }
+float *sa_tape_sg(const sa_tape *tp, int64_t l) { return tp->sg[l]; }
+
+/* ------------------------------------------------------------------ the backward pass */
+typedef struct {
+    const sa_plan *P;
+    const sa_step *st;
+    const sa_tape *tp;
+    const sa_grad *gr;
+    float **gwt;       /* [nblk * L] per block weight gradients (block 0: the caller's) */
+    float **gb;        /* [nblk * L] per block bias gradients (block 0: the caller's) */
+    uint8_t **rows;    /* [nblk * L] per block: rows of gwt written */
+    int failed;
+} BackJob;
+
+static void back_block(void *arg, int64_t blk) {
+    BackJob *J = (BackJob *)arg;
+    const sa_plan *P = J->P;
+    const sa_step *st = J->st;
+    const sa_tape *tp = J->tp;
+    const sa_grad *gr = J->gr;
+    const int64_t B = P->B, L = P->L, N = P->N, S = P->S, nblk = tp->nblk;
+    const int64_t *lay_off = P->lay_off, *grp_off = P->grp_off, *tgt_grp = P->tgt_grp;
+    const int64_t *lay_grp = P->lay_grp;
+    int64_t b0 = B * blk / nblk, b1 = B * (blk + 1) / nblk;
+    float *G = (float *)malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
+    float *gP = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
+    float *gC = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
+    uint8_t *fi = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
+    if (!G || !gP || !gC || !fi) { free(G); free(gP); free(gC); free(fi); J->failed = 1; return; }
+    float *const *gwt = J->gwt + blk * L;
+    float *const *gb = J->gb + blk * L;
+    uint8_t *const *rows = J->rows + blk * L;
+    const Chunk *ch = &tp->chunk[blk];
+
+    for (int64_t b = b0; b < b1; b++) {
+        memcpy(G, gr->g_acc + b * N, sizeof(float) * (size_t)N);
+        memcpy(gP, gr->g_pend + b * S, sizeof(float) * (size_t)S);
+        if (gr->g_queued) memcpy(gC, gr->g_queued + b * S, sizeof(float) * (size_t)S);
+        else memset(gC, 0, sizeof(float) * (size_t)S);
+        memcpy(fi, st->fired + b * N, (size_t)N);
+        const float *gs_out = gr->g_spikes + b * N;
+        const float *rz = st->zero_reset ? st->zero_reset + b * N : NULL;
+        float *gx = gr->g_x + b * N;
+        for (int64_t r = tp->rec_end[b] - 1; r >= tp->rec_begin[b]; r--) {
+            const Rec rc = ch->rec[r];
+            const int64_t t = rc.t, n0 = lay_off[t], nt = lay_off[t + 1] - n0;
+            const int zero = P->lay_zero[t];
+            switch (rc.type) {
+            case REC_FIRE:
+            case REC_SILENT: {
+                int64_t k = rc.k, g = lay_grp[t];
+                float gs;
+                if (rc.type == REC_FIRE) {
+                    gs = gs_out[k];
+                    if (g >= 0) gs = gs + gP[grp_off[g] + (k - n0)];
+                    fi[k] = 0;
+                } else {
+                    gs = g >= 0 ? gC[grp_off[g] + (k - n0)] : gs_out[k];
+                }
+                float gm = gs * tp->sg[t][tp->xbase[blk * L + t] + rc.x];
+                gx[k] += gm;
+                if (P->lay_syn[t] && zero && rz) gm = gm - gm * rz[k];
+                G[k] += gm;
+                break;
+            }
+            case REC_BIAS: {
+                float *gbt = gb[t];
+                if (!gbt) break;
+                for (int64_t n = 0; n < nt; n++)
+                    if (!(zero && fi[n0 + n])) gbt[n] += G[n0 + n];
+                break;
+            }
+            case REC_DELIV:
+            case REC_DELIV_Q:
+            case REC_FILL: {
+                int64_t j = rc.k, g0 = grp_off[tgt_grp[t]];
+                const float *row = P->wt[t] + (j - g0) * nt;
+                float gv = 0.0f;
+                const float *Gt = G + n0;
+                const uint8_t *ft = fi + n0;
+                if (rc.type == REC_FILL) {  /* value 0: no weight gradient */
+                    for (int64_t n = 0; n < nt; n++) if (!(zero && ft[n])) gv += row[n] * Gt[n];
+                    gC[j] = gv;
+                    break;
+                }
+                float v = bits_float(rc.x);
+                float *grow = gwt[t] + (j - g0) * nt;
+                rows[t][j - g0] = 1;
+                if (zero) {
+                    for (int64_t n = 0; n < nt; n++) {
+                        if (ft[n]) continue;
+                        gv += row[n] * Gt[n];
+                        grow[n] += v * Gt[n];
+                    }
+                } else {
+                    for (int64_t n = 0; n < nt; n++) {
+                        gv += row[n] * Gt[n];
+                        grow[n] += v * Gt[n];
+                    }
+                }
+                gP[j] = gv;
+                if (rc.type == REC_DELIV_Q) gC[j] = gv;
+                break;
+            }
+            case REC_FRAME: {
+                if (!gr->g_frame) break;
+                float *gf = gr->g_frame + b * nt;
+                for (int64_t n = 0; n < nt; n++) gf[n] = G[n0 + n];
+                break;
+            }
+            }
+        }
+        memcpy(gr->g_pend_in + b * S, gP, sizeof(float) * (size_t)S);
+        if (gr->g_queued_in) memcpy(gr->g_queued_in + b * S, gC, sizeof(float) * (size_t)S);
+    }
+    free(G); free(gP); free(gC); free(fi);
+}
+
+/* The backward pass of one time step over a recorded tape whose sg arrays the caller filled.
+ * Returns 0 on success, -1 when memory ran out. */
+int sa_tape_backward(const sa_plan *plan, const sa_step *step, const sa_tape *tape, const sa_grad *grad)
+{
+    const int64_t L = plan->L, nblk = tape->nblk;
+    BackJob J = {plan, step, tape, grad, NULL, NULL, NULL, 0};
+    J.gwt = (float **)calloc((size_t)(nblk * L), sizeof(float *));
+    J.gb = (float **)calloc((size_t)(nblk * L), sizeof(float *));
+    J.rows = (uint8_t **)calloc((size_t)(nblk * L), sizeof(uint8_t *));
+    int ok = J.gwt && J.gb && J.rows;
+    for (int64_t c = 0; ok && c < nblk; c++) {
+        for (int64_t t = 0; t < L; t++) {
+            int64_t g = plan->tgt_grp[t];
+            int64_t nin = g >= 0 ? plan->grp_off[g + 1] - plan->grp_off[g] : 0;
+            int64_t nt = plan->lay_off[t + 1] - plan->lay_off[t];
+            J.rows[c * L + t] = (uint8_t *)calloc((size_t)(nin > 0 ? nin : 1), 1);
+            if (c == 0) {
+                J.gwt[t] = grad->g_wt[t];
+                J.gb[t] = grad->g_bias[t];
+            } else {
+                J.gwt[c * L + t] = (float *)calloc((size_t)(nin * nt > 0 ? nin * nt : 1), sizeof(float));
+                J.gb[c * L + t] = grad->g_bias[t] ? (float *)calloc((size_t)(nt > 0 ? nt : 1), sizeof(float)) : NULL;
+                if (!J.gwt[c * L + t] || (grad->g_bias[t] && !J.gb[c * L + t])) ok = 0;
+            }
+            if (!J.rows[c * L + t]) ok = 0;
+        }
+    }
+    if (ok) {
+        parallel(plan->threads, nblk, back_block, &J);
+        ok = !J.failed;
+    }
+    if (ok) {  /* sum the blocks' weight and bias gradients into block 0's, in block order */
+        for (int64_t c = 1; c < nblk; c++) {
+            for (int64_t t = 0; t < L; t++) {
+                int64_t g = plan->tgt_grp[t];
+                int64_t nin = g >= 0 ? plan->grp_off[g + 1] - plan->grp_off[g] : 0;
+                int64_t nt = plan->lay_off[t + 1] - plan->lay_off[t];
+                float *dst = grad->g_wt[t], *src = J.gwt[c * L + t];
+                for (int64_t r = 0; r < nin; r++) {
+                    if (!J.rows[c * L + t][r]) continue;
+                    for (int64_t n = 0; n < nt; n++) dst[r * nt + n] += src[r * nt + n];
+                }
+                if (grad->g_bias[t]) for (int64_t n = 0; n < nt; n++) grad->g_bias[t][n] += J.gb[c * L + t][n];
+            }
+        }
+    }
+    if (J.rows) for (int64_t i = 0; i < nblk * L; i++) free(J.rows[i]);
+    for (int64_t c = 1; J.gwt && c < nblk; c++) for (int64_t t = 0; t < L; t++) free(J.gwt[c * L + t]);
+    for (int64_t c = 1; J.gb && c < nblk; c++) for (int64_t t = 0; t < L; t++) free(J.gb[c * L + t]);
+    free(J.gwt); free(J.gb); free(J.rows);
+    return ok ? 0 : -1;
 }
 
 /* The digest of this file's text (kernel_build.source_digest), defined by both builds (setup.py,
