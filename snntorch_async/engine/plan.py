@@ -21,7 +21,7 @@ from ..recurrent import RecurrentTiming, is_recurrent
 from .currents import WeightRows
 from .features import DelayLines, Dropout, StopRules
 from .gradients import GradientRule, resolve_gradient_rule
-from . import native
+from . import native, native_grad
 from .orderings import Ordering
 from .pending import SourceLayout
 from .torch_backend import TORCH
@@ -139,14 +139,28 @@ class AsyncPlan:
         return F is not None and F < self.layout.total
 
 
-def choose_backend(ctx: SimContext, ordering: Ordering, exact: bool, plain: bool) -> Backend:
-    """The backend of one simulation: the native kernel for CPU inference with partial groups
-    (``exact``) without delays, recurrent layers, dropout or partial synchronisation (``plain``;
-    the kernel knows neither delay lines nor recurrence) and without
-    ``Record(spike_forward_steps=True)`` (the kernel does not record the forward step of each
-    spike) when the kernel can run the network and is built; else the torch backend
-    (everything, autograd). ``SimulationResult.backend`` says which ran; docs/async.md, "The
-    native kernel", lists the conditions."""
+def choose_backend(
+    ctx: SimContext, ordering: Ordering, exact: bool, plain: bool, training: str | None = None
+) -> Backend:
+    """The backend of one simulation.
+
+    Inference: the native kernel for CPU inference with partial groups (``exact``) without
+    delays, recurrent layers, dropout or partial synchronisation (``plain``; the kernel knows
+    neither delay lines nor recurrence) and without ``Record(spike_forward_steps=True)`` (the
+    kernel does not record the forward step of each spike) when the kernel can run the network
+    and is built. Training (``training``: ``""`` when the native training path covers the
+    simulation, else why not, see ``native_grad.refusal``): the native training backend, else
+    the torch backend with one log line that says why. Everything else: the torch backend.
+    ``SimulationResult.backend`` says which ran; docs/async.md, "The native kernel", lists the
+    conditions."""
+    if training is not None:
+        if training == "":
+            lib = native.library()  # builds on first use; warns once and gives None
+            if lib is not None:
+                return native_grad.NativeTraining(lib)
+            training = f"the native kernel is unavailable ({native.library_origin().reason})"
+        native_grad.fall_back(training)
+        return TORCH
     if exact and plain and not ctx.record.spike_forward_steps and native.runs(ctx, ordering):
         lib = native.library()  # builds on first use; warns once and gives None without a compiler
         if lib is not None:
@@ -186,6 +200,19 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
     dropping = training and (sched.spike_dropout > 0 or sched.input_dropout > 0)
     ordering = sched.ordering()
     plain = not arrivals and not recurrent and sched.sync_threshold is None and not dropping
+    gradients = resolve_gradient_rule(sched)
+    training = None
+    if needs_grad:
+        training = native_grad.refusal(
+            ctx,
+            ordering,
+            gradients,
+            delays=bool(arrivals),
+            recurrent=bool(recurrent),
+            sync_threshold=sched.sync_threshold is not None,
+            dropout=dropping,
+        )
+        training = "" if training is None else training
     return AsyncPlan(
         layout=layout,
         ordering=ordering,
@@ -193,7 +220,7 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         full_layer_evaluation=bool(sched.full_layer_evaluation),
         needs_grad=needs_grad,
         exact=exact,
-        backend=choose_backend(ctx, ordering, exact, plain),
+        backend=choose_backend(ctx, ordering, exact, plain, training),
         lone_linear=tuple(
             None if (lin := layer.lone_linear) is None or lin.stateful else lin
             for layer in graph.layers
@@ -204,7 +231,7 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         dropout=Dropout(float(sched.spike_dropout), float(sched.input_dropout))
         if dropping
         else None,
-        gradients=resolve_gradient_rule(sched),
+        gradients=gradients,
         sync_threshold=sched.sync_threshold,
         recurrent=recurrent,
         immediate=immediate,

@@ -1,0 +1,372 @@
+"""The native training backend: the forward steps in C, and their backward pass in C.
+
+One time step's forward steps (everything between the leak and the finish of
+``engine/step.py``) are one :class:`torch.autograd.Function`, :class:`NativeStep`:
+
+* **forward** runs the kernel's loop (``sa_async_steps``, the same loop as inference) and saves
+  only what the step started from (membrane terms, pending values, keys, draws, queue flags);
+* **backward** runs the same loop again with a tape (``sa_tape_record``: every delivery,
+  filler, bias and evaluation, in order, with ``U - θ`` of each evaluation that carries
+  gradient), evaluates the neurons' own surrogate derivative ``σ'(U - θ)`` on the recorded
+  values (``spike_grad``, whatever it is, called once per layer), and walks the tape in reverse
+  (``sa_tape_backward``).
+
+The reverse walk keeps, per neuron, the adjoint ``G`` of its accumulated current (the step's
+``∂L/∂acc``, plus ``σ'·∂L/∂s`` of every later evaluation), and per pending or queued value the
+adjoint of its slot: an evaluation ``s = Θ(U - θ)`` adds ``∂L/∂s · σ'`` to ``G`` and to the
+adjoint of ``U - θ``; a delivery of value ``v`` from source ``j`` into neurons ``n`` adds
+``v · G[n]`` to ``∂L/∂W[n, j]`` and sets the slot's adjoint to ``Σₙ W[n, j] · G[n]``; zero-reset
+neurons that had already fired take no current (their ``G`` is skipped). The result is the
+gradient of exactly the computation the torch backend records (``tests/test_native_grad.py``:
+same spikes, every gradient within 1e-5, on random models over every setting the kernel runs).
+
+Memory: the tape lives only during one time step's backward; what stays saved between the
+forward and backward passes is ``O(B·(N + S))`` per time step. The tape is recorded again
+instead of kept, so a training step runs the forward loop twice.
+
+What it runs: see :func:`refusal`; anything else runs the torch backend, with one log line
+(logger ``snntorch_async.engine.native_grad``) per reason and process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..context import SimContext
+from . import native
+from .native import KernelGrad, KernelStep, flat_thresholds, kernel_plan, membrane_terms, ptr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gradients import GradientRule
+    from .orderings import Ordering
+    from .plan import AsyncPlan
+    from .step import StepWork
+
+__all__ = ["NativeTraining", "NativeStep", "refusal", "fall_back"]
+
+log = logging.getLogger(__name__)
+_said: set[str] = set()
+
+
+def refusal(
+    ctx: SimContext,
+    ordering: "Ordering",
+    rule: "GradientRule",
+    *,
+    delays: bool,
+    recurrent: bool,
+    sync_threshold: bool,
+    dropout: bool,
+) -> str | None:
+    """Why the native training path cannot run this simulation (``None``: it can)."""
+    if not native.enabled():
+        return "the native kernel is switched off (SNNTORCH_ASYNC_NATIVE=0 or use_native(False))"
+    if ctx.device.type != "cpu":
+        return f"device {ctx.device} (the kernel runs on the CPU)"
+    if ordering.kernel_mode is None:
+        return f"ordering {type(ordering).__name__} (the kernel knows RandomRace, MembranePriority, IndexOrder)"
+    for flag, what in (
+        (delays, "synaptic delays (DelayedLinear)"),
+        (recurrent, "recurrent layers (snn.RLeaky / snn.RSynaptic)"),
+        (sync_threshold, "partial synchronisation (sync_threshold)"),
+        (dropout, "spike or input dropout"),
+        (rule.layer_carriers, "the LayerCarriers gradient rule (silent_gradients=True)"),
+        (ctx.record.spike_forward_steps, "Record(spike_forward_steps=True)"),
+    ):
+        if flag:
+            return what
+    return native.layer_refusal(ctx)
+
+
+def fall_back(why: str) -> None:
+    """One log line per reason and process: training runs the torch backend, and why."""
+    if why not in _said:
+        _said.add(why)
+        log.info("snntorch_async: asynchronous training runs the torch backend: %s", why)
+
+
+def _surrogate_slopes(neuron, x: Tensor) -> Tensor:
+    """``σ'(x)``: the derivative of the neuron's ``spike_grad`` at ``x`` (elementwise)."""
+    with torch.enable_grad():
+        xr = x.detach().clone().requires_grad_(True)
+        y = neuron.spike_fn(xr)
+        (g,) = torch.autograd.grad(y, xr, torch.ones_like(y))
+    return g
+
+
+def _c_floats(address: int, n: int) -> Tensor:
+    """A float32 tensor over ``n`` floats of kernel memory (no copy)."""
+    return torch.frombuffer((ctypes.c_float * n).from_address(address), dtype=torch.float32)
+
+
+class _Run:
+    """What one simulation's :class:`NativeStep` calls share: the kernel, its fixed arrays, the
+    neurons (for their surrogate), and the non-differentiable outputs of the last call."""
+
+    def __init__(self, lib, arrays, neurons, shapes) -> None:
+        self.lib, self.arrays, self.neurons, self.shapes = lib, arrays, neurons, shapes
+        self.out: dict[str, Tensor] = {}
+
+
+class NativeStep(torch.autograd.Function):
+    """One time step's forward steps through the kernel (see the module docstring).
+
+    Inputs (``[B, N]`` / ``[B, S]`` flat, kernel order): the membrane terms, the thresholds
+    ``[N]``, the input frame's current (or ``None``), the pending values, the queued zeros (or
+    ``None``), the transposed weights and the biases. Outputs: the accumulated current, the spike
+    record, the pending values and the queued zeros after the step."""
+
+    @staticmethod
+    def forward(ctx, run, fixed, decayed, syn_decayed, sub, zero_reset, thr, frame, pend, queued, *params):
+        lib, kplan = run.lib, run.arrays.plan
+        B, N, S = kplan.B, kplan.N, kplan.S
+        start = {k: v.clone() for k, v in fixed.items()}  # what the backward pass starts again from
+        arrays = dict(fixed)
+        arrays["pend"] = pend.detach().clone()
+        arrays.update(
+            acc=torch.zeros((B, N)),
+            spikes=torch.zeros((B, N)),
+            fired=torch.zeros((B, N), dtype=torch.bool),
+            evald=torch.zeros((B, N), dtype=torch.bool),
+        )
+        terms = dict(decayed=decayed, syn_decayed=syn_decayed, sub=sub, zero_reset=zero_reset)
+        terms = {k: None if v is None else v.detach().contiguous() for k, v in terms.items()}
+        frame_d = None if frame is None else frame.detach().contiguous()
+        step = _kernel_step(arrays, terms, frame_d)
+        if lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
+            raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
+        run.out = arrays
+        names = sorted(start)
+        ctx.run, ctx.names = run, names
+        ctx.has = tuple(t is not None for t in (syn_decayed, sub, zero_reset, frame, queued))
+        ctx.n_params = len(params)
+        ctx.save_for_backward(
+            *[start[k] for k in names],
+            pend.detach(),
+            *[t for t in terms.values() if t is not None],
+            *([frame_d] if frame_d is not None else []),
+        )
+        queued_out = torch.zeros((B, S)) if queued is not None else None
+        return arrays["acc"], arrays["spikes"], arrays["pend"], queued_out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_acc, g_spikes, g_pend, g_queued):
+        run = ctx.run
+        lib, kplan, lay_off = run.lib, run.arrays.plan, run.arrays.lay_off
+        B, N, S, L = kplan.B, kplan.N, kplan.S, kplan.L
+        saved = list(ctx.saved_tensors)
+        start = {k: saved.pop(0).clone() for k in ctx.names}
+        pend0 = saved.pop(0)
+        has_syn, has_sub, has_zero, has_frame, has_queued = ctx.has
+        terms = {"decayed": saved.pop(0)}
+        terms["syn_decayed"] = saved.pop(0) if has_syn else None
+        terms["sub"] = saved.pop(0) if has_sub else None
+        terms["zero_reset"] = saved.pop(0) if has_zero else None
+        frame = saved.pop(0) if has_frame else None
+        arrays = dict(start)
+        arrays.update(
+            pend=pend0.clone(),
+            acc=torch.zeros((B, N)),
+            spikes=torch.zeros((B, N)),
+            fired=torch.zeros((B, N), dtype=torch.bool),
+            evald=torch.zeros((B, N), dtype=torch.bool),
+        )
+        step = _kernel_step(arrays, terms, frame)
+        tape = lib.sa_tape_record(ctypes.byref(kplan), ctypes.byref(step))
+        if not tape:
+            raise MemoryError("snntorch_async native kernel: could not allocate the backward tape")
+        try:
+            for l, neuron in enumerate(run.neurons):
+                n = int(lib.sa_tape_count(tape, l))
+                if n:
+                    x = _c_floats(lib.sa_tape_x(tape, l), n)
+                    _c_floats(lib.sa_tape_sg(tape, l), n).copy_(_surrogate_slopes(neuron, x))
+
+            def zeros_or(g, shape):
+                return torch.zeros(shape) if g is None else g.contiguous()
+
+            g_in = dict(
+                g_acc=zeros_or(g_acc, (B, N)),
+                g_spikes=zeros_or(g_spikes, (B, N)),
+                g_pend=zeros_or(g_pend, (B, S)),
+                g_queued=zeros_or(g_queued, (B, S)) if has_queued else None,
+            )
+            g_x = torch.zeros((B, N))
+            g_pend_in = torch.zeros((B, S))
+            g_queued_in = torch.zeros((B, S)) if has_queued else None
+            g_frame = torch.zeros_like(frame) if frame is not None else None
+            wts, biases = run.arrays.keep[0], run.arrays.keep[1]
+            g_wt = [torch.zeros_like(w) for w in wts]
+            g_b = [None if b is None else torch.zeros_like(b) for b in biases]
+            grad = KernelGrad(
+                **{k: ptr(v) for k, v in g_in.items()},
+                g_x=ptr(g_x),
+                g_pend_in=ptr(g_pend_in),
+                g_queued_in=ptr(g_queued_in),
+                g_frame=ptr(g_frame),
+                g_wt=ctypes.cast((ctypes.c_void_p * L)(*[ptr(t) for t in g_wt]), native._pptr),
+                g_bias=ctypes.cast((ctypes.c_void_p * L)(*[ptr(t) for t in g_b]), native._pptr),
+            )
+            if lib.sa_tape_backward(ctypes.byref(kplan), ctypes.byref(step), tape, ctypes.byref(grad)):
+                raise MemoryError("snntorch_async native kernel: could not allocate its gradients")
+        finally:
+            lib.sa_tape_free(tape)
+        # U = decayed + (syn_decayed +) acc - sub  [- U·r for zero-reset Synaptic]; x = U - θ
+        g_u = g_x if terms["zero_reset"] is None else g_x - g_x * terms["zero_reset"]
+        g_params = [*g_wt, *[b for b in g_b if b is not None]]
+        return (
+            None,
+            None,
+            g_u,
+            g_u if has_syn else None,
+            -g_x if has_sub else None,
+            None,
+            -g_x.sum(0),
+            g_frame,
+            g_pend_in,
+            g_queued_in,
+            *g_params,
+        )
+
+
+def _kernel_step(arrays: dict, terms: dict, frame) -> KernelStep:
+    return KernelStep(
+        cand=ptr(arrays["cand"]),
+        frame_cur=ptr(frame),
+        **{k: ptr(v) for k, v in terms.items()},
+        acc=ptr(arrays["acc"]),
+        fired=ptr(arrays["fired"]),
+        evald=ptr(arrays["evald"]),
+        spikes=ptr(arrays["spikes"]),
+        pend=ptr(arrays["pend"]),
+        key=ptr(arrays["key"]),
+        prio=ptr(arrays.get("prio")),
+        noise=ptr(arrays["noise"]),
+        clock=ptr(arrays.get("clock")),
+        reached=ptr(arrays["reached"]),
+        synops=ptr(arrays["synops"]),
+        fsteps=ptr(arrays["fsteps"]),
+        out_at=ptr(arrays["out_at"]),
+        queued=ptr(arrays.get("queued")),
+    )
+
+
+class NativeTraining:
+    """Forward steps with gradients: :class:`NativeStep` per time step (module docstring). The
+    kernel's fixed arrays (transposed weights, thresholds) are made once, at the first step."""
+
+    name = "native"
+
+    def __init__(self, lib) -> None:
+        self.lib = lib
+        self._run: _Run | None = None
+        self._params: tuple = ()
+
+    def _setup(self, plan: "AsyncPlan", ctx: SimContext) -> _Run:
+        if self._run is None:
+            lins = plan.lone_linear
+            wts = [op.module.weight.t().contiguous() for op in lins]  # differentiable
+            thr = flat_thresholds(ctx).contiguous()
+            F = plan.forward_group_size
+            F = plan.layout.total + 1 if F is None or F > plan.layout.total else F
+            rule = plan.gradients
+            arrays = kernel_plan(
+                plan, ctx, [w.detach() for w in wts], thr.detach(), F,
+                per_eval=rule.queued and rule.output_per_evaluation,
+            )
+            biases = [op.module.bias for op in lins if op.module.bias is not None]
+            self._params = (thr, wts, biases)
+            layers = ctx.graph.layers
+            self._run = _Run(self.lib, arrays, [layer.neuron for layer in layers], None)
+        return self._run
+
+    def forward_steps(
+        self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor
+    ) -> None:
+        run = self._setup(plan, ctx)
+        thr, wts, biases = self._params
+        layers, layout = ctx.graph.layers, plan.layout
+        L, B = len(layers), ctx.batch
+        S = layout.total
+        shapes = [(B, *layer.shape) for layer in layers]
+        lay_off = run.arrays.lay_off
+
+        def flat(ts):
+            return torch.cat([t.reshape(B, -1) for t in ts] + [torch.zeros((B, 0))], 1)
+
+        terms = membrane_terms(ctx, work)
+        frame = native.frame_current(plan, ctx, work, x)
+        pend = flat(work.pending).contiguous()
+        keys = work.keys
+        fixed = dict(
+            cand=flat(work.candidates).to(torch.bool).contiguous(),
+            key=keys.keys.contiguous() if keys is not None else torch.zeros((B, S)),
+            noise=(
+                keys.noise.contiguous()
+                if keys is not None and keys.noise is not None
+                else torch.zeros((B, S))
+            ),
+            reached=work.reached,
+            synops=work.synops,
+            fsteps=work.forward_steps,
+            out_at=work.output_at,
+        )
+        if keys is not None and keys.clock is not None:
+            fixed["clock"] = keys.clock.contiguous()
+        prio = plan.ordering.records_priority and work.priority
+        if prio:
+            fixed["prio"] = flat([p.detach() for p in work.priority]).contiguous()
+        carriers = work.carriers
+        hidden = layout.hidden
+        queued_values = None
+        if carriers is not None:
+            flags = torch.zeros((B, S), dtype=torch.bool)
+            values = [torch.zeros((B, g.size)) for g in layout.groups]
+            for l, g in enumerate(hidden):
+                flags[:, g.columns] = carriers.queued[l]
+                values[g.index] = carriers.values[l]
+            fixed["queued"] = flags
+            queued_values = flat(values).contiguous()
+        acc, spikes, pend_out, q_out = NativeStep.apply(
+            run,
+            fixed,
+            terms["decayed"],
+            terms["syn_decayed"],
+            terms["sub"],
+            terms["zero_reset"],
+            thr,
+            frame,
+            pend,
+            queued_values,
+            *wts,
+            *biases,
+        )
+        out = run.out
+
+        def per_layer(t):
+            return [t[:, lay_off[l] : lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
+
+        work.current, work.spikes = per_layer(acc), per_layer(spikes)
+        work.fired, work.evaluated = per_layer(out["fired"]), per_layer(out["evald"])
+        work.reached.copy_(out["reached"])
+        work.synops.copy_(out["synops"])
+        work.forward_steps.copy_(out["fsteps"])
+        work.output_at.copy_(out["out_at"])
+        groups = layout.groups
+        work.pending = [pend_out[:, g.columns] for g in groups]
+        if keys is not None:
+            keys.keys = out["key"]
+            if "clock" in out:
+                keys.clock = out["clock"]
+        if prio:
+            work.priority = [out["prio"][:, g.columns] for g in groups]
+        if carriers is not None:
+            for l, g in enumerate(hidden):
+                carriers.values[l] = q_out[:, g.columns]
+                carriers.queued[l] = out["queued"][:, g.columns]
