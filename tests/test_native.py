@@ -171,14 +171,25 @@ def test_kernel_not_used_where_it_does_not_apply():
     net = mlp((20, 24, 6))
     x = _inputs(1)
     sched = sa.RandomAsync(forward_group_size=2)
-    assert sa.simulate(net, x, scheduler=sched).backend == "torch"  # gradients are recorded
+    # gradients are recorded: the native training path (tests/test_native_grad.py)
+    assert sa.simulate(net, x, scheduler=sched).backend == "native"
     with torch.no_grad():
         dense = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=None))
         assert dense.backend == "torch"  # dense groups
         syn = nn.Sequential(
-            nn.Linear(20, 6), snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True, output=True)
+            nn.Linear(20, 8),
+            snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True),
+            nn.Linear(8, 6),
+            snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True, output=True),
         )
-        assert sa.simulate(syn, x, scheduler=sched).backend == "torch"  # Synaptic neurons
+        assert sa.simulate(syn, x, scheduler=sched).backend == "native"  # Synaptic neurons
+        rec = nn.Sequential(
+            nn.Linear(20, 8),
+            snn.RLeaky(beta=0.8, linear_features=8, init_hidden=True),
+            nn.Linear(8, 6),
+            snn.Leaky(beta=0.8, init_hidden=True, output=True),
+        )
+        assert sa.simulate(rec, x, scheduler=sched).backend == "torch"  # recurrent layers
         assert sa.simulate(net, x, scheduler=sched).backend == "native"
         assert sa.simulate(net, x, scheduler=sa.LayerSync()).backend == "torch"
 

@@ -51,11 +51,30 @@ typedef struct {
 } Item;
 
 /* Higher key first; equal keys: lower index first (torch.sort(descending, stable=True)). */
-static int by_key_desc(const void *a, const void *b) {
-    const Item *x = (const Item *)a, *y = (const Item *)b;
-    if (x->key > y->key) return -1;
-    if (x->key < y->key) return 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
+static inline int item_before(const Item *a, const Item *b) {
+    return a->key > b->key || (a->key == b->key && a->idx < b->idx);
+}
+
+/* Reorder items[0..n) so that its first k (0 < k < n) are the k highest keys (ties: lower
+ * index first), in no particular order: the same set as the first k of a stable descending sort. */
+static void select_top(Item *it, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2, i = lo, j = hi;
+        Item t;
+        if (item_before(&it[mid], &it[lo])) { t = it[mid]; it[mid] = it[lo]; it[lo] = t; }
+        if (item_before(&it[hi], &it[lo])) { t = it[hi]; it[hi] = it[lo]; it[lo] = t; }
+        if (item_before(&it[hi], &it[mid])) { t = it[hi]; it[hi] = it[mid]; it[mid] = t; }
+        const Item pivot = it[mid];
+        while (i <= j) {
+            while (item_before(&it[i], &pivot)) i++;
+            while (item_before(&pivot, &it[j])) j--;
+            if (i <= j) { t = it[i]; it[i] = it[j]; it[j] = t; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
 }
 
 static int by_int_asc(const void *a, const void *b) {
@@ -339,7 +358,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 sel[0] = best;
             } else {
                 for (int64_t i = 0; i < np; i++) { items[i].key = ky[plist[i]]; items[i].idx = plist[i]; }
-                qsort(items, (size_t)np, sizeof(Item), by_key_desc);
+                select_top(items, np, F);
                 ns = F;
                 for (int64_t i = 0; i < ns; i++) sel[i] = items[i].idx;
             }
@@ -369,7 +388,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                     if (cq[j]) { items[nq].key = ky[j]; items[nq].idx = (int32_t)j; nq++; }
             }
             if (nq > free_slots) {
-                qsort(items, (size_t)nq, sizeof(Item), by_key_desc);
+                select_top(items, nq, free_slots);
                 nq = free_slots;
             }
             for (int64_t q = 0; q < nq; q++) {
@@ -575,6 +594,18 @@ float *sa_tape_x(const sa_tape *tp, int64_t l) { return tp->x[l]; }
 float *sa_tape_sg(const sa_tape *tp, int64_t l) { return tp->sg[l]; }
 
 /* ------------------------------------------------------------------ the backward pass */
+/* sum_n a[n] * b[n] in eight interleaved partial sums (vectorisable; the gradient's rounding
+ * differs from a sequential sum in the last bits only) */
+static float dot(const float *a, const float *b, int64_t n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 8; q++) s[q] += a[i + q] * b[i + q];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
 typedef struct {
     const sa_plan *P;
     const sa_step *st;
@@ -599,8 +630,16 @@ static void back_block(void *arg, int64_t blk) {
     float *G = (float *)malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
     float *gP = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
     float *gC = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
+    float *Gz = (float *)malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
     uint8_t *fi = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
-    if (!G || !gP || !gC || !fi) { free(G); free(gP); free(gC); free(fi); J->failed = 1; return; }
+    uint8_t *zk = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
+    if (!G || !gP || !gC || !fi || !Gz || !zk) {
+        free(G); free(gP); free(gC); free(fi); free(Gz); free(zk);
+        J->failed = 1;
+        return;
+    }
+    for (int64_t t = 0; t < L; t++)
+        for (int64_t k = lay_off[t]; k < lay_off[t + 1]; k++) zk[k] = P->lay_zero[t];
     float *const *gwt = J->gwt + blk * L;
     float *const *gb = J->gb + blk * L;
     uint8_t *const *rows = J->rows + blk * L;
@@ -612,6 +651,8 @@ static void back_block(void *arg, int64_t blk) {
         if (gr->g_queued) memcpy(gC, gr->g_queued + b * S, sizeof(float) * (size_t)S);
         else memset(gC, 0, sizeof(float) * (size_t)S);
         memcpy(fi, st->fired + b * N, (size_t)N);
+        /* Gz: the adjoint of a current arriving now (0 where a zero-reset neuron has fired) */
+        for (int64_t k = 0; k < N; k++) Gz[k] = zk[k] && fi[k] ? 0.0f : G[k];
         const float *gs_out = gr->g_spikes + b * N;
         const float *rz = st->zero_reset ? st->zero_reset + b * N : NULL;
         float *gx = gr->g_x + b * N;
@@ -635,13 +676,13 @@ static void back_block(void *arg, int64_t blk) {
                 gx[k] += gm;
                 if (P->lay_syn[t] && zero && rz) gm = gm - gm * rz[k];
                 G[k] += gm;
+                Gz[k] = zk[k] && fi[k] ? 0.0f : G[k];
                 break;
             }
             case REC_BIAS: {
                 float *gbt = gb[t];
                 if (!gbt) break;
-                for (int64_t n = 0; n < nt; n++)
-                    if (!(zero && fi[n0 + n])) gbt[n] += G[n0 + n];
+                for (int64_t n = 0; n < nt; n++) gbt[n] += Gz[n0 + n];
                 break;
             }
             case REC_DELIV:
@@ -649,29 +690,16 @@ static void back_block(void *arg, int64_t blk) {
             case REC_FILL: {
                 int64_t j = rc.k, g0 = grp_off[tgt_grp[t]];
                 const float *row = P->wt[t] + (j - g0) * nt;
-                float gv = 0.0f;
-                const float *Gt = G + n0;
-                const uint8_t *ft = fi + n0;
+                const float *Gt = Gz + n0;
+                float gv = dot(row, Gt, nt);
                 if (rc.type == REC_FILL) {  /* value 0: no weight gradient */
-                    for (int64_t n = 0; n < nt; n++) if (!(zero && ft[n])) gv += row[n] * Gt[n];
                     gC[j] = gv;
                     break;
                 }
                 float v = bits_float(rc.x);
                 float *grow = gwt[t] + (j - g0) * nt;
                 rows[t][j - g0] = 1;
-                if (zero) {
-                    for (int64_t n = 0; n < nt; n++) {
-                        if (ft[n]) continue;
-                        gv += row[n] * Gt[n];
-                        grow[n] += v * Gt[n];
-                    }
-                } else {
-                    for (int64_t n = 0; n < nt; n++) {
-                        gv += row[n] * Gt[n];
-                        grow[n] += v * Gt[n];
-                    }
-                }
+                for (int64_t n = 0; n < nt; n++) grow[n] += v * Gt[n];
                 gP[j] = gv;
                 if (rc.type == REC_DELIV_Q) gC[j] = gv;
                 break;
@@ -679,7 +707,7 @@ static void back_block(void *arg, int64_t blk) {
             case REC_FRAME: {
                 if (!gr->g_frame) break;
                 float *gf = gr->g_frame + b * nt;
-                for (int64_t n = 0; n < nt; n++) gf[n] = G[n0 + n];
+                for (int64_t n = 0; n < nt; n++) gf[n] = Gz[n0 + n];
                 break;
             }
             }
@@ -687,7 +715,7 @@ static void back_block(void *arg, int64_t blk) {
         memcpy(gr->g_pend_in + b * S, gP, sizeof(float) * (size_t)S);
         if (gr->g_queued_in) memcpy(gr->g_queued_in + b * S, gC, sizeof(float) * (size_t)S);
     }
-    free(G); free(gP); free(gC); free(fi);
+    free(G); free(gP); free(gC); free(fi); free(Gz); free(zk);
 }
 
 /* The backward pass of one time step over a recorded tape whose sg arrays the caller filled.
