@@ -55,7 +55,7 @@ kernel = Extension(
     define_macros=[
         (kb.DIGEST_MACRO, f'"{kb.source_digest(Path(__file__).parent / kb.SOURCE_IN_REPO)}"')
     ],
-    extra_compile_args=[*kb.CFLAGS, *kb.LDFLAGS],
+    extra_compile_args=list(kb.CFLAGS),
     extra_link_args=list(kb.LDFLAGS),
     optional=True,
 )

@@ -28,9 +28,9 @@ LIBRARY = "_async_kernel.so"
 EXTENSION = "snntorch_async.engine._async_kernel"
 #: Compiler flags beyond a shared-library build: no fused multiply-add and no reassociation, so
 #: every product and sum rounds as in the torch code (tested bit for bit).
-CFLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math")
-#: Linker flags: the kernel runs samples on POSIX threads.
-LDFLAGS = ("-pthread",)
+CFLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-pthread")
+#: Linker flags (after the source: the kernel runs samples on POSIX threads, and uses libm).
+LDFLAGS = ("-pthread", "-lm")
 #: The C macro that carries :func:`source_digest` into the library.
 DIGEST_MACRO = "SA_SOURCE_DIGEST"
 

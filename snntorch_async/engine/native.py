@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 
 from ..neurons import SUBTRACT, ZERO, LeakyNeuron, SynapticNeuron
+from ..recurrent import RLeakyNeuron, RSynapticNeuron
 from ..context import SimContext
 from . import kernel_build
 from .currents import layer_current
@@ -67,6 +68,7 @@ __all__ = [
     "library",
     "library_origin",
     "KernelOrigin",
+    "threading",
     "runs",
     "NativeBackend",
     "KernelPlan",
@@ -76,7 +78,7 @@ __all__ = [
 SOURCE = kernel_build.SOURCE
 #: The library built into the package at install time (a wheel, or an editable install).
 PREBUILT = Path(__file__).with_name(kernel_build.LIBRARY)
-FLAGS = [*kernel_build.CFLAGS, *kernel_build.LDFLAGS, "-shared", "-fPIC"]
+FLAGS = [*kernel_build.CFLAGS, "-shared", "-fPIC"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ def _compile(source: Path, out: Path, cc: str) -> None:
     os.close(fd)
     try:
         cmd = [cc, *FLAGS, f'-D{kernel_build.DIGEST_MACRO}="{digest}"', "-o", tmp, str(source)]
+        cmd += kernel_build.LDFLAGS
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:2000]}")
@@ -172,8 +175,16 @@ def _open(path: Path) -> ctypes.CDLL:
     fn = lib.sa_async_steps
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
-    lib.sa_tape_record.restype = ctypes.c_void_p
-    lib.sa_tape_record.argtypes = [ctypes.POINTER(KernelPlan), ctypes.POINTER(KernelStep)]
+    lib.sa_use_openmp.restype = None
+    lib.sa_use_openmp.argtypes = [ctypes.c_void_p] * 3
+    lib.sa_tape_new.restype = ctypes.c_void_p
+    lib.sa_tape_new.argtypes = [ctypes.POINTER(KernelPlan)]
+    lib.sa_tape_record.restype = ctypes.c_int
+    lib.sa_tape_record.argtypes = [
+        ctypes.POINTER(KernelPlan),
+        ctypes.POINTER(KernelStep),
+        ctypes.c_void_p,
+    ]
     lib.sa_tape_backward.restype = ctypes.c_int
     lib.sa_tape_backward.argtypes = [
         ctypes.POINTER(KernelPlan),
@@ -183,14 +194,45 @@ def _open(path: Path) -> ctypes.CDLL:
     ]
     lib.sa_tape_free.restype = None
     lib.sa_tape_free.argtypes = [ctypes.c_void_p]
+    lib.sa_tape_chunks.restype = ctypes.c_int64
+    lib.sa_tape_chunks.argtypes = [ctypes.c_void_p]
+    lib.sa_grad_blocks.restype = ctypes.c_int64
+    lib.sa_grad_blocks.argtypes = [ctypes.c_int64]
     lib.sa_tape_count.restype = ctypes.c_int64
-    lib.sa_tape_count.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.sa_tape_count.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
     for name in ("sa_tape_x", "sa_tape_sg"):
         getattr(lib, name).restype = ctypes.c_void_p
-        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int64]
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
     lib.sa_source_digest.restype = ctypes.c_char_p
     lib.sa_source_digest.argtypes = []
     return lib
+
+
+def _openmp_runtime() -> tuple[str, tuple[int, int, int]] | None:
+    """torch's OpenMP runtime, if it is libgomp (the library mapped into this process that
+    exports ``GOMP_parallel``): its path and the addresses of ``GOMP_parallel``,
+    ``omp_get_thread_num`` and ``omp_get_num_threads``; ``None`` elsewhere (the kernel then
+    starts POSIX threads of its own)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "libgomp" in ln and "/" in ln})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            gomp = ctypes.CDLL(path)  # already loaded by torch: the same library, not a second one
+            fns = (gomp.GOMP_parallel, gomp.omp_get_thread_num, gomp.omp_get_num_threads)
+        except (OSError, AttributeError):
+            continue
+        return path, tuple(ctypes.cast(f, ctypes.c_void_p).value for f in fns)
+    return None
+
+
+def threading() -> str:
+    """How the kernel runs samples in parallel: ``"openmp (<libgomp path>)"`` (torch's own
+    thread pool) or ``"pthreads"``; the thread count is torch's (``torch.set_num_threads``)."""
+    runtime = _openmp_runtime()
+    return f"openmp ({runtime[0]})" if runtime else "pthreads"
 
 
 def _build() -> Path:
@@ -200,7 +242,8 @@ def _build() -> Path:
     if cc is None:
         raise RuntimeError("no C compiler found (looked for $CC, cc, gcc, clang)")
     tag = hashlib.sha256(
-        src + " ".join([cc, *FLAGS, sys.platform, sysconfig.get_platform()]).encode()
+        src
+        + " ".join([cc, *FLAGS, *kernel_build.LDFLAGS, sys.platform, sysconfig.get_platform()]).encode()
     ).hexdigest()[:16]
     lib_path = _cache_dir() / f"async_kernel_{tag}.so"
     if not lib_path.exists():
@@ -227,11 +270,19 @@ def _prebuilt() -> tuple[ctypes.CDLL | None, str]:
     return lib, ""
 
 
+def _threads(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Hand torch's OpenMP runtime to the kernel when there is one (see :func:`threading`)."""
+    runtime = _openmp_runtime()
+    if runtime is not None:
+        lib.sa_use_openmp(*runtime[1])
+    return lib
+
+
 def _load() -> tuple[ctypes.CDLL, KernelOrigin]:
     """The prebuilt library if it is there and current, else compile on first use (logged)."""
     lib, why = _prebuilt()
     if lib is not None:
-        return lib, KernelOrigin("prebuilt", str(PREBUILT))
+        return _threads(lib), KernelOrigin("prebuilt", str(PREBUILT))
     # absent is the normal state of a source checkout; present but unusable is worth a warning
     level = logging.WARNING if PREBUILT.exists() else logging.INFO
     log.log(
@@ -239,7 +290,7 @@ def _load() -> tuple[ctypes.CDLL, KernelOrigin]:
     )
     try:
         path = _build()
-        return _open(path), KernelOrigin("compiled-on-first-use", str(path), why)
+        return _threads(_open(path)), KernelOrigin("compiled-on-first-use", str(path), why)
     except Exception as e:  # noqa: BLE001 - say both why: no usable prebuilt, and no build
         raise RuntimeError(f"{why}; compiling it on first use failed: {e}") from e
 
@@ -307,6 +358,10 @@ class KernelPlan(ctypes.Structure):
         ("lay_sub", _ptr),
         ("lay_zero", _ptr),
         ("lay_syn", _ptr),
+        ("lay_rec", _ptr),
+        ("lay_zmul", _ptr),
+        ("sg_kind", _ptr),
+        ("sg_param", _ptr),
         ("fan", _ptr),
         ("thr", _ptr),
         ("mode", _i64),
@@ -329,6 +384,7 @@ class KernelStep(ctypes.Structure):
         ("syn_decayed", _ptr),
         ("sub", _ptr),
         ("zero_reset", _ptr),
+        ("recurrent", _ptr),
         ("acc", _ptr),
         ("fired", _ptr),
         ("evald", _ptr),
@@ -379,10 +435,28 @@ def _heaviside_forward(neuron) -> bool:
     return hit[1]
 
 
+#: The neuron kernels the native kernel runs (recurrent ones with ``RecurrentTiming.NEXT_STEP``:
+#: their recurrent current is part of the step's base, see ``engine/step.py``).
+KERNEL_NEURONS = (LeakyNeuron, SynapticNeuron, RLeakyNeuron, RSynapticNeuron)
+
+
+def _synaptic(neuron) -> bool:
+    return isinstance(neuron, (SynapticNeuron, RSynapticNeuron))
+
+
+def _recurrent(neuron) -> bool:
+    return isinstance(neuron, (RLeakyNeuron, RSynapticNeuron))
+
+
+def _zero_by_product(neuron) -> bool:
+    """Zero reset applied as ``U - U·r`` in the membrane (Leaky's is in its decayed term)."""
+    return neuron.reset == ZERO and not isinstance(neuron, LeakyNeuron)
+
+
 def layer_refusal(ctx: SimContext) -> str | None:
     """Why the kernel cannot run this network's layers (``None``: it can): every layer must be
-    one ``nn.Linear`` (no delays) feeding ``snn.Leaky`` or ``snn.Synaptic`` neurons with a
-    Heaviside forward, in float32."""
+    one ``nn.Linear`` (no delays) feeding ``snn.Leaky``, ``snn.Synaptic``, ``snn.RLeaky`` or
+    ``snn.RSynaptic`` neurons with a Heaviside forward, in float32."""
     if ctx.dtype != torch.float32:
         return f"dtype {ctx.dtype} (the kernel runs float32)"
     for layer in ctx.graph.layers:
@@ -390,8 +464,11 @@ def layer_refusal(ctx: SimContext) -> str | None:
         where = f"layer {layer.index} ({layer.neuron.path})"
         if lin is None or lin.stateful:
             return f"{where} is not one nn.Linear feeding its neurons"
-        if type(layer.neuron) not in (LeakyNeuron, SynapticNeuron):
-            return f"{where} is {type(layer.neuron.module).__name__}, not snn.Leaky/snn.Synaptic"
+        if type(layer.neuron) not in KERNEL_NEURONS:
+            return (
+                f"{where} is {type(layer.neuron.module).__name__}, not snn.Leaky, snn.Synaptic, "
+                "snn.RLeaky or snn.RSynaptic"
+            )
         if lin.module.weight.dtype != torch.float32:
             return f"{where} has {lin.module.weight.dtype} weights"
         if not _heaviside_forward(layer.neuron):
@@ -431,10 +508,13 @@ def kernel_plan(
     thr: Tensor,
     forward_group_size: int,
     per_eval: bool = False,
+    surrogates: list[tuple[int, float]] | None = None,
 ) -> KernelArrays:
     """The kernel's fixed arrays: transposed weights ``wts`` (``[in, out]`` contiguous float32,
     per layer), the flat thresholds ``thr`` ``[N]`` and the forward group size (``>= S``:
-    everything pending at once)."""
+    everything pending at once); training adds ``per_eval`` (output neurons' silent evaluations
+    carry gradient) and per layer the kernel's surrogate ``(kind, parameter)``
+    (``native_grad.surrogate_of``; default: none)."""
     layers, layout = ctx.graph.layers, plan.layout
     L = len(layers)
     lay_off = [0]
@@ -466,7 +546,11 @@ def kernel_plan(
         bias=(ctypes.c_void_p * L)(*[None if t is None else t.data_ptr() for t in biases]),
         lay_sub=flags(lambda n: n.reset == SUBTRACT),
         lay_zero=flags(lambda n: n.reset == ZERO),
-        lay_syn=flags(lambda n: isinstance(n, SynapticNeuron)),
+        lay_syn=flags(_synaptic),
+        lay_rec=flags(_recurrent),
+        lay_zmul=flags(_zero_by_product),
+        sg_kind=(ctypes.c_int64 * L)(*[k for k, _ in surrogates or [(0, 0.0)] * L]),
+        sg_param=(ctypes.c_double * L)(*[p for _, p in surrogates or [(0, 0.0)] * L]),
     )
     stops = plan.stops
     kplan = KernelPlan(
@@ -501,8 +585,10 @@ def flat_thresholds(ctx: SimContext) -> Tensor:
 def membrane_terms(ctx: SimContext, work: "StepWork") -> dict[str, Tensor | None]:
     """The kernel's per-neuron membrane terms ``[B, N]`` from the step's bases: ``decayed``,
     ``syn_decayed`` (``None`` without Synaptic layers), ``sub`` (``reset * threshold`` of
-    subtract-reset layers; ``None`` without any) and ``zero_reset`` (the delayed reset ``r`` of
-    zero-reset Synaptic layers; ``None`` without any). Differentiable where the bases are."""
+    subtract-reset layers; ``None`` without any), ``zero_reset`` (the delayed reset ``r`` of
+    zero-reset layers other than Leaky; ``None`` without any) and ``recurrent`` (the recurrent
+    current ``V(spk[t-1])`` of recurrent layers; ``None`` without any). Differentiable where the
+    bases are."""
     layers, params, B, dt = ctx.graph.layers, ctx.params, ctx.batch, ctx.dtype
     shapes = [(B, *layer.shape) for layer in layers]
     bases = work.bases
@@ -518,14 +604,12 @@ def membrane_terms(ctx: SimContext, work: "StepWork") -> dict[str, Tensor | None
         ]
         return torch.cat(parts, 1).contiguous()
 
-    def synaptic(n):
-        return isinstance(n, SynapticNeuron)
-
     return dict(
         decayed=flat(lambda l: bases[l].decayed, lambda n: True),
-        syn_decayed=flat(lambda l: bases[l].syn_decayed, synaptic),
+        syn_decayed=flat(lambda l: bases[l].syn_decayed, _synaptic),
         sub=flat(lambda l: bases[l].reset * params[l].threshold, lambda n: n.reset == SUBTRACT),
-        zero_reset=flat(lambda l: bases[l].reset, lambda n: synaptic(n) and n.reset == ZERO),
+        zero_reset=flat(lambda l: bases[l].reset, _zero_by_product),
+        recurrent=flat(lambda l: bases[l].recurrent, _recurrent),
     )
 
 

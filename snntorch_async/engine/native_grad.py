@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 import torch
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .plan import AsyncPlan
     from .step import StepWork
 
-__all__ = ["NativeTraining", "NativeStep", "refusal", "fall_back"]
+__all__ = ["NativeTraining", "NativeStep", "refusal", "fall_back", "surrogate_of"]
 
 log = logging.getLogger(__name__)
 _said: set[str] = set()
@@ -72,7 +73,7 @@ def refusal(
         return f"ordering {type(ordering).__name__} (the kernel knows RandomRace, MembranePriority, IndexOrder)"
     for flag, what in (
         (delays, "synaptic delays (DelayedLinear)"),
-        (recurrent, "recurrent layers (snn.RLeaky / snn.RSynaptic)"),
+        (recurrent, "recurrent layers with RecurrentTiming.IMMEDIATE (lateral spikes)"),
         (sync_threshold, "partial synchronisation (sync_threshold)"),
         (dropout, "spike or input dropout"),
         (rule.layer_carriers, "the LayerCarriers gradient rule (silent_gradients=True)"),
@@ -99,6 +100,53 @@ def _surrogate_slopes(neuron, x: Tensor) -> Tensor:
     return g
 
 
+#: snnTorch surrogates whose derivative the kernel computes itself: the name of the factory in
+#: ``snntorch.surrogate``, the kernel's code, and the factory's parameter (kernel: ``surrogate_slopes``).
+KERNEL_SURROGATES = {
+    "atan": (1, "alpha"),
+    "fast_sigmoid": (2, "slope"),
+    "sigmoid": (3, "slope"),
+    "straight_through_estimator": (4, None),
+}
+
+
+def _kernel_formula(kind: int, p: float, x: Tensor) -> Tensor:
+    """The kernel's surrogate derivative, in torch (float32, the kernel's operations)."""
+    f = torch.float32
+    if kind == 1:
+        u = x * torch.tensor(torch.pi / 2 * p, dtype=f)
+        return (1.0 / (1.0 + u * u)) * torch.tensor(p / 2, dtype=f)
+    if kind == 2:
+        d = torch.tensor(p, dtype=f) * x.abs() + 1.0
+        return 1.0 / (d * d)
+    if kind == 3:
+        s = torch.tensor(p, dtype=f)
+        e = torch.exp(-s * x)
+        return (s * e) / ((e + 1.0) * (e + 1.0))
+    return torch.ones_like(x)
+
+
+def surrogate_of(neuron) -> tuple[int, float]:
+    """``(kind, parameter)`` when the neuron's ``spike_grad`` is one of :data:`KERNEL_SURROGATES`
+    (checked against its own backward pass on a grid from -4 to 4, to 1e-6), else ``(0, 0.0)``:
+    the backward pass then calls ``spike_grad`` itself on the recorded ``U - θ``."""
+    fn = neuron.module.spike_grad
+    qual, mod = getattr(fn, "__qualname__", ""), getattr(fn, "__module__", "")
+    name = qual.split(".")[0]
+    if mod != "snntorch.surrogate" or not qual.endswith(".<locals>.inner") or name not in KERNEL_SURROGATES:
+        return 0, 0.0
+    kind, var = KERNEL_SURROGATES[name]
+    cells = dict(zip(fn.__code__.co_freevars, [c.cell_contents for c in fn.__closure__ or ()]))
+    try:
+        p = float(cells[var]) if var else 0.0
+    except (KeyError, TypeError, ValueError):
+        return 0, 0.0
+    grid = torch.linspace(-4, 4, 801)
+    if not torch.allclose(_kernel_formula(kind, p, grid), _surrogate_slopes(neuron, grid), rtol=1e-6, atol=1e-7):
+        return 0, 0.0
+    return kind, p
+
+
 def _c_floats(address: int, n: int) -> Tensor:
     """A float32 tensor over ``n`` floats of kernel memory (no copy)."""
     return torch.frombuffer((ctypes.c_float * n).from_address(address), dtype=torch.float32)
@@ -106,11 +154,54 @@ def _c_floats(address: int, n: int) -> Tensor:
 
 class _Run:
     """What one simulation's :class:`NativeStep` calls share: the kernel, its fixed arrays, the
-    neurons (for their surrogate), and the non-differentiable outputs of the last call."""
+    neurons (for their surrogate), the non-differentiable outputs of the last call, the number of
+    calls (time steps), the tape (made at the first backward call, reused by every later one,
+    freed with this object) and the weight and bias gradients, accumulated per block of samples
+    over the time steps of the backward pass."""
 
-    def __init__(self, lib, arrays, neurons, shapes) -> None:
-        self.lib, self.arrays, self.neurons, self.shapes = lib, arrays, neurons, shapes
+    def __init__(self, lib, arrays, neurons, surrogates) -> None:
+        self.lib, self.arrays, self.neurons, self.surrogates = lib, arrays, neurons, surrogates
         self.out: dict[str, Tensor] = {}
+        self.calls = 0
+        self._tape = None
+        self.blocks = int(lib.sa_grad_blocks(arrays.plan.B))
+        self._grads: tuple[list, list] | None = None
+
+    def tape(self) -> int:
+        if self._tape is None:
+            tape = self.lib.sa_tape_new(ctypes.byref(self.arrays.plan))
+            if not tape:
+                raise MemoryError("snntorch_async native kernel: could not allocate the backward tape")
+            self._tape = tape
+            weakref.finalize(self, self.lib.sa_tape_free, tape)
+        return self._tape
+
+    def grads(self) -> tuple[list, list]:
+        """Per block and layer the weight and bias gradient buffers (``None``: no bias)."""
+        if self._grads is None:
+            wts, biases = self.arrays.keep[0], self.arrays.keep[1]
+            self._grads = (
+                [torch.zeros_like(w) for _ in range(self.blocks) for w in wts],
+                [None if b is None else torch.zeros_like(b) for _ in range(self.blocks) for b in biases],
+            )
+        return self._grads
+
+    def take_grads(self) -> tuple[list, list]:
+        """The accumulated weight and bias gradients (blocks summed in block order); the buffers
+        start again from zero (a later backward pass accumulates anew)."""
+        gw, gb = self.grads()
+        self._grads = None
+        L = len(self.neurons)
+
+        def total(bufs, l):
+            if bufs[l] is None:
+                return None
+            out = bufs[l]
+            for c in range(1, self.blocks):
+                out = out + bufs[c * L + l]
+            return out
+
+        return [total(gw, l) for l in range(L)], [total(gb, l) for l in range(L)]
 
 
 class NativeStep(torch.autograd.Function):
@@ -122,10 +213,14 @@ class NativeStep(torch.autograd.Function):
     record, the pending values and the queued zeros after the step."""
 
     @staticmethod
-    def forward(ctx, run, fixed, decayed, syn_decayed, sub, zero_reset, thr, frame, pend, queued, *params):
+    def forward(
+        ctx, run, fixed, decayed, syn_decayed, sub, zero_reset, recurrent, thr, frame, pend, queued,
+        *params,
+    ):
         lib, kplan = run.lib, run.arrays.plan
         B, N, S = kplan.B, kplan.N, kplan.S
-        start = {k: v.clone() for k, v in fixed.items()}  # what the backward pass starts again from
+        # what the backward pass starts again from (the counters start from their fresh values)
+        start = {k: v.clone() for k, v in fixed.items() if k not in _COUNTERS}
         arrays = dict(fixed)
         arrays["pend"] = pend.detach().clone()
         arrays.update(
@@ -134,7 +229,13 @@ class NativeStep(torch.autograd.Function):
             fired=torch.zeros((B, N), dtype=torch.bool),
             evald=torch.zeros((B, N), dtype=torch.bool),
         )
-        terms = dict(decayed=decayed, syn_decayed=syn_decayed, sub=sub, zero_reset=zero_reset)
+        terms = dict(
+            decayed=decayed,
+            syn_decayed=syn_decayed,
+            sub=sub,
+            zero_reset=zero_reset,
+            recurrent=recurrent,
+        )
         terms = {k: None if v is None else v.detach().contiguous() for k, v in terms.items()}
         frame_d = None if frame is None else frame.detach().contiguous()
         step = _kernel_step(arrays, terms, frame_d)
@@ -142,8 +243,11 @@ class NativeStep(torch.autograd.Function):
             raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
         run.out = arrays
         names = sorted(start)
-        ctx.run, ctx.names = run, names
-        ctx.has = tuple(t is not None for t in (syn_decayed, sub, zero_reset, frame, queued))
+        ctx.run, ctx.names, ctx.index = run, names, run.calls
+        run.calls += 1
+        ctx.has = tuple(
+            t is not None for t in (syn_decayed, sub, zero_reset, recurrent, frame, queued)
+        )
         ctx.n_params = len(params)
         ctx.save_for_backward(
             *[start[k] for k in names],
@@ -163,14 +267,19 @@ class NativeStep(torch.autograd.Function):
         saved = list(ctx.saved_tensors)
         start = {k: saved.pop(0).clone() for k in ctx.names}
         pend0 = saved.pop(0)
-        has_syn, has_sub, has_zero, has_frame, has_queued = ctx.has
+        has_syn, has_sub, has_zero, has_rec, has_frame, has_queued = ctx.has
         terms = {"decayed": saved.pop(0)}
         terms["syn_decayed"] = saved.pop(0) if has_syn else None
         terms["sub"] = saved.pop(0) if has_sub else None
         terms["zero_reset"] = saved.pop(0) if has_zero else None
+        terms["recurrent"] = saved.pop(0) if has_rec else None
         frame = saved.pop(0) if has_frame else None
         arrays = dict(start)
         arrays.update(
+            reached=torch.zeros((B, L), dtype=torch.bool),
+            synops=torch.zeros((B, L)),
+            fsteps=torch.zeros(B, dtype=torch.long),
+            out_at=torch.full((B,), -1, dtype=torch.long),
             pend=pend0.clone(),
             acc=torch.zeros((B, N)),
             spikes=torch.zeros((B, N)),
@@ -178,48 +287,56 @@ class NativeStep(torch.autograd.Function):
             evald=torch.zeros((B, N), dtype=torch.bool),
         )
         step = _kernel_step(arrays, terms, frame)
-        tape = lib.sa_tape_record(ctypes.byref(kplan), ctypes.byref(step))
-        if not tape:
+        tape = run.tape()
+        if lib.sa_tape_record(ctypes.byref(kplan), ctypes.byref(step), tape) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate the backward tape")
-        try:
-            for l, neuron in enumerate(run.neurons):
-                n = int(lib.sa_tape_count(tape, l))
+        for l, neuron in enumerate(run.neurons):
+            if run.surrogates[l][0] != 0:  # the kernel computed sigma'(U - thr) itself
+                continue
+            for c in range(int(lib.sa_tape_chunks(tape))):
+                n = int(lib.sa_tape_count(tape, c, l))
                 if n:
-                    x = _c_floats(lib.sa_tape_x(tape, l), n)
-                    _c_floats(lib.sa_tape_sg(tape, l), n).copy_(_surrogate_slopes(neuron, x))
+                    x = _c_floats(lib.sa_tape_x(tape, c, l), n)
+                    _c_floats(lib.sa_tape_sg(tape, c, l), n).copy_(_surrogate_slopes(neuron, x))
 
-            def zeros_or(g, shape):
-                return torch.zeros(shape) if g is None else g.contiguous()
+        def zeros_or(g, shape):
+            return torch.zeros(shape) if g is None else g.contiguous()
 
-            g_in = dict(
-                g_acc=zeros_or(g_acc, (B, N)),
-                g_spikes=zeros_or(g_spikes, (B, N)),
-                g_pend=zeros_or(g_pend, (B, S)),
-                g_queued=zeros_or(g_queued, (B, S)) if has_queued else None,
-            )
-            g_x = torch.zeros((B, N))
-            g_pend_in = torch.zeros((B, S))
-            g_queued_in = torch.zeros((B, S)) if has_queued else None
-            g_frame = torch.zeros_like(frame) if frame is not None else None
-            wts, biases = run.arrays.keep[0], run.arrays.keep[1]
-            g_wt = [torch.zeros_like(w) for w in wts]
-            g_b = [None if b is None else torch.zeros_like(b) for b in biases]
-            grad = KernelGrad(
-                **{k: ptr(v) for k, v in g_in.items()},
-                g_x=ptr(g_x),
-                g_pend_in=ptr(g_pend_in),
-                g_queued_in=ptr(g_queued_in),
-                g_frame=ptr(g_frame),
-                g_wt=ctypes.cast((ctypes.c_void_p * L)(*[ptr(t) for t in g_wt]), native._pptr),
-                g_bias=ctypes.cast((ctypes.c_void_p * L)(*[ptr(t) for t in g_b]), native._pptr),
-            )
-            if lib.sa_tape_backward(ctypes.byref(kplan), ctypes.byref(step), tape, ctypes.byref(grad)):
-                raise MemoryError("snntorch_async native kernel: could not allocate its gradients")
-        finally:
-            lib.sa_tape_free(tape)
-        # U = decayed + (syn_decayed +) acc - sub  [- U·r for zero-reset Synaptic]; x = U - θ
+        g_in = dict(
+            g_acc=zeros_or(g_acc, (B, N)),
+            g_spikes=zeros_or(g_spikes, (B, N)),
+            g_pend=zeros_or(g_pend, (B, S)),
+            g_queued=zeros_or(g_queued, (B, S)) if has_queued else None,
+        )
+        g_x = torch.zeros((B, N))
+        g_pend_in = torch.zeros((B, S))
+        g_queued_in = torch.zeros((B, S)) if has_queued else None
+        g_frame = torch.zeros_like(frame) if frame is not None else None
+        g_wt, g_b = run.grads()
+
+        def pointers(ts):
+            return ctypes.cast((ctypes.c_void_p * len(ts))(*[ptr(t) for t in ts]), native._pptr)
+
+        grad = KernelGrad(
+            **{k: ptr(v) for k, v in g_in.items()},
+            g_x=ptr(g_x),
+            g_pend_in=ptr(g_pend_in),
+            g_queued_in=ptr(g_queued_in),
+            g_frame=ptr(g_frame),
+            g_wt=pointers(g_wt),
+            g_bias=pointers(g_b),
+        )
+        if lib.sa_tape_backward(ctypes.byref(kplan), ctypes.byref(step), tape, ctypes.byref(grad)):
+            raise MemoryError("snntorch_async native kernel: could not allocate its gradients")
+        # the weights' and biases' gradients of every time step leave with the first one's (its
+        # backward runs last: every later step depends on it)
+        if ctx.index == 0:
+            g_wt, g_b = run.take_grads()
+            g_params = [*g_wt, *[b for b in g_b if b is not None]]
+        else:
+            g_params = [None] * ctx.n_params
+        # U = decayed + (syn_decayed +) acc (+ recurrent) - sub  [- U·r: zero_reset]; x = U - θ
         g_u = g_x if terms["zero_reset"] is None else g_x - g_x * terms["zero_reset"]
-        g_params = [*g_wt, *[b for b in g_b if b is not None]]
         return (
             None,
             None,
@@ -227,12 +344,17 @@ class NativeStep(torch.autograd.Function):
             g_u if has_syn else None,
             -g_x if has_sub else None,
             None,
+            g_u if has_rec else None,
             -g_x.sum(0),
             g_frame,
             g_pend_in,
             g_queued_in,
             *g_params,
         )
+
+
+#: The step's counters: fresh at every step's start (``engine.step.leak``), not saved.
+_COUNTERS = ("reached", "synops", "fsteps", "out_at")
 
 
 def _kernel_step(arrays: dict, terms: dict, frame) -> KernelStep:
@@ -276,14 +398,20 @@ class NativeTraining:
             F = plan.forward_group_size
             F = plan.layout.total + 1 if F is None or F > plan.layout.total else F
             rule = plan.gradients
+            neurons = [layer.neuron for layer in ctx.graph.layers]
+            surrogates = [surrogate_of(n) for n in neurons]
             arrays = kernel_plan(
-                plan, ctx, [w.detach() for w in wts], thr.detach(), F,
+                plan,
+                ctx,
+                [w.detach() for w in wts],
+                thr.detach(),
+                F,
                 per_eval=rule.queued and rule.output_per_evaluation,
+                surrogates=surrogates,
             )
             biases = [op.module.bias for op in lins if op.module.bias is not None]
             self._params = (thr, wts, biases)
-            layers = ctx.graph.layers
-            self._run = _Run(self.lib, arrays, [layer.neuron for layer in layers], None)
+            self._run = _Run(self.lib, arrays, neurons, surrogates)
         return self._run
 
     def forward_steps(
@@ -340,6 +468,7 @@ class NativeTraining:
             terms["syn_decayed"],
             terms["sub"],
             terms["zero_reset"],
+            terms["recurrent"],
             thr,
             frame,
             pend,

@@ -26,18 +26,21 @@
  *            given by the strategy; a silent evaluated hidden neuron queues a zero (`queued`).
  *
  * Training (engine/native_grad.py): the forward pass is the same loop. The backward pass runs
- * it again per time step with a tape (sa_tape_record: every delivery, filler, bias and
- * evaluation in order, and U - thr of each evaluation that carries gradient), lets the caller
- * fill in the surrogate derivative of each recorded U - thr (sa_tape_x, sa_tape_sg), and walks
- * the tape in reverse (sa_tape_backward): the adjoint of each neuron's accumulated current, of
- * each pending and queued value, and of the weights, biases, membranes and inputs.
+ * it again per time step with a tape (sa_tape_record: every delivery, filler, bias and, per
+ * forward step and layer, U - thr of every neuron evaluated), computes the surrogate derivative
+ * sigma'(U - thr) of each recorded value (snnTorch's atan, fast_sigmoid, sigmoid and
+ * straight-through formulas; any other surrogate is left to the caller: sa_tape_x, sa_tape_sg),
+ * and walks the tape in reverse (sa_tape_backward): the adjoint of each neuron's accumulated
+ * current, of each pending and queued value, and of the weights, biases, membranes and inputs.
  *
  * Samples are independent: both passes run over blocks of samples on `threads` threads. The
  * backward pass uses a fixed number of blocks (SA_GRAD_BLOCKS, not the thread count), each with
- * its own weight-gradient buffer, summed in block order: gradients do not depend on `threads`.
+ * its own weight-gradient buffers, which accumulate over the time steps and which the caller
+ * sums in block order: gradients do not depend on `threads`.
  *
  * Compile with -ffp-contract=off (no fused multiply-add) so products and sums round as torch's.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -98,6 +101,11 @@ typedef struct {
     const uint8_t *lay_sub;   /* [L] subtract reset: membrane = ... - sub */
     const uint8_t *lay_zero;  /* [L] zero reset: current after firing is discarded */
     const uint8_t *lay_syn;   /* [L] synaptic: membrane = decayed + (syn_decayed + acc) */
+    const uint8_t *lay_rec;   /* [L] recurrent: the recurrent current joins after acc */
+    const uint8_t *lay_zmul;  /* [L] zero reset as U - U * r (every kind but Leaky's) */
+    const int64_t *sg_kind;   /* [L] surrogate derivative: 0 caller, 1 atan, 2 fast sigmoid,
+                                 3 sigmoid, 4 straight through */
+    const double *sg_param;   /* [L] its alpha / slope */
     const float *fan;         /* [S] non-zero fan-out of each source (synaptic operations) */
     const float *thr;         /* [N] threshold */
     int64_t mode;             /* the ordering: MODE_RANDOM, MODE_MEMBRANE or MODE_INDEX */
@@ -117,7 +125,8 @@ typedef struct {
     const float *decayed;     /* [B, N] */
     const float *syn_decayed; /* [B, N] alpha * syn (read where lay_syn), or NULL (no synaptic) */
     const float *sub;         /* [B, N] reset * threshold (read where lay_sub), or NULL (none) */
-    const float *zero_reset;  /* [B, N] the delayed reset r (read where lay_syn and lay_zero) */
+    const float *zero_reset;  /* [B, N] the delayed reset r (read where lay_zmul) */
+    const float *recurrent;   /* [B, N] the recurrent current V(spk[t-1]) (read where lay_rec) */
     float *acc;               /* [B, N] in/out: the step's accumulated current */
     uint8_t *fired;           /* [B, N] in/out */
     uint8_t *evald;           /* [B, N] in/out */
@@ -147,8 +156,9 @@ typedef struct {
     float *g_pend_in;         /* [B, S] out: adjoint of the pending values before the step */
     float *g_queued_in;       /* [B, S] out: adjoint of the queued zeros before the step, or NULL */
     float *g_frame;           /* [B, n_0] out: adjoint of frame_cur, or NULL */
-    float *const *g_wt;       /* [L] out [in_l, n_l]: adjoint of wt (accumulated) */
-    float *const *g_bias;     /* [L] out [n_l] or NULL: adjoint of the bias (accumulated) */
+    float *const *g_wt;       /* [nblk * L] out [in_l, n_l]: adjoint of wt, accumulated per block
+                                 of samples (sa_grad_blocks) */
+    float *const *g_bias;     /* [nblk * L] out [n_l] or NULL: adjoint of the bias, the same */
 } sa_grad;
 
 /* ------------------------------------------------------------------ threads */
@@ -165,14 +175,45 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-/* Run fn(arg, blk) for blk = 0..nblk-1 on up to `threads` threads (the caller is one of them);
- * thread t runs blocks t, t + threads, ...; the caller runs the share of any thread that could
- * not be started. */
+/* The process's OpenMP runtime (libgomp, the one torch runs its own operations on), when the
+ * caller hands it over (sa_use_openmp): the kernel's blocks then run on torch's threads, which
+ * would otherwise spin beside POSIX threads of the kernel's own. No link-time dependency. */
+typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+typedef int (*omp_int_fn)(void);
+static gomp_parallel_fn gomp_parallel = NULL;
+static omp_int_fn omp_thread_num = NULL, omp_num_threads = NULL;
+
+void sa_use_openmp(void *parallel_fn, void *thread_num_fn, void *num_threads_fn) {
+    gomp_parallel = (gomp_parallel_fn)parallel_fn;
+    omp_thread_num = (omp_int_fn)thread_num_fn;
+    omp_num_threads = (omp_int_fn)num_threads_fn;
+}
+
+typedef struct {
+    block_fn fn;
+    void *arg;
+    int64_t nblk;
+} OmpJob;
+
+static void omp_body(void *p) {
+    OmpJob *j = (OmpJob *)p;
+    int64_t t = omp_thread_num(), n = omp_num_threads();
+    for (int64_t k = t; k < j->nblk; k += n) j->fn(j->arg, k);
+}
+
+/* Run fn(arg, blk) for blk = 0..nblk-1 on up to `threads` threads (the caller is one of them):
+ * on the OpenMP runtime when it was handed over, else on POSIX threads; thread t runs blocks
+ * t, t + threads, ...; the caller runs the share of any thread that could not be started. */
 static void parallel(int64_t threads, int64_t nblk, block_fn fn, void *arg) {
     if (threads > nblk) threads = nblk;
     if (threads > 64) threads = 64;
     if (threads <= 1) {
         for (int64_t k = 0; k < nblk; k++) fn(arg, k);
+        return;
+    }
+    if (gomp_parallel) {
+        OmpJob job = {fn, arg, nblk};
+        gomp_parallel(omp_body, &job, (unsigned)threads, 0);
         return;
     }
     pthread_t tid[64];
@@ -187,7 +228,9 @@ static void parallel(int64_t threads, int64_t nblk, block_fn fn, void *arg) {
 }
 
 /* ------------------------------------------------------------------ the tape */
-enum { REC_FRAME = 1, REC_DELIV, REC_DELIV_Q, REC_FILL, REC_BIAS, REC_FIRE, REC_SILENT };
+/* REC_EVALS: one forward step's evaluations of layer t: n_t values U - thr from x index
+ * `x` on (NAN: not evaluated; > 0: fired; else silent) */
+enum { REC_FRAME = 1, REC_DELIV, REC_DELIV_Q, REC_FILL, REC_BIAS, REC_EVALS };
 
 typedef struct {
     int32_t type, t, k, x; /* record type, layer, neuron (k) or source (j), x index / value bits */
@@ -196,19 +239,18 @@ typedef struct {
 typedef struct {
     Rec *rec;
     int64_t nrec, cap;
-    float **x;             /* [L] U - thr of the recorded evaluations of each layer */
+    float **x, **sg;       /* [L] U - thr of each layer's recorded evaluations, and sigma'(U - thr) */
     int64_t *nx, *capx;    /* [L] */
     int failed;
 } Chunk;
 
+/* A tape: one chunk per block of samples (SA_GRAD_BLOCKS, fixed); reused from step to step
+ * (sa_tape_record resets it and keeps its buffers). */
 typedef struct {
     int64_t B, L, nblk;
     Chunk *chunk;          /* [nblk] */
     int64_t *rec_begin;    /* [B] the sample's records in its block's chunk */
     int64_t *rec_end;      /* [B] */
-    float **x, **sg;       /* [L] compacted over blocks; sg filled in by the caller */
-    int64_t *nx;           /* [L] */
-    int64_t *xbase;        /* [nblk * L] where each block's x values start */
 } sa_tape;
 
 static int push_rec(Chunk *c, int32_t type, int32_t t, int32_t k, int32_t x) {
@@ -223,16 +265,22 @@ static int push_rec(Chunk *c, int32_t type, int32_t t, int32_t k, int32_t x) {
     return 0;
 }
 
-static int32_t push_x(Chunk *c, int64_t l, float v) {
+/* Room for n values of layer l's x buffer: their index (-1: out of memory). */
+static int64_t push_block(Chunk *c, int64_t l, int64_t n) {
     if (c->failed) return -1;
-    if (c->nx[l] == c->capx[l]) {
+    if (c->nx[l] + n > c->capx[l]) {
         int64_t cap = c->capx[l] ? 2 * c->capx[l] : 4096;
+        while (cap < c->nx[l] + n) cap *= 2;
         float *r = (float *)realloc(c->x[l], sizeof(float) * (size_t)cap);
-        if (!r) { c->failed = 1; return -1; }
-        c->x[l] = r; c->capx[l] = cap;
+        if (r) c->x[l] = r;
+        float *g = r ? (float *)realloc(c->sg[l], sizeof(float) * (size_t)cap) : NULL;
+        if (g) c->sg[l] = g;
+        if (!r || !g) { c->failed = 1; return -1; }
+        c->capx[l] = cap;
     }
-    c->x[l][c->nx[l]] = v;
-    return (int32_t)c->nx[l]++;
+    int64_t at = c->nx[l];
+    c->nx[l] += n;
+    return at;
 }
 
 static int32_t float_bits(float v) { int32_t i; memcpy(&i, &v, sizeof i); return i; }
@@ -294,6 +342,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
     const int64_t *tgt_grp = P->tgt_grp, *lay_grp = P->lay_grp;
     const float *const *wt = P->wt, *const *bias = P->bias;
     const uint8_t *lay_sub = P->lay_sub, *lay_zero = P->lay_zero, *lay_syn = P->lay_syn;
+    const uint8_t *lay_rec = P->lay_rec, *lay_zmul = P->lay_zmul;
     const float *fan = P->fan, *thr = P->thr;
     const int64_t mode = P->mode, F = P->F, max_fs = P->max_fs, stop_k = P->stop_k;
     const int64_t full_eval = P->full_eval;
@@ -311,6 +360,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
     const float *ds = st->syn_decayed ? st->syn_decayed + b * N : NULL;
     const float *sb = st->sub ? st->sub + b * N : NULL;
     const float *rz = st->zero_reset ? st->zero_reset + b * N : NULL;
+    const float *rcur = st->recurrent ? st->recurrent + b * N : NULL;
     const uint8_t *cd = st->cand ? st->cand + b * N : NULL;
     float *so = st->synops + b * L;
     int64_t fs = st->fsteps[b], oa = st->out_at[b];
@@ -442,8 +492,16 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
             }
             int64_t gout = lay_grp[t];
             int64_t s0 = gout >= 0 ? grp_off[gout] : 0;
-            int syn = lay_syn[t], sub = lay_sub[t], zsyn = lay_syn[t] && lay_zero[t];
-            int rec_silent = tp && ((gout >= 0 && cq) || (gout < 0 && P->per_eval));
+            int syn = lay_syn[t], rec = lay_rec[t], sub = lay_sub[t], zmul = lay_zmul[t];
+            float *xb = NULL;
+            if (tp) {
+                int64_t at = push_block(tp, t, nt);
+                if (at >= 0) {
+                    push_rec(tp, REC_EVALS, (int32_t)t, 0, (int32_t)at);
+                    xb = tp->x[t] + at;
+                    for (int64_t n = 0; n < nt; n++) xb[n] = NAN;
+                }
+            }
             for (int64_t n = 0; n < nt; n++) {
                 int64_t k = n0 + n;
                 float c = cur[n];
@@ -452,18 +510,26 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 ac[k] = ac[k] + c;
                 if (!e || fi[k]) continue;
                 ev[k] = 1;
-                float m = syn ? dc[k] + (ds[k] + ac[k]) : dc[k] + ac[k];
+                /* the torch code's order of operations (neurons.py, recurrent.py) */
+                float m;
+                if (syn) {
+                    float sy = ds[k] + ac[k];
+                    if (rec) sy = sy + rcur[k];
+                    m = dc[k] + sy;
+                } else {
+                    m = dc[k] + ac[k];
+                    if (rec) m = m + rcur[k];
+                }
                 if (sub) m = m - sb[k];
-                else if (zsyn) m = m - m * rz[k];
+                else if (zmul) m = m - m * rz[k];
                 float x = m - thr[k];
+                if (xb) xb[n] = x;
                 if (!(x > 0.0f)) {  /* silent: its zero output queues (hidden) */
                     if (gout >= 0 && cq) cq[s0 + n] = 1;
-                    if (rec_silent) push_rec(tp, REC_SILENT, (int32_t)t, (int32_t)k, push_x(tp, t, x));
                     continue;
                 }
                 fi[k] = 1;
                 sp[k] = sp[k] + 1.0f;
-                if (tp) push_rec(tp, REC_FIRE, (int32_t)t, (int32_t)k, push_x(tp, t, x));
                 if (gout < 0) {
                     if (stop_k >= 0 && oa < 0) oa = fs;
                     continue;
@@ -489,6 +555,26 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
     if (st->clock) st->clock[b] = clk;
 }
 
+/* sg[i] = the derivative of snnTorch's surrogate at x[i] (kind 0: left to the caller); the
+ * formulas of snntorch.surrogate's backward passes. */
+static void surrogate_slopes(int64_t kind, double p, const float *x, float *sg, int64_t n) {
+    if (kind == 1) {  /* atan(alpha): alpha / 2 / (1 + (pi / 2 * alpha * x)^2) */
+        const float a = (float)(3.14159265358979323846 / 2 * p), h = (float)(p / 2);
+        for (int64_t i = 0; i < n; i++) { float u = a * x[i]; sg[i] = (1.0f / (1.0f + u * u)) * h; }
+    } else if (kind == 2) {  /* fast_sigmoid(slope): 1 / (slope * |x| + 1)^2 */
+        const float s = (float)p;
+        for (int64_t i = 0; i < n; i++) { float d = s * fabsf(x[i]) + 1.0f; sg[i] = 1.0f / (d * d); }
+    } else if (kind == 3) {  /* sigmoid(slope): slope * e / (e + 1)^2, e = exp(-slope * x) */
+        const float s = (float)p;
+        for (int64_t i = 0; i < n; i++) {
+            float e = expf(-s * x[i]), d = e + 1.0f;
+            sg[i] = (s * e) / (d * d);
+        }
+    } else if (kind == 4) {  /* straight_through_estimator: 1 */
+        for (int64_t i = 0; i < n; i++) sg[i] = 1.0f;
+    }
+}
+
 typedef struct {
     const sa_plan *P;
     const sa_step *st;
@@ -510,6 +596,9 @@ static void fwd_block(void *arg, int64_t blk) {
         if (c) j->tape->rec_end[b] = c->nrec;
     }
     if (c && c->failed) j->failed = 1;
+    if (c && !c->failed)
+        for (int64_t l = 0; l < j->P->L; l++)
+            surrogate_slopes(j->P->sg_kind[l], j->P->sg_param[l], c->x[l], c->sg[l], c->nx[l]);
     work_free(&w);
 }
 
@@ -523,28 +612,29 @@ int sa_async_steps(const sa_plan *plan, const sa_step *step)
     return job.failed ? -1 : 0;
 }
 
+static int64_t grad_blocks(int64_t B) { return B < SA_GRAD_BLOCKS ? (B > 0 ? B : 1) : SA_GRAD_BLOCKS; }
+
+int64_t sa_grad_blocks(int64_t B) { return grad_blocks(B); }
+
 void sa_tape_free(sa_tape *tp) {
     if (!tp) return;
     if (tp->chunk) {
         for (int64_t c = 0; c < tp->nblk; c++) {
             Chunk *ch = &tp->chunk[c];
             free(ch->rec);
-            if (ch->x) for (int64_t l = 0; l < tp->L; l++) free(ch->x[l]);
-            free(ch->x); free(ch->nx); free(ch->capx);
+            for (int64_t l = 0; l < tp->L; l++) {
+                if (ch->x) free(ch->x[l]);
+                if (ch->sg) free(ch->sg[l]);
+            }
+            free(ch->x); free(ch->sg); free(ch->nx); free(ch->capx);
         }
     }
-    if (tp->x) for (int64_t l = 0; l < tp->L; l++) free(tp->x[l]);
-    if (tp->sg) for (int64_t l = 0; l < tp->L; l++) free(tp->sg[l]);
-    free(tp->chunk); free(tp->rec_begin); free(tp->rec_end); free(tp->x); free(tp->sg);
-    free(tp->nx); free(tp->xbase);
+    free(tp->chunk); free(tp->rec_begin); free(tp->rec_end);
     free(tp);
 }
 
-static int64_t grad_blocks(int64_t B) { return B < SA_GRAD_BLOCKS ? (B > 0 ? B : 1) : SA_GRAD_BLOCKS; }
-
-/* Run the step's forward pass again with a tape (the step's arrays are updated as by
- * sa_async_steps: pass copies). Returns the tape, or NULL when memory ran out. */
-sa_tape *sa_tape_record(const sa_plan *plan, const sa_step *step)
+/* An empty tape for plan's shapes (NULL: out of memory). */
+sa_tape *sa_tape_new(const sa_plan *plan)
 {
     const int64_t L = plan->L, B = plan->B, nblk = grad_blocks(B);
     sa_tape *tp = (sa_tape *)calloc(1, sizeof(sa_tape));
@@ -553,45 +643,37 @@ sa_tape *sa_tape_record(const sa_plan *plan, const sa_step *step)
     tp->chunk = (Chunk *)calloc((size_t)nblk, sizeof(Chunk));
     tp->rec_begin = (int64_t *)calloc((size_t)(B > 0 ? B : 1), sizeof(int64_t));
     tp->rec_end = (int64_t *)calloc((size_t)(B > 0 ? B : 1), sizeof(int64_t));
-    tp->x = (float **)calloc((size_t)L, sizeof(float *));
-    tp->sg = (float **)calloc((size_t)L, sizeof(float *));
-    tp->nx = (int64_t *)calloc((size_t)L, sizeof(int64_t));
-    tp->xbase = (int64_t *)calloc((size_t)(nblk * L), sizeof(int64_t));
-    if (!tp->chunk || !tp->rec_begin || !tp->rec_end || !tp->x || !tp->sg || !tp->nx || !tp->xbase) {
-        sa_tape_free(tp);
-        return NULL;
-    }
+    if (!tp->chunk || !tp->rec_begin || !tp->rec_end) { sa_tape_free(tp); return NULL; }
     for (int64_t c = 0; c < nblk; c++) {
         Chunk *ch = &tp->chunk[c];
         ch->x = (float **)calloc((size_t)L, sizeof(float *));
+        ch->sg = (float **)calloc((size_t)L, sizeof(float *));
         ch->nx = (int64_t *)calloc((size_t)L, sizeof(int64_t));
         ch->capx = (int64_t *)calloc((size_t)L, sizeof(int64_t));
-        if (!ch->x || !ch->nx || !ch->capx) { sa_tape_free(tp); return NULL; }
-    }
-    FwdJob job = {plan, step, nblk, tp, 0};
-    parallel(plan->threads, nblk, fwd_block, &job);
-    if (job.failed) { sa_tape_free(tp); return NULL; }
-    /* one x buffer per layer (the caller computes the surrogate derivative per layer) */
-    for (int64_t l = 0; l < L; l++) {
-        int64_t n = 0;
-        for (int64_t c = 0; c < nblk; c++) { tp->xbase[c * L + l] = n; n += tp->chunk[c].nx[l]; }
-        tp->nx[l] = n;
-        tp->x[l] = (float *)malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-        tp->sg[l] = (float *)malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-        if (!tp->x[l] || !tp->sg[l]) { sa_tape_free(tp); return NULL; }
-        for (int64_t c = 0; c < nblk; c++) {
-            Chunk *ch = &tp->chunk[c];
-            if (ch->nx[l]) memcpy(tp->x[l] + tp->xbase[c * L + l], ch->x[l], sizeof(float) * (size_t)ch->nx[l]);
-            free(ch->x[l]);
-            ch->x[l] = NULL;
-        }
+        if (!ch->x || !ch->sg || !ch->nx || !ch->capx) { sa_tape_free(tp); return NULL; }
     }
     return tp;
 }
 
-int64_t sa_tape_count(const sa_tape *tp, int64_t l) { return tp->nx[l]; }
-float *sa_tape_x(const sa_tape *tp, int64_t l) { return tp->x[l]; }
-float *sa_tape_sg(const sa_tape *tp, int64_t l) { return tp->sg[l]; }
+/* Run the step's forward pass again onto the tape (emptied first; the step's arrays are updated
+ * as by sa_async_steps: pass copies). Returns 0, or -1 when memory ran out. */
+int sa_tape_record(const sa_plan *plan, const sa_step *step, sa_tape *tp)
+{
+    for (int64_t c = 0; c < tp->nblk; c++) {
+        Chunk *ch = &tp->chunk[c];
+        ch->nrec = 0;
+        ch->failed = 0;
+        for (int64_t l = 0; l < tp->L; l++) ch->nx[l] = 0;
+    }
+    FwdJob job = {plan, step, tp->nblk, tp, 0};
+    parallel(plan->threads, tp->nblk, fwd_block, &job);
+    return job.failed ? -1 : 0;
+}
+
+int64_t sa_tape_chunks(const sa_tape *tp) { return tp->nblk; }
+int64_t sa_tape_count(const sa_tape *tp, int64_t c, int64_t l) { return tp->chunk[c].nx[l]; }
+float *sa_tape_x(const sa_tape *tp, int64_t c, int64_t l) { return tp->chunk[c].x[l]; }
+float *sa_tape_sg(const sa_tape *tp, int64_t c, int64_t l) { return tp->chunk[c].sg[l]; }
 
 /* ------------------------------------------------------------------ the backward pass */
 /* sum_n a[n] * b[n] in eight interleaved partial sums (vectorisable; the gradient's rounding
@@ -611,9 +693,6 @@ typedef struct {
     const sa_step *st;
     const sa_tape *tp;
     const sa_grad *gr;
-    float **gwt;       /* [nblk * L] per block weight gradients (block 0: the caller's) */
-    float **gb;        /* [nblk * L] per block bias gradients (block 0: the caller's) */
-    uint8_t **rows;    /* [nblk * L] per block: rows of gwt written */
     int failed;
 } BackJob;
 
@@ -640,9 +719,8 @@ static void back_block(void *arg, int64_t blk) {
     }
     for (int64_t t = 0; t < L; t++)
         for (int64_t k = lay_off[t]; k < lay_off[t + 1]; k++) zk[k] = P->lay_zero[t];
-    float *const *gwt = J->gwt + blk * L;
-    float *const *gb = J->gb + blk * L;
-    uint8_t *const *rows = J->rows + blk * L;
+    float *const *gwt = gr->g_wt + blk * L;
+    float *const *gb = gr->g_bias + blk * L;
     const Chunk *ch = &tp->chunk[blk];
 
     for (int64_t b = b0; b < b1; b++) {
@@ -655,28 +733,37 @@ static void back_block(void *arg, int64_t blk) {
         for (int64_t k = 0; k < N; k++) Gz[k] = zk[k] && fi[k] ? 0.0f : G[k];
         const float *gs_out = gr->g_spikes + b * N;
         const float *rz = st->zero_reset ? st->zero_reset + b * N : NULL;
+        const int queued = st->queued != NULL;
         float *gx = gr->g_x + b * N;
         for (int64_t r = tp->rec_end[b] - 1; r >= tp->rec_begin[b]; r--) {
             const Rec rc = ch->rec[r];
             const int64_t t = rc.t, n0 = lay_off[t], nt = lay_off[t + 1] - n0;
-            const int zero = P->lay_zero[t];
             switch (rc.type) {
-            case REC_FIRE:
-            case REC_SILENT: {
-                int64_t k = rc.k, g = lay_grp[t];
-                float gs;
-                if (rc.type == REC_FIRE) {
-                    gs = gs_out[k];
-                    if (g >= 0) gs = gs + gP[grp_off[g] + (k - n0)];
-                    fi[k] = 0;
-                } else {
-                    gs = g >= 0 ? gC[grp_off[g] + (k - n0)] : gs_out[k];
+            case REC_EVALS: {
+                const int64_t g = lay_grp[t], s0 = g >= 0 ? grp_off[g] : 0;
+                const float *xs = ch->x[t] + rc.x, *sgs = ch->sg[t] + rc.x;
+                const int zmul = P->lay_zmul[t], hidden = g >= 0;
+                const int silent_grad = hidden ? queued : (int)P->per_eval;
+                for (int64_t n = 0; n < nt; n++) {
+                    const float xv = xs[n];
+                    if (xv != xv) continue;  /* not evaluated */
+                    const int64_t k = n0 + n;
+                    float gs;
+                    if (xv > 0.0f) {  /* fired: the spike record and its pending slot */
+                        gs = gs_out[k];
+                        if (hidden) gs = gs + gP[s0 + n];
+                        fi[k] = 0;
+                    } else if (silent_grad) {  /* silent: its queue entry, or the record */
+                        gs = hidden ? gC[s0 + n] : gs_out[k];
+                    } else {
+                        continue;
+                    }
+                    float gm = gs * sgs[n];
+                    gx[k] += gm;
+                    if (zmul) gm = gm - gm * rz[k];
+                    G[k] += gm;
+                    Gz[k] = zk[k] && fi[k] ? 0.0f : G[k];
                 }
-                float gm = gs * tp->sg[t][tp->xbase[blk * L + t] + rc.x];
-                gx[k] += gm;
-                if (P->lay_syn[t] && zero && rz) gm = gm - gm * rz[k];
-                G[k] += gm;
-                Gz[k] = zk[k] && fi[k] ? 0.0f : G[k];
                 break;
             }
             case REC_BIAS: {
@@ -698,7 +785,6 @@ static void back_block(void *arg, int64_t blk) {
                 }
                 float v = bits_float(rc.x);
                 float *grow = gwt[t] + (j - g0) * nt;
-                rows[t][j - g0] = 1;
                 for (int64_t n = 0; n < nt; n++) grow[n] += v * Gt[n];
                 gP[j] = gv;
                 if (rc.type == REC_DELIV_Q) gC[j] = gv;
@@ -718,57 +804,15 @@ static void back_block(void *arg, int64_t blk) {
     free(G); free(gP); free(gC); free(fi); free(Gz); free(zk);
 }
 
-/* The backward pass of one time step over a recorded tape whose sg arrays the caller filled.
+/* The backward pass of one time step over a recorded tape. Weight and bias gradients are
+ * accumulated into the caller's per-block buffers (g_wt, g_bias: sa_grad_blocks(B) * L
+ * pointers, block-major): the caller sums the blocks, in block order, when it needs the total.
  * Returns 0 on success, -1 when memory ran out. */
 int sa_tape_backward(const sa_plan *plan, const sa_step *step, const sa_tape *tape, const sa_grad *grad)
 {
-    const int64_t L = plan->L, nblk = tape->nblk;
-    BackJob J = {plan, step, tape, grad, NULL, NULL, NULL, 0};
-    J.gwt = (float **)calloc((size_t)(nblk * L), sizeof(float *));
-    J.gb = (float **)calloc((size_t)(nblk * L), sizeof(float *));
-    J.rows = (uint8_t **)calloc((size_t)(nblk * L), sizeof(uint8_t *));
-    int ok = J.gwt && J.gb && J.rows;
-    for (int64_t c = 0; ok && c < nblk; c++) {
-        for (int64_t t = 0; t < L; t++) {
-            int64_t g = plan->tgt_grp[t];
-            int64_t nin = g >= 0 ? plan->grp_off[g + 1] - plan->grp_off[g] : 0;
-            int64_t nt = plan->lay_off[t + 1] - plan->lay_off[t];
-            J.rows[c * L + t] = (uint8_t *)calloc((size_t)(nin > 0 ? nin : 1), 1);
-            if (c == 0) {
-                J.gwt[t] = grad->g_wt[t];
-                J.gb[t] = grad->g_bias[t];
-            } else {
-                J.gwt[c * L + t] = (float *)calloc((size_t)(nin * nt > 0 ? nin * nt : 1), sizeof(float));
-                J.gb[c * L + t] = grad->g_bias[t] ? (float *)calloc((size_t)(nt > 0 ? nt : 1), sizeof(float)) : NULL;
-                if (!J.gwt[c * L + t] || (grad->g_bias[t] && !J.gb[c * L + t])) ok = 0;
-            }
-            if (!J.rows[c * L + t]) ok = 0;
-        }
-    }
-    if (ok) {
-        parallel(plan->threads, nblk, back_block, &J);
-        ok = !J.failed;
-    }
-    if (ok) {  /* sum the blocks' weight and bias gradients into block 0's, in block order */
-        for (int64_t c = 1; c < nblk; c++) {
-            for (int64_t t = 0; t < L; t++) {
-                int64_t g = plan->tgt_grp[t];
-                int64_t nin = g >= 0 ? plan->grp_off[g + 1] - plan->grp_off[g] : 0;
-                int64_t nt = plan->lay_off[t + 1] - plan->lay_off[t];
-                float *dst = grad->g_wt[t], *src = J.gwt[c * L + t];
-                for (int64_t r = 0; r < nin; r++) {
-                    if (!J.rows[c * L + t][r]) continue;
-                    for (int64_t n = 0; n < nt; n++) dst[r * nt + n] += src[r * nt + n];
-                }
-                if (grad->g_bias[t]) for (int64_t n = 0; n < nt; n++) grad->g_bias[t][n] += J.gb[c * L + t][n];
-            }
-        }
-    }
-    if (J.rows) for (int64_t i = 0; i < nblk * L; i++) free(J.rows[i]);
-    for (int64_t c = 1; J.gwt && c < nblk; c++) for (int64_t t = 0; t < L; t++) free(J.gwt[c * L + t]);
-    for (int64_t c = 1; J.gb && c < nblk; c++) for (int64_t t = 0; t < L; t++) free(J.gb[c * L + t]);
-    free(J.gwt); free(J.gb); free(J.rows);
-    return ok ? 0 : -1;
+    BackJob J = {plan, step, tape, grad, 0};
+    parallel(plan->threads, tape->nblk, back_block, &J);
+    return J.failed ? -1 : 0;
 }
 
 /* The digest of this file's text (kernel_build.source_digest), defined by both builds (setup.py,
