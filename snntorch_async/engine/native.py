@@ -54,7 +54,7 @@ from ..neurons import SUBTRACT, ZERO, LeakyNeuron, SynapticNeuron
 from ..recurrent import RLeakyNeuron, RSynapticNeuron
 from ..context import SimContext
 from . import kernel_build
-from .currents import layer_current
+from .currents import layer_current, received_count
 from .orderings import Ordering
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -362,6 +362,7 @@ class KernelPlan(ctypes.Structure):
         ("lay_zmul", _ptr),
         ("sg_kind", _ptr),
         ("sg_param", _ptr),
+        ("sync_thr", _ptr),
         ("fan", _ptr),
         ("thr", _ptr),
         ("mode", _i64),
@@ -385,6 +386,7 @@ class KernelStep(ctypes.Structure):
         ("sub", _ptr),
         ("zero_reset", _ptr),
         ("recurrent", _ptr),
+        ("sync_counts", _ptr),
         ("acc", _ptr),
         ("fired", _ptr),
         ("evald", _ptr),
@@ -552,6 +554,12 @@ def kernel_plan(
         sg_kind=(ctypes.c_int64 * L)(*[k for k, _ in surrogates or [(0, 0.0)] * L]),
         sg_param=(ctypes.c_double * L)(*[p for _, p in surrogates or [(0, 0.0)] * L]),
     )
+    st = plan.sync_threshold
+    sync = None
+    if st is not None:
+        sync = (ctypes.c_float * L)(
+            *[float(st[l]) if isinstance(st, (list, tuple)) else float(st) for l in range(L)]
+        )
     stops = plan.stops
     kplan = KernelPlan(
         B=ctx.batch,
@@ -568,8 +576,9 @@ def kernel_plan(
         full_eval=int(plan.full_layer_evaluation),
         threads=thread_count(ctx.batch),
         per_eval=int(per_eval),
+        sync_thr=None if sync is None else ctypes.cast(sync, ctypes.c_void_p).value,
     )
-    return KernelArrays(kplan, lay_off, (wts, biases, fan, thr, arrays))
+    return KernelArrays(kplan, lay_off, (wts, biases, fan, thr, arrays, sync))
 
 
 def flat_thresholds(ctx: SimContext) -> Tensor:
@@ -611,6 +620,22 @@ def membrane_terms(ctx: SimContext, work: "StepWork") -> dict[str, Tensor | None
         zero_reset=flat(lambda l: bases[l].reset, _zero_by_product),
         recurrent=flat(lambda l: bases[l].recurrent, _recurrent),
     )
+
+
+def sync_counts(plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor):
+    """Partial synchronisation: the events each neuron receives before the forward steps
+    ``[B, N]`` (the prioritised input frame into layer 0; a recurrent layer's previous spikes,
+    ``RecurrentTiming.NEXT_STEP``), as the torch backend counts them; ``None`` when off."""
+    if plan.sync_threshold is None:
+        return None
+    layers, B = ctx.graph.layers, ctx.batch
+    counts = [torch.zeros((B, layer.neuron.numel), dtype=ctx.dtype) for layer in layers]
+    if plan.layout.input is None:
+        xin = x.flatten(1).view(B, *layers[0].in_shape)
+        counts[0] = counts[0] + received_count(layers[0], xin).reshape(B, -1)
+    for l, spk in (work.recurrent_spikes or {}).items():
+        counts[l] = counts[l] + layers[l].neuron.recurrent_received(spk).reshape(B, -1)
+    return torch.cat(counts, 1).contiguous()
 
 
 def frame_current(plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor):
@@ -664,6 +689,7 @@ class NativeBackend:
         spikes = torch.zeros((B, N), dtype=dt)
         fired = torch.zeros((B, N), dtype=torch.bool)
         evald = torch.zeros((B, N), dtype=torch.bool)
+        counts = sync_counts(plan, ctx, work, x)
         frame = frame_current(plan, ctx, work, x)
         pend = flat(work.pending) if work.pending else torch.zeros((B, 0), dtype=dt)
         keys = work.keys
@@ -687,6 +713,7 @@ class NativeBackend:
             fsteps=ptr(work.forward_steps),
             out_at=ptr(work.output_at),
             queued=None,
+            sync_counts=ptr(counts),
         )
         if self.lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")

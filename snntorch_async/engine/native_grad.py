@@ -61,7 +61,6 @@ def refusal(
     *,
     delays: bool,
     recurrent: bool,
-    sync_threshold: bool,
     dropout: bool,
 ) -> str | None:
     """Why the native training path cannot run this simulation (``None``: it can)."""
@@ -74,7 +73,6 @@ def refusal(
     for flag, what in (
         (delays, "synaptic delays (DelayedLinear)"),
         (recurrent, "recurrent layers with RecurrentTiming.IMMEDIATE (lateral spikes)"),
-        (sync_threshold, "partial synchronisation (sync_threshold)"),
         (dropout, "spike or input dropout"),
         (rule.layer_carriers, "the LayerCarriers gradient rule (silent_gradients=True)"),
         (ctx.record.spike_forward_steps, "Record(spike_forward_steps=True)"),
@@ -376,6 +374,7 @@ def _kernel_step(arrays: dict, terms: dict, frame) -> KernelStep:
         fsteps=ptr(arrays["fsteps"]),
         out_at=ptr(arrays["out_at"]),
         queued=ptr(arrays.get("queued")),
+        sync_counts=ptr(arrays.get("sync_counts")),
     )
 
 
@@ -429,6 +428,7 @@ class NativeTraining:
             return torch.cat([t.reshape(B, -1) for t in ts] + [torch.zeros((B, 0))], 1)
 
         terms = membrane_terms(ctx, work)
+        counts = native.sync_counts(plan, ctx, work, x)
         frame = native.frame_current(plan, ctx, work, x)
         pend = flat(work.pending).contiguous()
         keys = work.keys
@@ -445,6 +445,8 @@ class NativeTraining:
             fsteps=work.forward_steps,
             out_at=work.output_at,
         )
+        if counts is not None:
+            fixed["sync_counts"] = counts
         if keys is not None and keys.clock is not None:
             fixed["clock"] = keys.clock.contiguous()
         prio = plan.ordering.records_priority and work.priority

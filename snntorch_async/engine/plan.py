@@ -145,9 +145,9 @@ def choose_backend(
     """The backend of one simulation.
 
     Inference: the native kernel for CPU inference with partial groups (``exact``) without
-    delays, lateral recurrence (``RecurrentTiming.IMMEDIATE``), dropout or partial
-    synchronisation (``plain``; the kernel knows neither delay lines nor lateral groups; the
-    ``NEXT_STEP`` recurrent current is part of the step's base) and without ``Record(spike_forward_steps=True)`` (the
+    delays, lateral recurrence (``RecurrentTiming.IMMEDIATE``) or dropout (``plain``; the kernel
+    knows neither delay lines nor lateral groups; the ``NEXT_STEP`` recurrent current is part of
+    the step's base) and without ``Record(spike_forward_steps=True)`` (the
     kernel does not record the forward step of each spike) when the kernel can run the network
     and is built. Training (``training``: ``""`` when the native training path covers the
     simulation, else why not, see ``native_grad.refusal``): the native training backend, else
@@ -200,7 +200,7 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
     training = graph.model.training
     dropping = training and (sched.spike_dropout > 0 or sched.input_dropout > 0)
     ordering = sched.ordering()
-    plain = not arrivals and not immediate and sched.sync_threshold is None and not dropping
+    plain = not arrivals and not immediate and not dropping
     gradients = resolve_gradient_rule(sched)
     training = None
     if needs_grad:
@@ -210,7 +210,6 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
             gradients,
             delays=bool(arrivals),
             recurrent=immediate,
-            sync_threshold=sched.sync_threshold is not None,
             dropout=dropping,
         )
         training = "" if training is None else training

@@ -106,6 +106,8 @@ typedef struct {
     const int64_t *sg_kind;   /* [L] surrogate derivative: 0 caller, 1 atan, 2 fast sigmoid,
                                  3 sigmoid, 4 straight through */
     const double *sg_param;   /* [L] its alpha / slope */
+    const float *sync_thr;    /* [L] partial synchronisation: a neuron fires only once it has
+                                 received more than sync_thr[l] synaptic events; NULL: off */
     const float *fan;         /* [S] non-zero fan-out of each source (synaptic operations) */
     const float *thr;         /* [N] threshold */
     int64_t mode;             /* the ordering: MODE_RANDOM, MODE_MEMBRANE or MODE_INDEX */
@@ -127,6 +129,8 @@ typedef struct {
     const float *sub;         /* [B, N] reset * threshold (read where lay_sub), or NULL (none) */
     const float *zero_reset;  /* [B, N] the delayed reset r (read where lay_zmul) */
     const float *recurrent;   /* [B, N] the recurrent current V(spk[t-1]) (read where lay_rec) */
+    const float *sync_counts; /* [B, N] events received before the forward steps (input frame,
+                                 recurrence; with sync_thr), or NULL: none */
     float *acc;               /* [B, N] in/out: the step's accumulated current */
     uint8_t *fired;           /* [B, N] in/out */
     uint8_t *evald;           /* [B, N] in/out */
@@ -228,9 +232,12 @@ static void parallel(int64_t threads, int64_t nblk, block_fn fn, void *arg) {
 }
 
 /* ------------------------------------------------------------------ the tape */
-/* REC_EVALS: one forward step's evaluations of layer t: n_t values U - thr from x index
- * `x` on (NAN: not evaluated; > 0: fired; else silent) */
-enum { REC_FRAME = 1, REC_DELIV, REC_DELIV_Q, REC_FILL, REC_BIAS, REC_EVALS };
+/* REC_TAKE(_Q): source k leaves the pending set (with its neuron's queued zeros), at the
+ * selection; REC_DELIV: its value (bits in x) reaches layer t, later in the same forward step
+ * (a neuron that fires in between adds to the emptied slot); REC_FILL: queued zeros of source k
+ * fill a free slot into layer t; REC_EVALS: one forward step's evaluations of layer t: n_t
+ * values U - thr from x index `x` on (NAN: not evaluated; > 0: fired; else silent). */
+enum { REC_FRAME = 1, REC_TAKE, REC_TAKE_Q, REC_DELIV, REC_FILL, REC_BIAS, REC_EVALS };
 
 typedef struct {
     int32_t type, t, k, x; /* record type, layer, neuron (k) or source (j), x index / value bits */
@@ -293,13 +300,14 @@ typedef struct {
     uint8_t *took;
     Item *items;
     float *cur;
+    float *cnt;
     uint8_t *cany;
     int64_t *grp_tgt;
 } Work;
 
 static void work_free(Work *w) {
     free(w->plist); free(w->ppos); free(w->sel); free(w->val); free(w->took); free(w->items);
-    free(w->cur); free(w->cany); free(w->grp_tgt);
+    free(w->cur); free(w->cnt); free(w->cany); free(w->grp_tgt);
     memset(w, 0, sizeof *w);
 }
 
@@ -318,10 +326,11 @@ static int work_alloc(Work *w, const sa_plan *P) {
     w->took = (uint8_t *)malloc(S);
     w->items = (Item *)malloc(sizeof(Item) * S);
     w->cur = (float *)malloc(sizeof(float) * (size_t)max_n);
+    w->cnt = (float *)malloc(sizeof(float) * (size_t)(P->N > 0 ? P->N : 1));
     w->cany = (uint8_t *)malloc(L + 1);
     w->grp_tgt = (int64_t *)malloc(sizeof(int64_t) * (L + 2));
     if (!w->plist || !w->ppos || !w->sel || !w->val || !w->took || !w->items || !w->cur ||
-        !w->cany || !w->grp_tgt) {
+        !w->cnt || !w->cany || !w->grp_tgt) {
         work_free(w);
         return -1;
     }
@@ -347,7 +356,8 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
     const int64_t mode = P->mode, F = P->F, max_fs = P->max_fs, stop_k = P->stop_k;
     const int64_t full_eval = P->full_eval;
     int32_t *plist = w->plist, *ppos = w->ppos, *sel = w->sel;
-    float *val = w->val, *cur = w->cur;
+    float *val = w->val, *cur = w->cur, *cnt = w->cnt;
+    const float *sync_thr = P->sync_thr;
     uint8_t *took = w->took, *cany = w->cany;
     Item *items = w->items;
 
@@ -365,6 +375,11 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
     float *so = st->synops + b * L;
     int64_t fs = st->fsteps[b], oa = st->out_at[b];
     float clk = st->clock ? st->clock[b] : 0.0f;
+
+    if (sync_thr) {  /* events received so far (torch: SyncThreshold.counts) */
+        if (st->sync_counts) memcpy(cnt, st->sync_counts + b * N, sizeof(float) * (size_t)N);
+        else memset(cnt, 0, sizeof(float) * (size_t)N);
+    }
 
     /* the pending set as a list (order irrelevant) with each source's position in it */
     int64_t np = 0;
@@ -426,6 +441,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 remove_pending(w, &np, j);
                 took[i] = 0;
                 if (cq && cq[j]) { cq[j] = 0; took[i] = 1; }
+                if (tp) push_rec(tp, took[i] ? REC_TAKE_Q : REC_TAKE, 0, j, 0);
             }
         }
         /* queued zeros fill the free slots (torch: CarrierQueue.fillers) */
@@ -478,8 +494,12 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                     const float *row = wl + (sel[i] - g0) * nt;
                     float v = val[i];
                     for (int64_t n = 0; n < nt; n++) cur[n] += row[n] * v;
+                    if (sync_thr) {  /* one event per synapse with a non-zero weight */
+                        float *cn = cnt + n0;
+                        for (int64_t n = 0; n < nt; n++) cn[n] += row[n] != 0.0f ? 1.0f : 0.0f;
+                    }
                     so[t] += fan[sel[i]];
-                    if (tp) push_rec(tp, took[i] ? REC_DELIV_Q : REC_DELIV, (int32_t)t, sel[i], float_bits(v));
+                    if (tp) push_rec(tp, REC_DELIV, (int32_t)t, sel[i], float_bits(v));
                 }
             }
             if (!touched) continue;
@@ -509,6 +529,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 if (lay_zero[t] && fi[k]) c = 0.0f;
                 ac[k] = ac[k] + c;
                 if (!e || fi[k]) continue;
+                if (sync_thr && !(cnt[k] > sync_thr[t])) continue;  /* too few events yet */
                 ev[k] = 1;
                 /* the torch code's order of operations (neurons.py, recurrent.py) */
                 float m;
@@ -710,10 +731,11 @@ static void back_block(void *arg, int64_t blk) {
     float *gP = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
     float *gC = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
     float *Gz = (float *)malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
+    float *gS = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
     uint8_t *fi = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
     uint8_t *zk = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
-    if (!G || !gP || !gC || !fi || !Gz || !zk) {
-        free(G); free(gP); free(gC); free(fi); free(Gz); free(zk);
+    if (!G || !gP || !gC || !fi || !Gz || !zk || !gS) {
+        free(G); free(gP); free(gC); free(fi); free(Gz); free(zk); free(gS);
         J->failed = 1;
         return;
     }
@@ -772,8 +794,12 @@ static void back_block(void *arg, int64_t blk) {
                 for (int64_t n = 0; n < nt; n++) gbt[n] += Gz[n0 + n];
                 break;
             }
+            case REC_TAKE:
+            case REC_TAKE_Q:  /* the slot's content before the take: the delivered value */
+                gP[rc.k] = gS[rc.k];
+                if (rc.type == REC_TAKE_Q) gC[rc.k] = gS[rc.k];
+                break;
             case REC_DELIV:
-            case REC_DELIV_Q:
             case REC_FILL: {
                 int64_t j = rc.k, g0 = grp_off[tgt_grp[t]];
                 const float *row = P->wt[t] + (j - g0) * nt;
@@ -786,8 +812,7 @@ static void back_block(void *arg, int64_t blk) {
                 float v = bits_float(rc.x);
                 float *grow = gwt[t] + (j - g0) * nt;
                 for (int64_t n = 0; n < nt; n++) grow[n] += v * Gt[n];
-                gP[j] = gv;
-                if (rc.type == REC_DELIV_Q) gC[j] = gv;
+                gS[j] = gv;  /* (the take, earlier on the tape, hands it to the slot) */
                 break;
             }
             case REC_FRAME: {
@@ -801,7 +826,7 @@ static void back_block(void *arg, int64_t blk) {
         memcpy(gr->g_pend_in + b * S, gP, sizeof(float) * (size_t)S);
         if (gr->g_queued_in) memcpy(gr->g_queued_in + b * S, gC, sizeof(float) * (size_t)S);
     }
-    free(G); free(gP); free(gC); free(fi); free(Gz); free(zk);
+    free(G); free(gP); free(gC); free(fi); free(Gz); free(zk); free(gS);
 }
 
 /* The backward pass of one time step over a recorded tape. Weight and bias gradients are
