@@ -9,19 +9,28 @@ Targets: asynchronous inference within 3x of LayerSync at F = 64 and within 15x 
 F = 1; an asynchronous training step (F = 64) within 5x of a LayerSync training step with peak
 autograd memory within 2x. Also printed: how time grows with F (1, 8, 64, all) and with T.
 
-Inference runs through the native forward-step kernel (``snntorch_async.native``) when it is
-available; the same runs through the torch code (kernel off) are printed beside them.
+Inference and training run through the native kernel (``snntorch_async.native``; training:
+``engine/native_grad.py``) when it is available; the same runs through the torch code (kernel
+off) are printed beside them.
+
+Training table (``--only training``; issue "fast unlayered backprop"): the issue's setup,
+784-256-256-10 Leaky (zero reset), batch 32, Bernoulli 0.2 inputs, weights x4: a training step
+(forward + backward) at F = 1, 8, 64, all against a LayerSync training step measured in the same
+run with the same thread count, T = 25 and 100, 1 and 2 threads. Targets: F = 64 <= 2x, F = 8
+<= 3x, F = 1 <= 10x; saved-for-backward memory at F = 8 <= 2x LayerSync's; 2 threads >= 1.6x
+faster than 1 at F = 8 (training step and inference).
 
 Times are medians of interleaved repeats (the machine is noisy: only the ratios measured in the
 same run mean something). Memory is the bytes of tensors saved for backward (counted with
 ``torch.autograd.graph.saved_tensors_hooks``), which is what grows with T and F.
 
-Run: ``python benchmarks/bench_async.py [--quick]``
+Run: ``python benchmarks/bench_async.py [--quick] [--only training|inference]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -96,12 +105,95 @@ def train_step(net, x, y, sched):
     loss.backward()
 
 
+def training_table(args) -> None:
+    """The training-step table of the module docstring."""
+    B = 8 if args.quick else 32
+    steps = (10,) if args.quick else (25, 100)
+    threads = [1, 2] if (os.cpu_count() or 1) >= 2 else [1]
+    reps = 1 if args.quick else args.repeats
+    torch.manual_seed(0)
+    net = build(args.gain)
+    old = torch.get_num_threads()
+    print(
+        f"\ntraining step, 784-256-256-10 Leaky, batch {B}, input rate 0.2, gain {args.gain}; "
+        f"kernel threads: {native.threading()}"
+    )
+    print("  targets: F=64 <= 2x, F=8 <= 3x, F=1 <= 10x LayerSync (same run, same threads)")
+    print(f"  {'T':>4} {'threads':>7} {'LayerSync':>10}" + "".join(f"{n:>16}" for n in ("F=1", "F=8", "F=64", "F=all")))
+    at8 = {}
+    try:
+        for T in steps:
+            x = (torch.rand(T, B, 784) < 0.2).float()
+            y = torch.randint(0, 10, (B,))
+            for n in threads:
+                torch.set_num_threads(n)
+                fns = {"sync": lambda: train_step(net, x, y, sa.LayerSync())}
+                for F in (1, 8, 64, None):
+                    fns[F] = lambda F=F: train_step(
+                        net, x, y, sa.RandomAsync(forward_group_size=F, seed=0)
+                    )
+                t = interleaved(fns, reps)
+                cells = "".join(
+                    f"{t[F] * 1e3:9.0f} ms {t[F] / t['sync']:4.1f}x" for F in (1, 8, 64, None)
+                )
+                print(f"  {T:>4} {n:>7} {t['sync'] * 1e3:7.0f} ms{cells}")
+                if T == steps[0]:
+                    at8[n] = t[8]
+        T = steps[0]
+        x = (torch.rand(T, B, 784) < 0.2).float()
+        y = torch.randint(0, 10, (B,))
+        torch.set_num_threads(1)
+        f8 = sa.RandomAsync(forward_group_size=8, seed=0)
+        ref = interleaved(
+            {
+                "sync": lambda: train_step(net, x, y, sa.LayerSync()),
+                "native": lambda: train_step(net, x, y, f8),
+                "torch": lambda: without_kernel_train(net, x, y, f8),
+            },
+            1,
+        )
+        print(
+            f"  T={T}, 1 thread, F=8 through the torch code (kernel off): {ref['torch'] * 1e3:.0f} ms "
+            f"({ref['torch'] / ref['sync']:.1f}x LayerSync; native {ref['native'] / ref['sync']:.1f}x)"
+        )
+        mem_s = saved_bytes(lambda: train_step(net, x, y, sa.LayerSync()))
+        mem_a = saved_bytes(lambda: train_step(net, x, y, f8))
+        print(
+            f"  saved-for-backward memory, T={T}, F=8: LayerSync {mem_s / 2**20:.1f} MiB, "
+            f"RandomAsync {mem_a / 2**20:.1f} MiB ({mem_a / mem_s:.2f}x, target <= 2x)"
+        )
+        if len(threads) > 1:
+            with torch.no_grad():
+                inf = {}
+                for n in threads:
+                    torch.set_num_threads(n)
+                    inf[n] = interleaved({"f8": lambda: sa.simulate(net, x, scheduler=f8)}, reps)["f8"]
+            print(
+                f"  2 threads vs 1 at F=8, T={T}: training step {at8[1] / at8[2]:.2f}x faster, "
+                f"inference {inf[1] / inf[2]:.2f}x faster (target >= 1.6x)"
+            )
+    finally:
+        torch.set_num_threads(old)
+
+
+def without_kernel_train(net, x, y, sched):
+    with native.use_native(False):
+        train_step(net, x, y, sched)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="T=20, fewer repeats (smoke run)")
     ap.add_argument("--gain", type=float, default=4.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--only", choices=("training", "inference"), help="run one part (default: both)"
+    )
     args = ap.parse_args()
+    if args.only != "inference":
+        training_table(args)
+    if args.only == "training":
+        return
     T, B = (20, 16) if args.quick else (100, 64)
     reps = 1 if args.quick else args.repeats
     torch.manual_seed(0)

@@ -556,10 +556,16 @@ def kernel_plan(
     )
     st = plan.sync_threshold
     sync = None
-    if st is not None:
-        sync = (ctypes.c_float * L)(
-            *[float(st[l]) if isinstance(st, (list, tuple)) else float(st) for l in range(L)]
-        )
+    if st is not None:  # per neuron, as SyncThreshold.allows broadcasts it
+        per_layer = st if isinstance(st, (list, tuple)) else [st] * L
+        sync = torch.cat(
+            [
+                torch.broadcast_to(
+                    torch.as_tensor(per_layer[l]).detach().to(torch.float32), layer.shape
+                ).reshape(-1)
+                for l, layer in enumerate(layers)
+            ]
+        ).contiguous()
     stops = plan.stops
     kplan = KernelPlan(
         B=ctx.batch,
@@ -576,7 +582,7 @@ def kernel_plan(
         full_eval=int(plan.full_layer_evaluation),
         threads=thread_count(ctx.batch),
         per_eval=int(per_eval),
-        sync_thr=None if sync is None else ctypes.cast(sync, ctypes.c_void_p).value,
+        sync_thr=ptr(sync),
     )
     return KernelArrays(kplan, lay_off, (wts, biases, fan, thr, arrays, sync))
 

@@ -140,7 +140,7 @@ def surrogate_of(neuron) -> tuple[int, float]:
     except (KeyError, TypeError, ValueError):
         return 0, 0.0
     grid = torch.linspace(-4, 4, 801)
-    if not torch.allclose(_kernel_formula(kind, p, grid), _surrogate_slopes(neuron, grid), rtol=1e-6, atol=1e-7):
+    if not torch.allclose(_kernel_formula(kind, p, grid), _surrogate_slopes(neuron, grid), rtol=1e-6, atol=1e-7, equal_nan=True):
         return 0, 0.0
     return kind, p
 

@@ -106,8 +106,8 @@ typedef struct {
     const int64_t *sg_kind;   /* [L] surrogate derivative: 0 caller, 1 atan, 2 fast sigmoid,
                                  3 sigmoid, 4 straight through */
     const double *sg_param;   /* [L] its alpha / slope */
-    const float *sync_thr;    /* [L] partial synchronisation: a neuron fires only once it has
-                                 received more than sync_thr[l] synaptic events; NULL: off */
+    const float *sync_thr;    /* [N] partial synchronisation: a neuron fires only once it has
+                                 received more than sync_thr[k] synaptic events; NULL: off */
     const float *fan;         /* [S] non-zero fan-out of each source (synaptic operations) */
     const float *thr;         /* [N] threshold */
     int64_t mode;             /* the ordering: MODE_RANDOM, MODE_MEMBRANE or MODE_INDEX */
@@ -529,7 +529,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 if (lay_zero[t] && fi[k]) c = 0.0f;
                 ac[k] = ac[k] + c;
                 if (!e || fi[k]) continue;
-                if (sync_thr && !(cnt[k] > sync_thr[t])) continue;  /* too few events yet */
+                if (sync_thr && !(cnt[k] > sync_thr[k])) continue;  /* too few events yet */
                 ev[k] = 1;
                 /* the torch code's order of operations (neurons.py, recurrent.py) */
                 float m;
