@@ -190,7 +190,9 @@ def test_kernel_not_used_where_it_does_not_apply():
             snn.Leaky(beta=0.8, init_hidden=True, output=True),
         )
         assert sa.simulate(rec, x, scheduler=sched).backend == "native"  # NEXT_STEP recurrence
-        lateral = sa.RandomAsync(forward_group_size=2, recurrent_timing=sa.RecurrentTiming.IMMEDIATE)
+        lateral = sa.RandomAsync(
+            forward_group_size=2, recurrent_timing=sa.RecurrentTiming.IMMEDIATE
+        )
         assert sa.simulate(rec, x, scheduler=lateral).backend == "torch"  # lateral groups
         assert sa.simulate(net, x, scheduler=sched).backend == "native"
         assert sa.simulate(net, x, scheduler=sa.LayerSync()).backend == "torch"

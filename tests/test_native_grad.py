@@ -96,7 +96,9 @@ RULES = [
 def test_gradient_rules_match_the_torch_path(rule, F):
     net = mlp((12, 16, 10, 5), seed=1, thr=0.4)
     x = random_inputs(2, 8, 4, (12,), p=0.4)
-    assert_native_matches_torch(net, x, sa.RandomAsync(forward_group_size=F, gradient_rule=rule, seed=1))
+    assert_native_matches_torch(
+        net, x, sa.RandomAsync(forward_group_size=F, gradient_rule=rule, seed=1)
+    )
 
 
 def test_the_gradient_rules_give_different_gradients():
@@ -137,7 +139,10 @@ def test_recurrent_layers_match_the_torch_path(neuron, reset):
     kw = dict(beta=0.8, threshold=0.5, init_hidden=True, reset_mechanism=reset, linear_features=14)
     layer = snn.RLeaky(**kw) if neuron == "RLeaky" else snn.RSynaptic(alpha=0.6, **kw)
     net = nn.Sequential(
-        nn.Linear(10, 14), layer, nn.Linear(14, 6), snn.Leaky(beta=0.8, init_hidden=True, output=True)
+        nn.Linear(10, 14),
+        layer,
+        nn.Linear(14, 6),
+        snn.Leaky(beta=0.8, init_hidden=True, output=True),
     )
     with torch.no_grad():
         net[0].weight.mul_(3)
@@ -176,7 +181,12 @@ def test_surrogates_the_kernel_computes_itself():
     for name, fn in kinds.items():
         kind, _ = native_grad.surrogate_of(_neuron_of(snn.Leaky(beta=0.5, spike_grad=fn)))
         assert kind == native_grad.KERNEL_SURROGATES[name][0]
-    assert native_grad.surrogate_of(_neuron_of(snn.Leaky(beta=0.5, spike_grad=surrogate.triangular())))[0] == 0
+    assert (
+        native_grad.surrogate_of(
+            _neuron_of(snn.Leaky(beta=0.5, spike_grad=surrogate.triangular()))
+        )[0]
+        == 0
+    )
     # a surrogate that only looks like atan by name is checked against its own backward pass
     fake = surrogate.fast_sigmoid(slope=7)
     fake.__qualname__ = "atan.<locals>.inner"
@@ -303,18 +313,29 @@ def test_what_the_native_path_does_not_run_falls_back_with_one_log_line(caplog):
                 net.train()
                 assert sa.simulate(net, x, scheduler=sched).backend == "torch"
         spf = sa.simulate(
-            net, x, scheduler=sa.RandomAsync(forward_group_size=2), record=sa.Record(spike_forward_steps=True)
+            net,
+            x,
+            scheduler=sa.RandomAsync(forward_group_size=2),
+            record=sa.Record(spike_forward_steps=True),
         )
         assert spf.backend == "torch"
         with native.use_native(False):
-            assert sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=2)).backend == "torch"
-    lines = [r.getMessage() for r in caplog.records if r.name == "snntorch_async.engine.native_grad"]
+            assert (
+                sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=2)).backend
+                == "torch"
+            )
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "snntorch_async.engine.native_grad"
+    ]
     assert len(lines) == 4, lines  # one per reason, not one per simulation
     assert any("LayerCarriers" in m for m in lines)
     assert any("dropout" in m for m in lines)
     assert any("spike_forward_steps" in m for m in lines)
     assert any("switched off" in m for m in lines)
-    assert all(m.startswith("snntorch_async: asynchronous training runs the torch backend: ") for m in lines)
+    assert all(
+        m.startswith("snntorch_async: asynchronous training runs the torch backend: ")
+        for m in lines
+    )
 
 
 def test_inference_of_synaptic_recurrent_and_synchronised_networks_equals_the_torch_code():

@@ -334,26 +334,29 @@ def test_pipelined_counts_recurrent_synops_like_layersync():
 
 
 # ---------------------------------------------------------------- backend
-def test_recurrent_models_run_the_torch_backend():
-    """The native kernel does not know recurrence: CPU float32 inference with partial groups
-    (where a feed-forward Leaky model of the same shape runs the kernel) runs the torch code."""
+def test_recurrent_models_run_the_native_kernel_with_next_step_timing():
+    """NEXT_STEP: the recurrent current is part of the step's base, so CPU float32 inference with
+    partial groups runs the kernel, spike for spike and membrane for membrane as the torch code;
+    IMMEDIATE's lateral events run the torch code."""
+    if native.library() is None:
+        pytest.skip("no native kernel on this machine")
     x = (_x(1, T=6, B=2) > 0.6).float()
     rec = _model("RLeaky", "zero", False, True, False, False, 4)
+    rec_record = sa.Record(membranes=True)
     with torch.no_grad():
-        out = sa.simulate(rec, x, scheduler=sa.RandomAsync(forward_group_size=2))
-    assert out.backend == "torch"
-    if native.library() is None:
-        pytest.skip("no native kernel on this machine: the feed-forward contrast cannot run")
-    ff = nn.Sequential(
-        nn.Linear(NIN, 10),
-        snn.Leaky(beta=0.8, init_hidden=True),
-        nn.Linear(10, 4),
-        snn.Leaky(beta=0.8, init_hidden=True, output=True),
-    )
-    with torch.no_grad():
-        assert (
-            sa.simulate(ff, x, scheduler=sa.RandomAsync(forward_group_size=2)).backend == "native"
+        out = sa.simulate(rec, x, scheduler=sa.RandomAsync(forward_group_size=2), record=rec_record)
+        with native.use_native(False):
+            ref = sa.simulate(
+                rec, x, scheduler=sa.RandomAsync(forward_group_size=2), record=rec_record
+            )
+        lateral = sa.RandomAsync(
+            forward_group_size=2, recurrent_timing=sa.RecurrentTiming.IMMEDIATE
         )
+        assert sa.simulate(rec, x, scheduler=lateral).backend == "torch"
+    assert out.backend == "native" and ref.backend == "torch"
+    assert torch.equal(out.spikes, ref.spikes)
+    for a, b in zip(out.membranes, ref.membranes):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- gradients

@@ -243,7 +243,9 @@ def _build() -> Path:
         raise RuntimeError("no C compiler found (looked for $CC, cc, gcc, clang)")
     tag = hashlib.sha256(
         src
-        + " ".join([cc, *FLAGS, *kernel_build.LDFLAGS, sys.platform, sysconfig.get_platform()]).encode()
+        + " ".join(
+            [cc, *FLAGS, *kernel_build.LDFLAGS, sys.platform, sysconfig.get_platform()]
+        ).encode()
     ).hexdigest()[:16]
     lib_path = _cache_dir() / f"async_kernel_{tag}.so"
     if not lib_path.exists():

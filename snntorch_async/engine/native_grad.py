@@ -131,7 +131,11 @@ def surrogate_of(neuron) -> tuple[int, float]:
     fn = neuron.module.spike_grad
     qual, mod = getattr(fn, "__qualname__", ""), getattr(fn, "__module__", "")
     name = qual.split(".")[0]
-    if mod != "snntorch.surrogate" or not qual.endswith(".<locals>.inner") or name not in KERNEL_SURROGATES:
+    if (
+        mod != "snntorch.surrogate"
+        or not qual.endswith(".<locals>.inner")
+        or name not in KERNEL_SURROGATES
+    ):
         return 0, 0.0
     kind, var = KERNEL_SURROGATES[name]
     cells = dict(zip(fn.__code__.co_freevars, [c.cell_contents for c in fn.__closure__ or ()]))
@@ -140,7 +144,13 @@ def surrogate_of(neuron) -> tuple[int, float]:
     except (KeyError, TypeError, ValueError):
         return 0, 0.0
     grid = torch.linspace(-4, 4, 801)
-    if not torch.allclose(_kernel_formula(kind, p, grid), _surrogate_slopes(neuron, grid), rtol=1e-6, atol=1e-7, equal_nan=True):
+    if not torch.allclose(
+        _kernel_formula(kind, p, grid),
+        _surrogate_slopes(neuron, grid),
+        rtol=1e-6,
+        atol=1e-7,
+        equal_nan=True,
+    ):
         return 0, 0.0
     return kind, p
 
@@ -169,7 +179,9 @@ class _Run:
         if self._tape is None:
             tape = self.lib.sa_tape_new(ctypes.byref(self.arrays.plan))
             if not tape:
-                raise MemoryError("snntorch_async native kernel: could not allocate the backward tape")
+                raise MemoryError(
+                    "snntorch_async native kernel: could not allocate the backward tape"
+                )
             self._tape = tape
             weakref.finalize(self, self.lib.sa_tape_free, tape)
         return self._tape
@@ -180,7 +192,11 @@ class _Run:
             wts, biases = self.arrays.keep[0], self.arrays.keep[1]
             self._grads = (
                 [torch.zeros_like(w) for _ in range(self.blocks) for w in wts],
-                [None if b is None else torch.zeros_like(b) for _ in range(self.blocks) for b in biases],
+                [
+                    None if b is None else torch.zeros_like(b)
+                    for _ in range(self.blocks)
+                    for b in biases
+                ],
             )
         return self._grads
 
@@ -212,7 +228,18 @@ class NativeStep(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, run, fixed, decayed, syn_decayed, sub, zero_reset, recurrent, thr, frame, pend, queued,
+        ctx,
+        run,
+        fixed,
+        decayed,
+        syn_decayed,
+        sub,
+        zero_reset,
+        recurrent,
+        thr,
+        frame,
+        pend,
+        queued,
         *params,
     ):
         lib, kplan = run.lib, run.arrays.plan
@@ -260,7 +287,7 @@ class NativeStep(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_acc, g_spikes, g_pend, g_queued):
         run = ctx.run
-        lib, kplan, lay_off = run.lib, run.arrays.plan, run.arrays.lay_off
+        lib, kplan = run.lib, run.arrays.plan
         B, N, S, L = kplan.B, kplan.N, kplan.S, kplan.L
         saved = list(ctx.saved_tensors)
         start = {k: saved.pop(0).clone() for k in ctx.names}

@@ -89,14 +89,7 @@ def train_step(
             and isinstance(scheduler, AsyncScheduler)
             and not bool(res.spikes.detach().any())
         ):
-            raise TrainingError(
-                f"No spike reached the output layer in this batch under {type(scheduler).__name__}"
-                ", so the loss has no gradient: asynchronous gradients travel only along "
-                "delivered events (and the zeros queued behind them), and a network that stays "
-                "silent on the data delivers none. Fix: lower the thresholds or scale up the "
-                "initial weights so that every layer fires on the data, or train first with "
-                "LayerSync (or gradient_rule=sa.LayerCarriers(), which evaluates every layer)."
-            )
+            raise TrainingError(_silent_network(scheduler))
         if not loss.requires_grad:
             raise TrainingError(
                 "The loss does not depend on any parameter (no gradient): the output spikes carry "
@@ -109,6 +102,13 @@ def train_step(
         total += float(loss.detach()) * w
         state = res.final_state if s + k < T else None  # simulate detaches it (Scheduler.carry)
         results.append(dataclasses.replace(res, spikes=res.spikes.detach(), final_state=None))
+    if (  # (the native training path records a graph even then: its gradient is all zeros)
+        isinstance(scheduler, AsyncScheduler)
+        and not any(bool(r.spikes.any()) for r in results)
+        and all(q.grad is None or not bool(q.grad.any()) for q in model.parameters())
+    ):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingError(_silent_network(scheduler))
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -130,6 +130,17 @@ def train_step(
 # --------------------------------------------------------------------------------------------
 # Checks.
 # --------------------------------------------------------------------------------------------
+def _silent_network(scheduler) -> str:
+    return (
+        f"No spike reached the output layer in this batch under {type(scheduler).__name__}"
+        ", so the loss has no gradient: asynchronous gradients travel only along "
+        "delivered events (and the zeros queued behind them), and a network that stays "
+        "silent on the data delivers none. Fix: lower the thresholds or scale up the "
+        "initial weights so that every layer fires on the data, or train first with "
+        "LayerSync (or gradient_rule=sa.LayerCarriers(), which evaluates every layer)."
+    )
+
+
 def _check_surrogates(model: nn.Module, input_shape: tuple[int, ...]) -> None:
     """Raise if a neuron's ``spike_grad`` passes no gradient (checked before training)."""
     bad = []
