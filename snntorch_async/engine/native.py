@@ -665,6 +665,32 @@ def ptr(t: Tensor | None):
     return None if t is None else t.data_ptr()
 
 
+def kernel_step(arrays: dict, terms: dict, frame: Tensor | None) -> KernelStep:
+    """The :class:`KernelStep` over one time step's tensors: ``arrays`` by field name (absent or
+    ``None``: ``NULL``), the membrane terms (:func:`membrane_terms`) and the input frame's
+    current."""
+    return KernelStep(
+        cand=ptr(arrays["cand"]),
+        frame_cur=ptr(frame),
+        **{k: ptr(v) for k, v in terms.items()},
+        acc=ptr(arrays["acc"]),
+        fired=ptr(arrays["fired"]),
+        evald=ptr(arrays["evald"]),
+        spikes=ptr(arrays["spikes"]),
+        pend=ptr(arrays["pend"]),
+        key=ptr(arrays["key"]),
+        prio=ptr(arrays.get("prio")),
+        noise=ptr(arrays["noise"]),
+        clock=ptr(arrays.get("clock")),
+        reached=ptr(arrays["reached"]),
+        synops=ptr(arrays["synops"]),
+        fsteps=ptr(arrays["fsteps"]),
+        out_at=ptr(arrays["out_at"]),
+        queued=ptr(arrays.get("queued")),
+        sync_counts=ptr(arrays.get("sync_counts")),
+    )
+
+
 class NativeBackend:
     """Forward steps in the C kernel (inference); the plan's fixed arrays are made once, at the
     first step."""
@@ -703,26 +729,24 @@ class NativeBackend:
         keys = work.keys
         prio = flat(work.priority) if (plan.ordering.records_priority and work.priority) else None
         noise = keys.noise if keys.noise is not None else torch.zeros((B, S), dtype=dt)
-        step = KernelStep(
-            cand=ptr(cand),
-            frame_cur=ptr(frame),
-            **{k: ptr(v) for k, v in terms.items()},
-            acc=ptr(acc),
-            fired=ptr(fired),
-            evald=ptr(evald),
-            spikes=ptr(spikes),
-            pend=ptr(pend),
-            key=ptr(keys.keys),
-            prio=ptr(prio),
-            noise=ptr(noise),
-            clock=ptr(keys.clock),
-            reached=ptr(work.reached),
-            synops=ptr(work.synops),
-            fsteps=ptr(work.forward_steps),
-            out_at=ptr(work.output_at),
-            queued=None,
-            sync_counts=ptr(counts),
+        arrays = dict(
+            cand=cand,
+            acc=acc,
+            fired=fired,
+            evald=evald,
+            spikes=spikes,
+            pend=pend,
+            key=keys.keys,
+            prio=prio,
+            noise=noise,
+            clock=keys.clock,
+            reached=work.reached,
+            synops=work.synops,
+            fsteps=work.forward_steps,
+            out_at=work.output_at,
+            sync_counts=counts,
         )
+        step = kernel_step(arrays, terms, frame)
         if self.lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
 

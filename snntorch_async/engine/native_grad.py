@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ..context import SimContext
 from . import native
-from .native import KernelGrad, KernelStep, flat_thresholds, kernel_plan, membrane_terms, ptr
+from .native import KernelGrad, flat_thresholds, kernel_plan, kernel_step, membrane_terms, ptr
 
 if TYPE_CHECKING:  # pragma: no cover
     from .gradients import GradientRule
@@ -263,7 +263,7 @@ class NativeStep(torch.autograd.Function):
         )
         terms = {k: None if v is None else v.detach().contiguous() for k, v in terms.items()}
         frame_d = None if frame is None else frame.detach().contiguous()
-        step = _kernel_step(arrays, terms, frame_d)
+        step = kernel_step(arrays, terms, frame_d)
         if lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
         run.out = arrays
@@ -311,7 +311,7 @@ class NativeStep(torch.autograd.Function):
             fired=torch.zeros((B, N), dtype=torch.bool),
             evald=torch.zeros((B, N), dtype=torch.bool),
         )
-        step = _kernel_step(arrays, terms, frame)
+        step = kernel_step(arrays, terms, frame)
         tape = run.tape()
         if lib.sa_tape_record(ctypes.byref(kplan), ctypes.byref(step), tape) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate the backward tape")
@@ -380,29 +380,6 @@ class NativeStep(torch.autograd.Function):
 
 #: The step's counters: fresh at every step's start (``engine.step.leak``), not saved.
 _COUNTERS = ("reached", "synops", "fsteps", "out_at")
-
-
-def _kernel_step(arrays: dict, terms: dict, frame) -> KernelStep:
-    return KernelStep(
-        cand=ptr(arrays["cand"]),
-        frame_cur=ptr(frame),
-        **{k: ptr(v) for k, v in terms.items()},
-        acc=ptr(arrays["acc"]),
-        fired=ptr(arrays["fired"]),
-        evald=ptr(arrays["evald"]),
-        spikes=ptr(arrays["spikes"]),
-        pend=ptr(arrays["pend"]),
-        key=ptr(arrays["key"]),
-        prio=ptr(arrays.get("prio")),
-        noise=ptr(arrays["noise"]),
-        clock=ptr(arrays.get("clock")),
-        reached=ptr(arrays["reached"]),
-        synops=ptr(arrays["synops"]),
-        fsteps=ptr(arrays["fsteps"]),
-        out_at=ptr(arrays["out_at"]),
-        queued=ptr(arrays.get("queued")),
-        sync_counts=ptr(arrays.get("sync_counts")),
-    )
 
 
 class NativeTraining:
