@@ -212,7 +212,12 @@ def _c_struct_fields(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "struct,c_name", [(native.KernelPlan, "sa_plan"), (native.KernelStep, "sa_step")]
+    "struct,c_name",
+    [
+        (native.KernelPlan, "sa_plan"),
+        (native.KernelStep, "sa_step"),
+        (native.KernelGrad, "sa_grad"),
+    ],
 )
 def test_ctypes_structures_mirror_the_c_structs(struct, c_name):
     """The Python side and the C side of the boundary agree field by field, by name and size."""
