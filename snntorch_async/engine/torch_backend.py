@@ -142,7 +142,10 @@ class TorchBackend:
                 free = None if F is None else F - sel.sum(1)
                 keys = work.keys.keys if work.keys is not None else None
                 step.carry(work.carriers.fillers(sel, active, free, keys))
-            step.deliver(deliveries, settle, active, partial, arrivals, laterals=laterals)
+            # LayerCarriers' zeros ride in the delivered vectors: a sparse gather of the non-zero
+            # entries would drop them (and their gradient), so those deliveries take the module call
+            sparse = partial and work.silent is None
+            step.deliver(deliveries, settle, active, sparse, arrivals, laterals=laterals)
             stopped = plan.stops.stopped(stopped, work.forward_steps, work.output_at)
 
 
