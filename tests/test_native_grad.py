@@ -88,6 +88,7 @@ RULES = [
     sa.QueuedCarriers(),
     sa.QueuedCarriers(output_per_evaluation=False),
     sa.EventGradients(),
+    sa.LayerCarriers(),
 ]
 
 
@@ -109,8 +110,9 @@ def test_the_gradient_rules_give_different_gradients():
         _run(net, x, sa.RandomAsync(forward_group_size=2, gradient_rule=rule, seed=1), True)[1]
         for rule in RULES
     ]
-    for a, b in [(0, 1), (0, 2), (1, 2)]:
-        assert _rel(grads[a]["0.weight"], grads[b]["0.weight"]) > 1e-3
+    for a in range(len(RULES)):
+        for b in range(a):
+            assert _rel(grads[a]["0.weight"], grads[b]["0.weight"]) > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -302,35 +304,39 @@ def test_finite_differences_through_the_native_path():
 def test_what_the_native_path_does_not_run_falls_back_with_one_log_line(caplog):
     net = mlp((12, 16, 5), seed=2, thr=0.4)
     x = random_inputs(4, 4, 3, (12,), p=0.4)
-    native_grad._said.clear()
-    cases = {
-        "LayerCarriers": sa.RandomAsync(forward_group_size=2, silent_gradients=True),
-        "dropout": sa.RandomAsync(forward_group_size=2, spike_dropout=0.2),
-    }
-    with caplog.at_level(logging.INFO, logger="snntorch_async.engine.native_grad"):
-        for sched in cases.values():
-            for _ in range(2):
-                net.train()
-                assert sa.simulate(net, x, scheduler=sched).backend == "torch"
-        spf = sa.simulate(
+    rec = nn.Sequential(
+        nn.Linear(12, 8),
+        snn.RLeaky(beta=0.8, linear_features=8, init_hidden=True),
+        nn.Linear(8, 5),
+        snn.Leaky(beta=0.8, init_hidden=True, output=True),
+    )
+    lateral = sa.RecurrentTiming.IMMEDIATE
+    cases = [
+        (net, sa.RandomAsync(forward_group_size=2, spike_dropout=0.2), None, "dropout"),
+        (rec, sa.RandomAsync(forward_group_size=2, recurrent_timing=lateral), None, "IMMEDIATE"),
+        (
             net,
-            x,
-            scheduler=sa.RandomAsync(forward_group_size=2),
-            record=sa.Record(spike_forward_steps=True),
-        )
-        assert spf.backend == "torch"
+            sa.RandomAsync(forward_group_size=2),
+            sa.Record(spike_forward_steps=True),
+            "spike_forward_steps",
+        ),
+    ]
+    native_grad._said.clear()
+    with caplog.at_level(logging.INFO, logger="snntorch_async.engine.native_grad"):
+        for model, sched, record, _ in cases:
+            model.train()
+            for _ in range(2):  # twice: still one line
+                kw = {} if record is None else dict(record=record)
+                assert sa.simulate(model, x, scheduler=sched, **kw).backend == "torch"
         with native.use_native(False):
-            assert (
-                sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=2)).backend
-                == "torch"
-            )
+            r = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=2))
+            assert r.backend == "torch"
     lines = [
         r.getMessage() for r in caplog.records if r.name == "snntorch_async.engine.native_grad"
     ]
     assert len(lines) == 4, lines  # one per reason, not one per simulation
-    assert any("LayerCarriers" in m for m in lines)
-    assert any("dropout" in m for m in lines)
-    assert any("spike_forward_steps" in m for m in lines)
+    for *_, why in cases:
+        assert sum(why in m for m in lines) == 1, (why, lines)
     assert any("switched off" in m for m in lines)
     assert all(
         m.startswith("snntorch_async: asynchronous training runs the torch backend: ")

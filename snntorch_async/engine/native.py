@@ -374,6 +374,7 @@ class KernelPlan(ctypes.Structure):
         ("full_eval", _i64),
         ("threads", _i64),
         ("per_eval", _i64),
+        ("layer_carriers", _i64),
     ]
 
 
@@ -414,6 +415,7 @@ class KernelGrad(ctypes.Structure):
         ("g_spikes", _ptr),
         ("g_pend", _ptr),
         ("g_queued", _ptr),
+        ("g_carried", _ptr),
         ("g_x", _ptr),
         ("g_pend_in", _ptr),
         ("g_queued_in", _ptr),
@@ -513,12 +515,14 @@ def kernel_plan(
     forward_group_size: int,
     per_eval: bool = False,
     surrogates: list[tuple[int, float]] | None = None,
+    layer_carriers: bool = False,
 ) -> KernelArrays:
     """The kernel's fixed arrays: transposed weights ``wts`` (``[in, out]`` contiguous float32,
     per layer), the flat thresholds ``thr`` ``[N]`` and the forward group size (``>= S``:
     everything pending at once); training adds ``per_eval`` (output neurons' silent evaluations
-    carry gradient) and per layer the kernel's surrogate ``(kind, parameter)``
-    (``native_grad.surrogate_of``; default: none)."""
+    carry gradient), per layer the kernel's surrogate ``(kind, parameter)``
+    (``native_grad.surrogate_of``; default: none) and ``layer_carriers`` (the ``LayerCarriers``
+    rule's riding zeros)."""
     layers, layout = ctx.graph.layers, plan.layout
     L = len(layers)
     lay_off = [0]
@@ -584,6 +588,7 @@ def kernel_plan(
         full_eval=int(plan.full_layer_evaluation),
         threads=thread_count(ctx.batch),
         per_eval=int(per_eval),
+        layer_carriers=int(layer_carriers),
         sync_thr=ptr(sync),
     )
     return KernelArrays(kplan, lay_off, (wts, biases, fan, thr, arrays, sync))

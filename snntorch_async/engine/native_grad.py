@@ -40,6 +40,7 @@ from torch import Tensor
 
 from ..context import SimContext
 from . import native
+from .features import SilentCarriers
 from .native import KernelGrad, flat_thresholds, kernel_plan, kernel_step, membrane_terms, ptr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +75,6 @@ def refusal(
         (delays, "synaptic delays (DelayedLinear)"),
         (recurrent, "recurrent layers with RecurrentTiming.IMMEDIATE (lateral spikes)"),
         (dropout, "spike or input dropout"),
-        (rule.layer_carriers, "the LayerCarriers gradient rule (silent_gradients=True)"),
         (ctx.record.spike_forward_steps, "Record(spike_forward_steps=True)"),
     ):
         if flag:
@@ -224,7 +224,8 @@ class NativeStep(torch.autograd.Function):
     Inputs (``[B, N]`` / ``[B, S]`` flat, kernel order): the membrane terms, the thresholds
     ``[N]``, the input frame's current (or ``None``), the pending values, the queued zeros (or
     ``None``), the transposed weights and the biases. Outputs: the accumulated current, the spike
-    record, the pending values and the queued zeros after the step."""
+    record, the pending values and the queued zeros after the step, and ``LayerCarriers``' zeros
+    left at its end (``None`` under the other rules)."""
 
     @staticmethod
     def forward(
@@ -281,11 +282,12 @@ class NativeStep(torch.autograd.Function):
             *([frame_d] if frame_d is not None else []),
         )
         queued_out = torch.zeros((B, S)) if queued is not None else None
-        return arrays["acc"], arrays["spikes"], arrays["pend"], queued_out
+        carried = torch.zeros((B, S)) if kplan.layer_carriers else None
+        return arrays["acc"], arrays["spikes"], arrays["pend"], queued_out, carried
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_acc, g_spikes, g_pend, g_queued):
+    def backward(ctx, g_acc, g_spikes, g_pend, g_queued, g_carried):
         run = ctx.run
         lib, kplan = run.lib, run.arrays.plan
         B, N, S, L = kplan.B, kplan.N, kplan.S, kplan.L
@@ -332,6 +334,7 @@ class NativeStep(torch.autograd.Function):
             g_spikes=zeros_or(g_spikes, (B, N)),
             g_pend=zeros_or(g_pend, (B, S)),
             g_queued=zeros_or(g_queued, (B, S)) if has_queued else None,
+            g_carried=zeros_or(g_carried, (B, S)) if kplan.layer_carriers else None,
         )
         g_x = torch.zeros((B, N))
         g_pend_in = torch.zeros((B, S))
@@ -411,6 +414,7 @@ class NativeTraining:
                 F,
                 per_eval=rule.queued and rule.output_per_evaluation,
                 surrogates=surrogates,
+                layer_carriers=rule.layer_carriers,
             )
             biases = [op.module.bias for op in lins if op.module.bias is not None]
             self._params = (thr, wts, biases)
@@ -467,7 +471,7 @@ class NativeTraining:
                 values[g.index] = carriers.values[l]
             fixed["queued"] = flags
             queued_values = flat(values).contiguous()
-        acc, spikes, pend_out, q_out = NativeStep.apply(
+        acc, spikes, pend_out, q_out, carried = NativeStep.apply(
             run,
             fixed,
             terms["decayed"],
@@ -505,3 +509,7 @@ class NativeTraining:
             for l, g in enumerate(hidden):
                 carriers.values[l] = q_out[:, g.columns]
                 carriers.queued[l] = out["queued"][:, g.columns]
+        if carried is not None:  # LayerCarriers' zeros left: the finish takes them on
+            work.silent = SilentCarriers(layout, work.pending)
+            for g in hidden:
+                work.silent.values[g.index] = carried[:, g.columns]

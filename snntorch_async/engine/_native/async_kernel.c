@@ -117,6 +117,8 @@ typedef struct {
     int64_t full_eval;        /* full layer evaluation */
     int64_t threads;          /* worker threads (>= 1) */
     int64_t per_eval;         /* tape: silent output evaluations carry gradient (QueuedCarriers) */
+    int64_t layer_carriers;   /* LayerCarriers: a silent hidden neuron's zero rides with its
+                                 layer's next delivery (this time step only) */
 } sa_plan;
 
 /* One time step's arrays (mirrored by the ctypes Structure KernelStep). */
@@ -156,6 +158,8 @@ typedef struct {
     const float *g_spikes;    /* [B, N] adjoint of the spike record */
     const float *g_pend;      /* [B, S] adjoint of the pending values after the step */
     const float *g_queued;    /* [B, S] adjoint of the queued zeros after the step, or NULL */
+    const float *g_carried;   /* [B, S] adjoint of LayerCarriers' zeros left at the step's end,
+                                 or NULL */
     float *g_x;               /* [B, N] out: sum over evaluations of the adjoint of U - thr */
     float *g_pend_in;         /* [B, S] out: adjoint of the pending values before the step */
     float *g_queued_in;       /* [B, S] out: adjoint of the queued zeros before the step, or NULL */
@@ -232,12 +236,13 @@ static void parallel(int64_t threads, int64_t nblk, block_fn fn, void *arg) {
 }
 
 /* ------------------------------------------------------------------ the tape */
-/* REC_TAKE(_Q): source k leaves the pending set (with its neuron's queued zeros), at the
+/* REC_LFILL: LayerCarriers' zero of source k rides into layer t (with its layer's delivery or
+ * a settle step); REC_TAKE(_Q): source k leaves the pending set (with its neuron's queued zeros), at the
  * selection; REC_DELIV: its value (bits in x) reaches layer t, later in the same forward step
  * (a neuron that fires in between adds to the emptied slot); REC_FILL: queued zeros of source k
  * fill a free slot into layer t; REC_EVALS: one forward step's evaluations of layer t: n_t
  * values U - thr from x index `x` on (NAN: not evaluated; > 0: fired; else silent). */
-enum { REC_FRAME = 1, REC_TAKE, REC_TAKE_Q, REC_DELIV, REC_FILL, REC_BIAS, REC_EVALS };
+enum { REC_FRAME = 1, REC_TAKE, REC_TAKE_Q, REC_DELIV, REC_FILL, REC_LFILL, REC_BIAS, REC_EVALS };
 
 typedef struct {
     int32_t type, t, k, x; /* record type, layer, neuron (k) or source (j), x index / value bits */
@@ -302,12 +307,13 @@ typedef struct {
     float *cur;
     float *cnt;
     uint8_t *cany;
+    uint8_t *lc;              /* [S] LayerCarriers: the source's neuron has a zero riding */
     int64_t *grp_tgt;
 } Work;
 
 static void work_free(Work *w) {
     free(w->plist); free(w->ppos); free(w->sel); free(w->val); free(w->took); free(w->items);
-    free(w->cur); free(w->cnt); free(w->cany); free(w->grp_tgt);
+    free(w->cur); free(w->cnt); free(w->cany); free(w->grp_tgt); free(w->lc);
     memset(w, 0, sizeof *w);
 }
 
@@ -327,10 +333,11 @@ static int work_alloc(Work *w, const sa_plan *P) {
     w->items = (Item *)malloc(sizeof(Item) * S);
     w->cur = (float *)malloc(sizeof(float) * (size_t)max_n);
     w->cnt = (float *)malloc(sizeof(float) * (size_t)(P->N > 0 ? P->N : 1));
+    w->lc = (uint8_t *)malloc(S);
     w->cany = (uint8_t *)malloc(L + 1);
     w->grp_tgt = (int64_t *)malloc(sizeof(int64_t) * (L + 2));
     if (!w->plist || !w->ppos || !w->sel || !w->val || !w->took || !w->items || !w->cur ||
-        !w->cnt || !w->cany || !w->grp_tgt) {
+        !w->cnt || !w->cany || !w->grp_tgt || !w->lc) {
         work_free(w);
         return -1;
     }
@@ -376,6 +383,8 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
     int64_t fs = st->fsteps[b], oa = st->out_at[b];
     float clk = st->clock ? st->clock[b] : 0.0f;
 
+    uint8_t *lc = P->layer_carriers ? w->lc : NULL;
+    if (lc) memset(lc, 0, (size_t)(S > 0 ? S : 1));  /* (fresh every time step) */
     if (sync_thr) {  /* events received so far (torch: SyncThreshold.counts) */
         if (st->sync_counts) memcpy(cnt, st->sync_counts + b * N, sizeof(float) * (size_t)N);
         else memset(cnt, 0, sizeof(float) * (size_t)N);
@@ -442,6 +451,22 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 took[i] = 0;
                 if (cq && cq[j]) { cq[j] = 0; took[i] = 1; }
                 if (tp) push_rec(tp, took[i] ? REC_TAKE_Q : REC_TAKE, 0, j, 0);
+            }
+        }
+        /* LayerCarriers: a delivery from a hidden layer (or a settle step reaching the layer
+         * above it) takes the layer's riding zeros along (torch: SilentCarriers) */
+        if (lc) {
+            for (int64_t t = 0; t < L; t++) {
+                int64_t g = lay_grp[t];
+                if (g < 0) continue;
+                int64_t g0 = grp_off[g], g1 = grp_off[g + 1], hit = settle >= 0 && w->grp_tgt[g] == settle;
+                for (int64_t i = 0; i < ns && !hit; i++) hit = sel[i] >= g0 && sel[i] < g1;
+                if (!hit) continue;
+                for (int64_t j = g0; j < g1; j++) {
+                    if (!lc[j]) continue;
+                    lc[j] = 0;
+                    if (tp) push_rec(tp, REC_LFILL, (int32_t)w->grp_tgt[g], (int32_t)j, 0);
+                }
             }
         }
         /* queued zeros fill the free slots (torch: CarrierQueue.fillers) */
@@ -547,6 +572,7 @@ static void run_sample(const sa_plan *P, const sa_step *st, int64_t b, Work *w, 
                 if (xb) xb[n] = x;
                 if (!(x > 0.0f)) {  /* silent: its zero output queues (hidden) */
                     if (gout >= 0 && cq) cq[s0 + n] = 1;
+                    if (gout >= 0 && lc) lc[s0 + n] = 1;
                     continue;
                 }
                 fi[k] = 1;
@@ -732,10 +758,11 @@ static void back_block(void *arg, int64_t blk) {
     float *gC = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
     float *Gz = (float *)malloc(sizeof(float) * (size_t)(N > 0 ? N : 1));
     float *gS = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
+    float *gL = (float *)malloc(sizeof(float) * (size_t)(S > 0 ? S : 1));
     uint8_t *fi = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
     uint8_t *zk = (uint8_t *)malloc((size_t)(N > 0 ? N : 1));
-    if (!G || !gP || !gC || !fi || !Gz || !zk || !gS) {
-        free(G); free(gP); free(gC); free(fi); free(Gz); free(zk); free(gS);
+    if (!G || !gP || !gC || !fi || !Gz || !zk || !gS || !gL) {
+        free(G); free(gP); free(gC); free(fi); free(Gz); free(zk); free(gS); free(gL);
         J->failed = 1;
         return;
     }
@@ -755,7 +782,12 @@ static void back_block(void *arg, int64_t blk) {
         for (int64_t k = 0; k < N; k++) Gz[k] = zk[k] && fi[k] ? 0.0f : G[k];
         const float *gs_out = gr->g_spikes + b * N;
         const float *rz = st->zero_reset ? st->zero_reset + b * N : NULL;
-        const int queued = st->queued != NULL;
+        const int queued = st->queued != NULL || P->layer_carriers;
+        float *gQ = P->layer_carriers ? gL : gC;  /* where a silent hidden zero went */
+        if (P->layer_carriers) {
+            if (gr->g_carried) memcpy(gL, gr->g_carried + b * S, sizeof(float) * (size_t)S);
+            else memset(gL, 0, sizeof(float) * (size_t)S);
+        }
         float *gx = gr->g_x + b * N;
         for (int64_t r = tp->rec_end[b] - 1; r >= tp->rec_begin[b]; r--) {
             const Rec rc = ch->rec[r];
@@ -776,7 +808,7 @@ static void back_block(void *arg, int64_t blk) {
                         if (hidden) gs = gs + gP[s0 + n];
                         fi[k] = 0;
                     } else if (silent_grad) {  /* silent: its queue entry, or the record */
-                        gs = hidden ? gC[s0 + n] : gs_out[k];
+                        gs = hidden ? gQ[s0 + n] : gs_out[k];
                     } else {
                         continue;
                     }
@@ -800,13 +832,14 @@ static void back_block(void *arg, int64_t blk) {
                 if (rc.type == REC_TAKE_Q) gC[rc.k] = gS[rc.k];
                 break;
             case REC_DELIV:
+            case REC_LFILL:
             case REC_FILL: {
                 int64_t j = rc.k, g0 = grp_off[tgt_grp[t]];
                 const float *row = P->wt[t] + (j - g0) * nt;
                 const float *Gt = Gz + n0;
                 float gv = dot(row, Gt, nt);
-                if (rc.type == REC_FILL) {  /* value 0: no weight gradient */
-                    gC[j] = gv;
+                if (rc.type == REC_FILL || rc.type == REC_LFILL) {  /* value 0: no weight gradient */
+                    (rc.type == REC_FILL ? gC : gL)[j] = gv;
                     break;
                 }
                 float v = bits_float(rc.x);
@@ -826,7 +859,7 @@ static void back_block(void *arg, int64_t blk) {
         memcpy(gr->g_pend_in + b * S, gP, sizeof(float) * (size_t)S);
         if (gr->g_queued_in) memcpy(gr->g_queued_in + b * S, gC, sizeof(float) * (size_t)S);
     }
-    free(G); free(gP); free(gC); free(fi); free(Gz); free(zk); free(gS);
+    free(G); free(gP); free(gC); free(fi); free(Gz); free(zk); free(gS); free(gL);
 }
 
 /* The backward pass of one time step over a recorded tape. Weight and bias gradients are
