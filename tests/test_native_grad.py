@@ -376,3 +376,16 @@ def test_inference_of_synaptic_recurrent_and_synchronised_networks_equals_the_to
                 for a, b in zip(r1.membranes, r2.membranes):
                     assert torch.equal(a, b)
                 assert torch.equal(r1.synops, r2.synops)
+
+
+@pytest.mark.cuda
+def test_training_on_cuda_runs_the_torch_backend_and_says_so(caplog):
+    net = mlp((12, 16, 5), seed=2, thr=0.4).cuda()
+    x = random_inputs(4, 4, 3, (12,), p=0.4).cuda()
+    native_grad._said.clear()
+    with caplog.at_level(logging.INFO, logger="snntorch_async.engine.native_grad"):
+        r = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=2, seed=1))
+    assert r.backend == "torch" and r.spikes.device.type == "cuda"
+    r.spikes.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert any("device cuda" in m.getMessage() for m in caplog.records)
