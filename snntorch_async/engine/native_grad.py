@@ -246,7 +246,9 @@ class NativeStep(torch.autograd.Function):
         lib, kplan = run.lib, run.arrays.plan
         B, N, S = kplan.B, kplan.N, kplan.S
         # what the backward pass starts again from (the counters start from their fresh values)
-        start = {k: v.clone() for k, v in fixed.items() if k not in _COUNTERS}
+        start = {
+            k: v.clone() if k in _MUTATED else v for k, v in fixed.items() if k not in _COUNTERS
+        }
         arrays = dict(fixed)
         arrays["pend"] = pend.detach().clone()
         arrays.update(
@@ -337,8 +339,8 @@ class NativeStep(torch.autograd.Function):
             g_carried=zeros_or(g_carried, (B, S)) if kplan.layer_carriers else None,
         )
         g_x = torch.zeros((B, N))
-        g_pend_in = torch.zeros((B, S))
-        g_queued_in = torch.zeros((B, S)) if has_queued else None
+        g_pend_in = torch.empty((B, S))  # (written whole by the kernel, as g_queued_in)
+        g_queued_in = torch.empty((B, S)) if has_queued else None
         g_frame = torch.zeros_like(frame) if frame is not None else None
         g_wt, g_b = run.grads()
 
@@ -383,6 +385,8 @@ class NativeStep(torch.autograd.Function):
 
 #: The step's counters: fresh at every step's start (``engine.step.leak``), not saved.
 _COUNTERS = ("reached", "synops", "fsteps", "out_at")
+#: The arrays the kernel updates in place: saved as copies (the others are saved as they are).
+_MUTATED = ("key", "prio", "clock", "queued")
 
 
 class NativeTraining:
@@ -433,7 +437,7 @@ class NativeTraining:
         lay_off = run.arrays.lay_off
 
         def flat(ts):
-            return torch.cat([t.reshape(B, -1) for t in ts] + [torch.zeros((B, 0))], 1)
+            return torch.cat([t.reshape(B, -1) for t in ts], 1) if ts else torch.zeros((B, 0))
 
         terms = membrane_terms(ctx, work)
         counts = native.sync_counts(plan, ctx, work, x)
@@ -441,7 +445,7 @@ class NativeTraining:
         pend = flat(work.pending).contiguous()
         keys = work.keys
         fixed = dict(
-            cand=flat(work.candidates).to(torch.bool).contiguous(),
+            cand=flat(work.candidates).contiguous(),
             key=keys.keys.contiguous() if keys is not None else torch.zeros((B, S)),
             noise=(
                 keys.noise.contiguous()
