@@ -65,6 +65,8 @@ def timed(fn, repeats: int) -> list[float]:
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        if torch.cuda.is_available():  # (CUDA work is asynchronous: wait for it)
+            torch.cuda.synchronize()
         out.append(time.perf_counter() - t0)
     return out
 
@@ -112,11 +114,12 @@ def training_table(args) -> None:
     threads = [1, 2] if (os.cpu_count() or 1) >= 2 else [1]
     reps = 1 if args.quick else args.repeats
     torch.manual_seed(0)
-    net = build(args.gain)
+    dev = torch.device(args.device)
+    net = build(args.gain).to(dev)
     old = torch.get_num_threads()
     print(
-        f"\ntraining step, 784-256-256-10 Leaky, batch {B}, input rate 0.2, gain {args.gain}; "
-        f"kernel threads: {native.threading()}"
+        f"\ntraining step on {dev}, 784-256-256-10 Leaky, batch {B}, input rate 0.2, gain "
+        f"{args.gain}; kernel threads: {native.threading()}"
     )
     print("  targets: F=64 <= 2x, F=8 <= 3x, F=1 <= 10x LayerSync (same run, same threads)")
     print(
@@ -126,8 +129,8 @@ def training_table(args) -> None:
     at8 = {}
     try:
         for T in steps:
-            x = (torch.rand(T, B, 784) < 0.2).float()
-            y = torch.randint(0, 10, (B,))
+            x = (torch.rand(T, B, 784) < 0.2).float().to(dev)
+            y = torch.randint(0, 10, (B,)).to(dev)
             for n in threads:
                 torch.set_num_threads(n)
                 fns = {"sync": lambda: train_step(net, x, y, sa.LayerSync())}
@@ -143,8 +146,8 @@ def training_table(args) -> None:
                 if T == steps[0]:
                     at8[n] = t[8]
         T = steps[0]
-        x = (torch.rand(T, B, 784) < 0.2).float()
-        y = torch.randint(0, 10, (B,))
+        x = (torch.rand(T, B, 784) < 0.2).float().to(dev)
+        y = torch.randint(0, 10, (B,)).to(dev)
         torch.set_num_threads(1)
         f8 = sa.RandomAsync(forward_group_size=8, seed=0)
         fns = {"sync": lambda: train_step(net, x, y, sa.LayerSync())}
@@ -195,6 +198,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
         "--only", choices=("training", "inference"), help="run one part (default: both)"
+    )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="training table on this device (cuda: the torch code; the kernel is CPU-only)",
     )
     args = ap.parse_args()
     if args.only != "inference":
