@@ -194,6 +194,8 @@ def _open(path: Path) -> ctypes.CDLL:
     ]
     lib.sa_tape_free.restype = None
     lib.sa_tape_free.argtypes = [ctypes.c_void_p]
+    lib.sa_tape_bytes.restype = ctypes.c_int64
+    lib.sa_tape_bytes.argtypes = [ctypes.c_void_p]
     lib.sa_tape_chunks.restype = ctypes.c_int64
     lib.sa_tape_chunks.argtypes = [ctypes.c_void_p]
     lib.sa_grad_blocks.restype = ctypes.c_int64

@@ -425,6 +425,13 @@ class NativeTraining:
             self._run = _Run(self.lib, arrays, neurons, surrogates)
         return self._run
 
+    def tape_bytes(self) -> int:
+        """The bytes of the backward tape (0 before the first backward call): one time step's
+        tape at a time, so this is the largest step's."""
+        if self._run is None or self._run._tape is None:
+            return 0
+        return int(self.lib.sa_tape_bytes(self._run._tape))
+
     def forward_steps(
         self, plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tensor
     ) -> None:

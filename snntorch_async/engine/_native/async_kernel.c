@@ -718,6 +718,16 @@ int sa_tape_record(const sa_plan *plan, const sa_step *step, sa_tape *tp)
 }
 
 int64_t sa_tape_chunks(const sa_tape *tp) { return tp->nblk; }
+
+/* The bytes the tape holds (its buffers' capacity: the largest time step recorded so far). */
+int64_t sa_tape_bytes(const sa_tape *tp) {
+    int64_t n = 0;
+    for (int64_t c = 0; c < tp->nblk; c++) {
+        n += tp->chunk[c].cap * (int64_t)sizeof(Rec);
+        for (int64_t l = 0; l < tp->L; l++) n += 2 * tp->chunk[c].capx[l] * (int64_t)sizeof(float);
+    }
+    return n;
+}
 int64_t sa_tape_count(const sa_tape *tp, int64_t c, int64_t l) { return tp->chunk[c].nx[l]; }
 float *sa_tape_x(const sa_tape *tp, int64_t c, int64_t l) { return tp->chunk[c].x[l]; }
 float *sa_tape_sg(const sa_tape *tp, int64_t c, int64_t l) { return tp->chunk[c].sg[l]; }
