@@ -3,29 +3,39 @@
 One time step's forward steps (everything between the leak and the finish of
 ``engine/step.py``) are one :class:`torch.autograd.Function`, :class:`NativeStep`:
 
-* **forward** runs the kernel's loop (``sa_async_steps``, the same loop as inference) and saves
-  only what the step started from (membrane terms, pending values, keys, draws, queue flags);
-* **backward** runs the same loop again with a tape (``sa_tape_record``: every delivery,
-  filler, bias and evaluation, in order, with ``U - θ`` of each evaluation that carries
-  gradient), evaluates the neurons' own surrogate derivative ``σ'(U - θ)`` on the recorded
-  values (``spike_grad``, whatever it is, called once per layer), and walks the tape in reverse
+* **forward** runs the kernel's loop (``sa_async_steps``, the same loop as inference, plus the
+  queue flags of ``QueuedCarriers`` and the riding zeros of ``LayerCarriers``) and saves only
+  what the step started from (membrane terms, pending values, keys, draws, queue flags);
+* **backward** runs the same loop again onto a tape (``sa_tape_record``: every pending spike taken
+  at a selection, every delivery, filler and bias, and per forward step and layer ``U - θ`` of
+  every evaluated neuron), takes the surrogate derivative ``σ'(U - θ)`` of every recorded value
+  (computed by the kernel for the surrogates of :data:`KERNEL_SURROGATES`, else by the neuron's
+  own ``spike_grad``, called once per layer), and walks the tape in reverse
   (``sa_tape_backward``).
 
 The reverse walk keeps, per neuron, the adjoint ``G`` of its accumulated current (the step's
 ``∂L/∂acc``, plus ``σ'·∂L/∂s`` of every later evaluation), and per pending or queued value the
 adjoint of its slot: an evaluation ``s = Θ(U - θ)`` adds ``∂L/∂s · σ'`` to ``G`` and to the
-adjoint of ``U - θ``; a delivery of value ``v`` from source ``j`` into neurons ``n`` adds
-``v · G[n]`` to ``∂L/∂W[n, j]`` and sets the slot's adjoint to ``Σₙ W[n, j] · G[n]``; zero-reset
-neurons that had already fired take no current (their ``G`` is skipped). The result is the
-gradient of exactly the computation the torch backend records (``tests/test_native_grad.py``:
-same spikes, every gradient within 1e-5, on random models over every setting the kernel runs).
+adjoint of ``U - θ``, where ``∂L/∂s`` is the adjoint of the slot ``s`` joined (the pending slot
+for a spike, the neuron's queue entry or riding zero for a silent hidden neuron, the spike record
+for a spike and a silent output neuron under ``output_per_evaluation``); a delivery of value
+``v`` from source ``j`` into neurons ``n`` adds ``v · G[n]`` to ``∂L/∂W[n, j]`` and hands
+``Σₙ W[n, j] · G[n]`` to the slot it was taken from; zero-reset neurons that had already fired
+take no current (their ``G`` is skipped). The result is the gradient of exactly the computation
+the torch backend records (``tests/test_native_grad.py``: same spikes, every gradient within
+1e-5, on random models over every setting the kernel runs).
 
-Memory: the tape lives only during one time step's backward; what stays saved between the
-forward and backward passes is ``O(B·(N + S))`` per time step. The tape is recorded again
-instead of kept, so a training step runs the forward loop twice.
+Memory: the tape lives only during one time step's backward (reused from step to step); what
+stays saved between the forward and backward passes is ``O(B·(N + S))`` per time step. The tape
+is recorded again instead of kept, so a training step runs the forward loop twice.
+
+Weight and bias gradients accumulate in the kernel, per block of samples, over all time steps of
+the backward pass, and leave with the first time step's backward (it runs last: every later step
+depends on it); the blocks are summed in block order, so gradients do not depend on the thread
+count.
 
 What it runs: see :func:`refusal`; anything else runs the torch backend, with one log line
-(logger ``snntorch_async.engine.native_grad``) per reason and process.
+(logger ``snntorch_async.engine.native_grad``) per reason and process (:func:`fall_back`).
 """
 
 from __future__ import annotations
@@ -74,7 +84,10 @@ def refusal(
     for flag, what in (
         (delays, "synaptic delays (DelayedLinear)"),
         (recurrent, "recurrent layers with RecurrentTiming.IMMEDIATE (lateral spikes)"),
-        (dropout, "spike or input dropout"),
+        (
+            dropout,
+            "spike or input dropout in training mode (the torch code draws its masks delivery by delivery)",
+        ),
         (ctx.record.spike_forward_steps, "Record(spike_forward_steps=True)"),
     ):
         if flag:
