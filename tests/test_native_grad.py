@@ -389,3 +389,25 @@ def test_training_on_cuda_runs_the_torch_backend_and_says_so(caplog):
     r.spikes.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
     assert any("device cuda" in m.getMessage() for m in caplog.records)
+
+
+@pytest.mark.parametrize("prioritize_input", [True, False])
+def test_input_gradients_match_the_torch_path(prioritize_input):
+    """The input frame's current (a module call) and input events in the pending set carry the
+    gradient back to the inputs, also across time steps (stop rules leave events pending)."""
+    net = mlp((12, 16, 10, 5), seed=4, thr=0.4, reset="subtract")
+    x0 = random_inputs(5, 6, 4, (12,), p=0.5) * 1.5
+    sched = sa.RandomAsync(
+        forward_group_size=2, seed=2, max_forward_steps=4, prioritize_input=prioritize_input
+    )
+    grads, backends = [], []
+    for kernel in (True, False):
+        x = x0.clone().requires_grad_(True)
+        with native.use_native(kernel):
+            r = sa.simulate(net, x, scheduler=sched, record=REC)
+        (g,) = torch.autograd.grad(_loss(r), [x])
+        grads.append(g)
+        backends.append(r.backend)
+    assert backends == ["native", "torch"]
+    assert float(grads[1].abs().max()) > 0
+    assert _rel(grads[0], grads[1]) <= 1e-5
