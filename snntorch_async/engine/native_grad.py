@@ -264,12 +264,7 @@ class NativeStep(torch.autograd.Function):
         }
         arrays = dict(fixed)
         arrays["pend"] = pend.detach().clone()
-        arrays.update(
-            acc=torch.zeros((B, N)),
-            spikes=torch.zeros((B, N)),
-            fired=torch.zeros((B, N), dtype=torch.bool),
-            evald=torch.zeros((B, N), dtype=torch.bool),
-        )
+        arrays.update(_step_outputs(B, N))
         terms = dict(
             decayed=decayed,
             syn_decayed=syn_decayed,
@@ -323,10 +318,7 @@ class NativeStep(torch.autograd.Function):
             fsteps=torch.zeros(B, dtype=torch.long),
             out_at=torch.full((B,), -1, dtype=torch.long),
             pend=pend0.clone(),
-            acc=torch.zeros((B, N)),
-            spikes=torch.zeros((B, N)),
-            fired=torch.zeros((B, N), dtype=torch.bool),
-            evald=torch.zeros((B, N), dtype=torch.bool),
+            **_step_outputs(B, N),
         )
         step = kernel_step(arrays, terms, frame)
         tape = run.tape()
@@ -394,6 +386,17 @@ class NativeStep(torch.autograd.Function):
             g_queued_in,
             *g_params,
         )
+
+
+def _step_outputs(B: int, N: int) -> dict[str, Tensor]:
+    """The kernel's per-neuron outputs of one time step, empty: accumulated current, spike
+    record, fired and evaluated flags ``[B, N]``."""
+    return dict(
+        acc=torch.zeros((B, N)),
+        spikes=torch.zeros((B, N)),
+        fired=torch.zeros((B, N), dtype=torch.bool),
+        evald=torch.zeros((B, N), dtype=torch.bool),
+    )
 
 
 #: The step's counters: fresh at every step's start (``engine.step.leak``), not saved.
