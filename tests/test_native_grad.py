@@ -411,3 +411,18 @@ def test_input_gradients_match_the_torch_path(prioritize_input):
     assert backends == ["native", "torch"]
     assert float(grads[1].abs().max()) > 0
     assert _rel(grads[0], grads[1]) <= 1e-5
+
+
+def test_the_native_path_does_not_depend_on_torchs_default_dtype():
+    """The kernel's buffers are float32 whatever ``torch.set_default_dtype`` says (a float64
+    default once gave the kernel float64 buffers to fill as float32: other spikes)."""
+    net = mlp((12, 16, 10, 5), seed=1, thr=0.4)
+    x = random_inputs(2, 6, 4, (12,), p=0.4)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert_native_matches_torch(
+            net, x, sa.RandomAsync(forward_group_size=2, seed=1, max_forward_steps=4)
+        )
+    finally:
+        torch.set_default_dtype(old)

@@ -291,8 +291,8 @@ class NativeStep(torch.autograd.Function):
             *[t for t in terms.values() if t is not None],
             *([frame_d] if frame_d is not None else []),
         )
-        queued_out = torch.zeros((B, S)) if queued is not None else None
-        carried = torch.zeros((B, S)) if kplan.layer_carriers else None
+        queued_out = torch.zeros((B, S), dtype=_F32) if queued is not None else None
+        carried = torch.zeros((B, S), dtype=_F32) if kplan.layer_carriers else None
         return arrays["acc"], arrays["spikes"], arrays["pend"], queued_out, carried
 
     @staticmethod
@@ -314,7 +314,7 @@ class NativeStep(torch.autograd.Function):
         arrays = dict(start)
         arrays.update(
             reached=torch.zeros((B, L), dtype=torch.bool),
-            synops=torch.zeros((B, L)),
+            synops=torch.zeros((B, L), dtype=_F32),
             fsteps=torch.zeros(B, dtype=torch.long),
             out_at=torch.full((B,), -1, dtype=torch.long),
             pend=pend0.clone(),
@@ -334,7 +334,7 @@ class NativeStep(torch.autograd.Function):
                     _c_floats(lib.sa_tape_sg(tape, c, l), n).copy_(_surrogate_slopes(neuron, x))
 
         def zeros_or(g, shape):
-            return torch.zeros(shape) if g is None else g.contiguous()
+            return torch.zeros(shape, dtype=_F32) if g is None else g.contiguous()
 
         g_in = dict(
             g_acc=zeros_or(g_acc, (B, N)),
@@ -343,9 +343,9 @@ class NativeStep(torch.autograd.Function):
             g_queued=zeros_or(g_queued, (B, S)) if has_queued else None,
             g_carried=zeros_or(g_carried, (B, S)) if kplan.layer_carriers else None,
         )
-        g_x = torch.zeros((B, N))
-        g_pend_in = torch.empty((B, S))  # (written whole by the kernel, as g_queued_in)
-        g_queued_in = torch.empty((B, S)) if has_queued else None
+        g_x = torch.zeros((B, N), dtype=_F32)
+        g_pend_in = torch.empty((B, S), dtype=_F32)  # (written whole by the kernel, as g_queued_in)
+        g_queued_in = torch.empty((B, S), dtype=_F32) if has_queued else None
         g_frame = torch.zeros_like(frame) if frame is not None else None
         g_wt, g_b = run.grads()
 
@@ -388,12 +388,16 @@ class NativeStep(torch.autograd.Function):
         )
 
 
+#: The kernel's float type (explicit: torch's default dtype may be another).
+_F32 = torch.float32
+
+
 def _step_outputs(B: int, N: int) -> dict[str, Tensor]:
     """The kernel's per-neuron outputs of one time step, empty: accumulated current, spike
     record, fired and evaluated flags ``[B, N]``."""
     return dict(
-        acc=torch.zeros((B, N)),
-        spikes=torch.zeros((B, N)),
+        acc=torch.zeros((B, N), dtype=_F32),
+        spikes=torch.zeros((B, N), dtype=_F32),
         fired=torch.zeros((B, N), dtype=torch.bool),
         evald=torch.zeros((B, N), dtype=torch.bool),
     )
@@ -460,7 +464,11 @@ class NativeTraining:
         lay_off = run.arrays.lay_off
 
         def flat(ts):
-            return torch.cat([t.reshape(B, -1) for t in ts], 1) if ts else torch.zeros((B, 0))
+            return (
+                torch.cat([t.reshape(B, -1) for t in ts], 1)
+                if ts
+                else torch.zeros((B, 0), dtype=_F32)
+            )
 
         terms = membrane_terms(ctx, work)
         counts = native.sync_counts(plan, ctx, work, x)
@@ -469,11 +477,11 @@ class NativeTraining:
         keys = work.keys
         fixed = dict(
             cand=flat(work.candidates).contiguous(),
-            key=keys.keys.contiguous() if keys is not None else torch.zeros((B, S)),
+            key=keys.keys.contiguous() if keys is not None else torch.zeros((B, S), dtype=_F32),
             noise=(
                 keys.noise.contiguous()
                 if keys is not None and keys.noise is not None
-                else torch.zeros((B, S))
+                else torch.zeros((B, S), dtype=_F32)
             ),
             reached=work.reached,
             synops=work.synops,
@@ -492,7 +500,7 @@ class NativeTraining:
         queued_values = None
         if carriers is not None:
             flags = torch.zeros((B, S), dtype=torch.bool)
-            values = [torch.zeros((B, g.size)) for g in layout.groups]
+            values = [torch.zeros((B, g.size), dtype=_F32) for g in layout.groups]
             for l, g in enumerate(hidden):
                 flags[:, g.columns] = carriers.queued[l]
                 values[g.index] = carriers.values[l]
