@@ -23,7 +23,7 @@ Where the kernel comes from (:func:`library_origin` says which, :class:`KernelOr
 Set ``SNNTORCH_ASYNC_NATIVE=0`` to switch the kernel off (or use :func:`use_native`).
 
 The boundary: ``plan.choose_backend`` decides once per simulation (in ``build_plan``) which
-backend runs it, asking :func:`runs`; :class:`KernelPlan` (fixed per simulation) and :class:`KernelStep` (one time
+backend runs it, asking :func:`refusal`; :class:`KernelPlan` (fixed per simulation) and :class:`KernelStep` (one time
 step's arrays) are ``ctypes.Structure`` mirrors of the C structs ``sa_plan`` and ``sa_step``,
 field by field and by name (``tests/test_native.py`` compares the two declarations). A backward
 kernel or a CUDA backend would add its own structs and a backend class beside
@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from ..neurons import SUBTRACT, ZERO, LeakyNeuron, SynapticNeuron
-from ..recurrent import RLeakyNeuron, RSynapticNeuron
+from ..recurrent import RLeakyNeuron, RSynapticNeuron, is_recurrent
 from ..context import SimContext
 from . import kernel_build
 from .currents import layer_current, received_count
@@ -69,7 +69,7 @@ __all__ = [
     "library_origin",
     "KernelOrigin",
     "threading",
-    "runs",
+    "refusal",
     "NativeBackend",
     "KernelPlan",
     "KernelStep",
@@ -448,17 +448,17 @@ def _heaviside_forward(neuron) -> bool:
 KERNEL_NEURONS = (LeakyNeuron, SynapticNeuron, RLeakyNeuron, RSynapticNeuron)
 
 
-def _synaptic(neuron) -> bool:
-    return isinstance(neuron, (SynapticNeuron, RSynapticNeuron))
+def _synaptic(layer) -> bool:
+    return layer.neuron.has_syn
 
 
-def _recurrent(neuron) -> bool:
-    return isinstance(neuron, (RLeakyNeuron, RSynapticNeuron))
-
-
-def _zero_by_product(neuron) -> bool:
+def _zero_by_product(layer) -> bool:
     """Zero reset applied as ``U - U·r`` in the membrane (Leaky's is in its decayed term)."""
-    return neuron.reset == ZERO and not isinstance(neuron, LeakyNeuron)
+    return layer.neuron.reset == ZERO and not isinstance(layer.neuron, LeakyNeuron)
+
+
+def _subtracts(layer) -> bool:
+    return layer.neuron.reset == SUBTRACT
 
 
 def layer_refusal(ctx: SimContext) -> str | None:
@@ -484,13 +484,35 @@ def layer_refusal(ctx: SimContext) -> str | None:
     return None
 
 
-def runs(ctx: SimContext, ordering: Ordering) -> bool:
-    """Whether the kernel can run this network (see docs/async.md, "The native kernel"):
-    an ordering the kernel knows and layers it runs (:func:`layer_refusal`;
-    ``plan.choose_backend`` adds the rest)."""
-    if not enabled() or ordering.kernel_mode is None:
-        return False
-    return layer_refusal(ctx) is None
+def refusal(
+    ctx: SimContext, ordering: Ordering, *, delays: bool, lateral: bool, dropout: bool
+) -> str | None:
+    """Why the kernel cannot run this simulation (``None``: it can; inference also needs the
+    exact arithmetic, ``AsyncPlan.exact``). The one definition of what the kernel runs, for
+    inference (``NativeBackend``) and training (``native_grad.NativeTraining``); see
+    docs/async.md, "The native kernel"."""
+    if not enabled():
+        return "the native kernel is switched off (SNNTORCH_ASYNC_NATIVE=0 or use_native(False))"
+    if ctx.device.type != "cpu":
+        return f"device {ctx.device} (the kernel runs on the CPU)"
+    if ordering.kernel_mode is None:
+        return (
+            f"ordering {type(ordering).__name__} "
+            "(the kernel knows RandomRace, MembranePriority, IndexOrder)"
+        )
+    for flag, what in (
+        (delays, "synaptic delays (DelayedLinear)"),
+        (lateral, "recurrent layers with RecurrentTiming.IMMEDIATE (lateral spikes)"),
+        (
+            dropout,
+            "spike or input dropout in training mode (the torch code draws its masks delivery "
+            "by delivery)",
+        ),
+        (ctx.record.spike_forward_steps, "Record(spike_forward_steps=True)"),
+    ):
+        if flag:
+            return what
+    return layer_refusal(ctx)
 
 
 def thread_count(batch: int) -> int:
@@ -543,7 +565,7 @@ def kernel_plan(
     feeding = [layout.feeding(l) for l in range(L)]
 
     def flags(fn):
-        return (ctypes.c_uint8 * L)(*[int(fn(layer.neuron)) for layer in layers])
+        return (ctypes.c_uint8 * L)(*[int(fn(layer)) for layer in layers])
 
     arrays = dict(
         lay_off=(ctypes.c_int64 * (L + 1))(*lay_off),
@@ -554,10 +576,10 @@ def kernel_plan(
         ),
         wt=(ctypes.c_void_p * L)(*[t.data_ptr() for t in wts]),
         bias=(ctypes.c_void_p * L)(*[None if t is None else t.data_ptr() for t in biases]),
-        lay_sub=flags(lambda n: n.reset == SUBTRACT),
-        lay_zero=flags(lambda n: n.reset == ZERO),
+        lay_sub=flags(_subtracts),
+        lay_zero=flags(lambda layer: layer.neuron.reset == ZERO),
         lay_syn=flags(_synaptic),
-        lay_rec=flags(_recurrent),
+        lay_rec=flags(is_recurrent),
         lay_zmul=flags(_zero_by_product),
         sg_kind=(ctypes.c_int64 * L)(*[k for k, _ in surrogates or [(0, 0.0)] * L]),
         sg_param=(ctypes.c_double * L)(*[p for _, p in surrogates or [(0, 0.0)] * L]),
@@ -618,22 +640,22 @@ def membrane_terms(ctx: SimContext, work: "StepWork") -> dict[str, Tensor | None
     bases = work.bases
 
     def flat(fn, wanted):
-        if not any(wanted(layer.neuron) for layer in layers):
+        if not any(wanted(layer) for layer in layers):
             return None
         parts = [
             fn(l).expand(shapes[l]).reshape(B, -1)
-            if wanted(layer.neuron)
+            if wanted(layer)
             else torch.zeros((B, layer.neuron.numel), dtype=dt)
             for l, layer in enumerate(layers)
         ]
         return torch.cat(parts, 1).contiguous()
 
     return dict(
-        decayed=flat(lambda l: bases[l].decayed, lambda n: True),
+        decayed=flat(lambda l: bases[l].decayed, lambda layer: True),
         syn_decayed=flat(lambda l: bases[l].syn_decayed, _synaptic),
-        sub=flat(lambda l: bases[l].reset * params[l].threshold, lambda n: n.reset == SUBTRACT),
+        sub=flat(lambda l: bases[l].reset * params[l].threshold, _subtracts),
         zero_reset=flat(lambda l: bases[l].reset, _zero_by_product),
-        recurrent=flat(lambda l: bases[l].recurrent, _recurrent),
+        recurrent=flat(lambda l: bases[l].recurrent, is_recurrent),
     )
 
 
@@ -665,6 +687,30 @@ def frame_current(plan: "AsyncPlan", ctx: SimContext, work: "StepWork", x: Tenso
         return cur.reshape(B, -1).contiguous()
     work.pending[layout.input.index] = work.pending[layout.input.index] + x.flatten(1)
     return None
+
+
+def step_outputs(B: int, N: int) -> dict[str, Tensor]:
+    """The kernel's per-neuron outputs of one time step, empty: accumulated current, spike
+    record, fired and evaluated flags ``[B, N]``."""
+    f32 = torch.float32  # (the kernel's type, whatever torch's default dtype)
+    return dict(
+        acc=torch.zeros((B, N), dtype=f32),
+        spikes=torch.zeros((B, N), dtype=f32),
+        fired=torch.zeros((B, N), dtype=torch.bool),
+        evald=torch.zeros((B, N), dtype=torch.bool),
+    )
+
+
+def flat(ts: list[Tensor], batch: int) -> Tensor:
+    """Per-layer or per-group tensors ``[B, ...]`` side by side, ``[B, total]`` (kernel order)."""
+    if not ts:
+        return torch.zeros((batch, 0), dtype=torch.float32)
+    return torch.cat([t.reshape(batch, -1) for t in ts], 1).contiguous()
+
+
+def per_layer(t: Tensor, lay_off: list[int], shapes: list[tuple[int, ...]]) -> list[Tensor]:
+    """A kernel array ``[B, N]`` as one view per layer ``[B, *shape]``."""
+    return [t[:, lay_off[l] : lay_off[l + 1]].reshape(shapes[l]) for l in range(len(shapes))]
 
 
 def ptr(t: Tensor | None):
@@ -716,36 +762,26 @@ class NativeBackend:
             thr = flat_thresholds(ctx).detach().contiguous()
             self._arrays = kernel_plan(plan, ctx, wts, thr, plan.forward_group_size)
         kplan, lay_off = self._arrays.plan, self._arrays.lay_off
-        layers, layout = ctx.graph.layers, plan.layout
-        L, B, dt = len(layers), ctx.batch, ctx.dtype
+        layers, layout, B = ctx.graph.layers, plan.layout, ctx.batch
         shapes = [(B, *layer.shape) for layer in layers]
-
-        def flat(ts):
-            return torch.cat([t.reshape(B, -1) for t in ts], 1).contiguous()
-
         terms = membrane_terms(ctx, work)
-        cand = flat(work.candidates)
-        N, S = kplan.N, kplan.S
-        acc = torch.zeros((B, N), dtype=dt)
-        spikes = torch.zeros((B, N), dtype=dt)
-        fired = torch.zeros((B, N), dtype=torch.bool)
-        evald = torch.zeros((B, N), dtype=torch.bool)
         counts = sync_counts(plan, ctx, work, x)
         frame = frame_current(plan, ctx, work, x)
-        pend = flat(work.pending) if work.pending else torch.zeros((B, 0), dtype=dt)
         keys = work.keys
-        prio = flat(work.priority) if (plan.ordering.records_priority and work.priority) else None
-        noise = keys.noise if keys.noise is not None else torch.zeros((B, S), dtype=dt)
+        prio = (
+            flat(work.priority, B) if (plan.ordering.records_priority and work.priority) else None
+        )
         arrays = dict(
-            cand=cand,
-            acc=acc,
-            fired=fired,
-            evald=evald,
-            spikes=spikes,
-            pend=pend,
+            step_outputs(B, kplan.N),
+            cand=flat(work.candidates, B),
+            pend=flat(work.pending, B),
             key=keys.keys,
             prio=prio,
-            noise=noise,
+            noise=(
+                keys.noise
+                if keys.noise is not None
+                else torch.zeros((B, kplan.S), dtype=torch.float32)
+            ),
             clock=keys.clock,
             reached=work.reached,
             synops=work.synops,
@@ -756,12 +792,9 @@ class NativeBackend:
         step = kernel_step(arrays, terms, frame)
         if self.lib.sa_async_steps(ctypes.byref(kplan), ctypes.byref(step)) != 0:
             raise MemoryError("snntorch_async native kernel: could not allocate its work buffers")
-
-        def per_layer(t):
-            return [t[:, lay_off[l] : lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
-
-        work.spikes, work.current = per_layer(spikes), per_layer(acc)
+        work.spikes = per_layer(arrays["spikes"], lay_off, shapes)
+        work.current = per_layer(arrays["acc"], lay_off, shapes)
         groups = layout.groups
-        work.pending = [pend[:, g.columns] for g in groups]
+        work.pending = [arrays["pend"][:, g.columns] for g in groups]
         if prio is not None:
             work.priority = [prio[:, g.columns] for g in groups]

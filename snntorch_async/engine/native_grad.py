@@ -34,7 +34,7 @@ the backward pass, and leave with the first time step's backward (it runs last: 
 depends on it); the blocks are summed in block order, so gradients do not depend on the thread
 count.
 
-What it runs: see :func:`refusal`; anything else runs the torch backend, with one log line
+What it runs: see ``native.refusal`` (the same as inference); anything else runs the torch backend, with one log line
 (logger ``snntorch_async.engine.native_grad``) per reason and process (:func:`fall_back`).
 """
 
@@ -51,48 +51,26 @@ from torch import Tensor
 from ..context import SimContext
 from . import native
 from .features import SilentCarriers
-from .native import KernelGrad, flat_thresholds, kernel_plan, kernel_step, membrane_terms, ptr
+from .native import (
+    KernelGrad,
+    flat,
+    flat_thresholds,
+    kernel_plan,
+    kernel_step,
+    membrane_terms,
+    per_layer,
+    ptr,
+    step_outputs,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .gradients import GradientRule
-    from .orderings import Ordering
     from .plan import AsyncPlan
     from .step import StepWork
 
-__all__ = ["NativeTraining", "NativeStep", "refusal", "fall_back", "surrogate_of"]
+__all__ = ["NativeTraining", "NativeStep", "fall_back", "surrogate_of"]
 
 log = logging.getLogger(__name__)
 _said: set[str] = set()
-
-
-def refusal(
-    ctx: SimContext,
-    ordering: "Ordering",
-    rule: "GradientRule",
-    *,
-    delays: bool,
-    recurrent: bool,
-    dropout: bool,
-) -> str | None:
-    """Why the native training path cannot run this simulation (``None``: it can)."""
-    if not native.enabled():
-        return "the native kernel is switched off (SNNTORCH_ASYNC_NATIVE=0 or use_native(False))"
-    if ctx.device.type != "cpu":
-        return f"device {ctx.device} (the kernel runs on the CPU)"
-    if ordering.kernel_mode is None:
-        return f"ordering {type(ordering).__name__} (the kernel knows RandomRace, MembranePriority, IndexOrder)"
-    for flag, what in (
-        (delays, "synaptic delays (DelayedLinear)"),
-        (recurrent, "recurrent layers with RecurrentTiming.IMMEDIATE (lateral spikes)"),
-        (
-            dropout,
-            "spike or input dropout in training mode (the torch code draws its masks delivery by delivery)",
-        ),
-        (ctx.record.spike_forward_steps, "Record(spike_forward_steps=True)"),
-    ):
-        if flag:
-            return what
-    return native.layer_refusal(ctx)
 
 
 def fall_back(why: str) -> None:
@@ -264,7 +242,7 @@ class NativeStep(torch.autograd.Function):
         }
         arrays = dict(fixed)
         arrays["pend"] = pend.detach().clone()
-        arrays.update(_step_outputs(B, N))
+        arrays.update(step_outputs(B, N))
         terms = dict(
             decayed=decayed,
             syn_decayed=syn_decayed,
@@ -318,7 +296,7 @@ class NativeStep(torch.autograd.Function):
             fsteps=torch.zeros(B, dtype=torch.long),
             out_at=torch.full((B,), -1, dtype=torch.long),
             pend=pend0.clone(),
-            **_step_outputs(B, N),
+            **step_outputs(B, N),
         )
         step = kernel_step(arrays, terms, frame)
         tape = run.tape()
@@ -391,18 +369,6 @@ class NativeStep(torch.autograd.Function):
 #: The kernel's float type (explicit: torch's default dtype may be another).
 _F32 = torch.float32
 
-
-def _step_outputs(B: int, N: int) -> dict[str, Tensor]:
-    """The kernel's per-neuron outputs of one time step, empty: accumulated current, spike
-    record, fired and evaluated flags ``[B, N]``."""
-    return dict(
-        acc=torch.zeros((B, N), dtype=_F32),
-        spikes=torch.zeros((B, N), dtype=_F32),
-        fired=torch.zeros((B, N), dtype=torch.bool),
-        evald=torch.zeros((B, N), dtype=torch.bool),
-    )
-
-
 #: The step's counters: fresh at every step's start (``engine.step.leak``), not saved.
 _COUNTERS = ("reached", "synops", "fsteps", "out_at")
 #: The arrays the kernel updates in place: saved as copies (the others are saved as they are).
@@ -458,30 +424,23 @@ class NativeTraining:
         run = self._setup(plan, ctx)
         thr, wts, biases = self._params
         layers, layout = ctx.graph.layers, plan.layout
-        L, B = len(layers), ctx.batch
-        S = layout.total
+        B, S = ctx.batch, layout.total
         shapes = [(B, *layer.shape) for layer in layers]
         lay_off = run.arrays.lay_off
-
-        def flat(ts):
-            return (
-                torch.cat([t.reshape(B, -1) for t in ts], 1)
-                if ts
-                else torch.zeros((B, 0), dtype=_F32)
-            )
-
         terms = membrane_terms(ctx, work)
         counts = native.sync_counts(plan, ctx, work, x)
         frame = native.frame_current(plan, ctx, work, x)
-        pend = flat(work.pending).contiguous()
+        pend = flat(work.pending, B)
         keys = work.keys
-        fixed = dict(
-            cand=flat(work.candidates).contiguous(),
-            key=keys.keys.contiguous() if keys is not None else torch.zeros((B, S), dtype=_F32),
+
+        def zeros():
+            return torch.zeros((B, S), dtype=_F32)
+
+        fixed = dict(  # (the counters are updated in place: they are the step's own tensors)
+            cand=flat(work.candidates, B),
+            key=keys.keys.contiguous() if keys is not None else zeros(),
             noise=(
-                keys.noise.contiguous()
-                if keys is not None and keys.noise is not None
-                else torch.zeros((B, S), dtype=_F32)
+                keys.noise.contiguous() if keys is not None and keys.noise is not None else zeros()
             ),
             reached=work.reached,
             synops=work.synops,
@@ -494,7 +453,7 @@ class NativeTraining:
             fixed["clock"] = keys.clock.contiguous()
         prio = plan.ordering.records_priority and work.priority
         if prio:
-            fixed["prio"] = flat([p.detach() for p in work.priority]).contiguous()
+            fixed["prio"] = flat([p.detach() for p in work.priority], B)
         carriers = work.carriers
         hidden = layout.hidden
         queued_values = None
@@ -505,7 +464,7 @@ class NativeTraining:
                 flags[:, g.columns] = carriers.queued[l]
                 values[g.index] = carriers.values[l]
             fixed["queued"] = flags
-            queued_values = flat(values).contiguous()
+            queued_values = flat(values, B)
         acc, spikes, pend_out, q_out, carried = NativeStep.apply(
             run,
             fixed,
@@ -522,16 +481,12 @@ class NativeTraining:
             *biases,
         )
         out = run.out
-
-        def per_layer(t):
-            return [t[:, lay_off[l] : lay_off[l + 1]].reshape(shapes[l]) for l in range(L)]
-
-        work.current, work.spikes = per_layer(acc), per_layer(spikes)
-        work.fired, work.evaluated = per_layer(out["fired"]), per_layer(out["evald"])
-        work.reached.copy_(out["reached"])
-        work.synops.copy_(out["synops"])
-        work.forward_steps.copy_(out["fsteps"])
-        work.output_at.copy_(out["out_at"])
+        work.current, work.spikes = (
+            per_layer(acc, lay_off, shapes),
+            per_layer(spikes, lay_off, shapes),
+        )
+        work.fired = per_layer(out["fired"], lay_off, shapes)
+        work.evaluated = per_layer(out["evald"], lay_off, shapes)
         groups = layout.groups
         work.pending = [pend_out[:, g.columns] for g in groups]
         if keys is not None:

@@ -139,33 +139,21 @@ class AsyncPlan:
         return F is not None and F < self.layout.total
 
 
-def choose_backend(
-    ctx: SimContext, ordering: Ordering, exact: bool, plain: bool, training: str | None = None
-) -> Backend:
-    """The backend of one simulation.
-
-    Inference: the native kernel for CPU inference with partial groups (``exact``) without
-    delays, lateral recurrence (``RecurrentTiming.IMMEDIATE``) or dropout (``plain``; the kernel
-    knows neither delay lines nor lateral groups; the ``NEXT_STEP`` recurrent current is part of
-    the step's base) and without ``Record(spike_forward_steps=True)`` (the
-    kernel does not record the forward step of each spike) when the kernel can run the network
-    and is built. Training (``training``: ``""`` when the native training path covers the
-    simulation, else why not, see ``native_grad.refusal``): the native training backend, else
-    the torch backend with one log line that says why. Everything else: the torch backend.
-    ``SimulationResult.backend`` says which ran; docs/async.md, "The native kernel", lists the
-    conditions."""
-    if training is not None:
-        if training == "":
-            lib = native.library()  # builds on first use; warns once and gives None
-            if lib is not None:
-                return native_grad.NativeTraining(lib)
-            training = f"the native kernel is unavailable ({native.library_origin().reason})"
-        native_grad.fall_back(training)
-        return TORCH
-    if exact and plain and not ctx.record.spike_forward_steps and native.runs(ctx, ordering):
+def choose_backend(ctx: SimContext, exact: bool, training: bool, refusal: str | None) -> Backend:
+    """The backend of one simulation. ``refusal``: why the native kernel cannot run it
+    (``native.refusal``; ``None``: it can). Inference runs the kernel when it can and uses the
+    exact arithmetic (``exact``: CPU, partial groups, no gradient); training (``training``:
+    gradients are recorded) runs the native training backend when the kernel can, else the torch
+    backend with one log line that says why (``native_grad.fall_back``). Everything else, or
+    without a built kernel: the torch backend. ``SimulationResult.backend`` says which ran;
+    docs/async.md, "The native kernel", lists the conditions."""
+    if refusal is None and (training or exact):
         lib = native.library()  # builds on first use; warns once and gives None without a compiler
         if lib is not None:
-            return native.NativeBackend(lib)
+            return native_grad.NativeTraining(lib) if training else native.NativeBackend(lib)
+        refusal = f"the native kernel is unavailable ({native.library_origin().reason})"
+    if training:
+        native_grad.fall_back(refusal)
     return TORCH
 
 
@@ -200,19 +188,10 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
     training = graph.model.training
     dropping = training and (sched.spike_dropout > 0 or sched.input_dropout > 0)
     ordering = sched.ordering()
-    plain = not arrivals and not immediate and not dropping
     gradients = resolve_gradient_rule(sched)
-    training = None
-    if needs_grad:
-        training = native_grad.refusal(
-            ctx,
-            ordering,
-            gradients,
-            delays=bool(arrivals),
-            recurrent=immediate,
-            dropout=dropping,
-        )
-        training = "" if training is None else training
+    refusal = native.refusal(
+        ctx, ordering, delays=bool(arrivals), lateral=immediate, dropout=dropping
+    )
     return AsyncPlan(
         layout=layout,
         ordering=ordering,
@@ -220,7 +199,7 @@ def build_plan(sched: AsyncSettings, ctx: SimContext, inputs: Tensor) -> AsyncPl
         full_layer_evaluation=bool(sched.full_layer_evaluation),
         needs_grad=needs_grad,
         exact=exact,
-        backend=choose_backend(ctx, ordering, exact, plain, training),
+        backend=choose_backend(ctx, exact, needs_grad, refusal),
         lone_linear=tuple(
             None if (lin := layer.lone_linear) is None or lin.stateful else lin
             for layer in graph.layers
