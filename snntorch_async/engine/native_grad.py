@@ -280,7 +280,8 @@ class NativeStep(torch.autograd.Function):
         lib, kplan = run.lib, run.arrays.plan
         B, N, S, L = kplan.B, kplan.N, kplan.S, kplan.L
         saved = list(ctx.saved_tensors)
-        start = {k: saved.pop(0).clone() for k in ctx.names}
+        start = {k: saved.pop(0) for k in ctx.names}  # (the re-run writes only _MUTATED)
+        start = {k: v.clone() if k in _MUTATED else v for k, v in start.items()}
         pend0 = saved.pop(0)
         has_syn, has_sub, has_zero, has_rec, has_frame, has_queued = ctx.has
         terms = {"decayed": saved.pop(0)}
