@@ -152,39 +152,6 @@ def test_refuses_rsynaptic_without_reset_delay():
         read_model(m, (3,))
 
 
-def test_fit_trains_recurrent_model_with_layersync():
-    """fit() through LayerSync lowers the loss of an RLeaky model and trains its recurrence."""
-    from snntorch import surrogate
-
-    from snntorch_async.data import SpikeDataset, make_loader
-    from snntorch_async.training import TrainConfig, fit
-
-    torch.manual_seed(0)
-    kw = dict(beta=0.8, threshold=0.5, init_hidden=True, spike_grad=surrogate.fast_sigmoid())
-    model = nn.Sequential(
-        nn.Linear(12, 16),
-        snn.RLeaky(linear_features=16, **kw),
-        nn.Linear(16, 3),
-        snn.RLeaky(all_to_all=False, V=0.2, output=True, **kw),
-    )
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 3, (48,), generator=g)
-    rate = torch.full((48, 12), 0.1)
-    for c in range(3):
-        rate[y == c, 4 * c : 4 * c + 4] = 0.6
-    x = (torch.rand(48, 10, 12, generator=g) < rate.unsqueeze(1)).to(torch.uint8)
-    w0 = model[1].recurrent.weight.detach().clone()
-    h = fit(
-        model,
-        make_loader(SpikeDataset(x, y), batch_size=8),
-        scheduler=sa.LayerSync(),
-        config=TrainConfig(epochs=3, lr=2e-2, seed=0),
-        progress=False,
-    )
-    assert h.loss[-1] < h.loss[0]
-    assert not torch.equal(model[1].recurrent.weight.detach(), w0)
-
-
 @pytest.mark.parametrize(
     "kind,reset,delay,all_to_all,vpn",
     [
