@@ -426,3 +426,16 @@ def test_the_native_path_does_not_depend_on_torchs_default_dtype():
         )
     finally:
         torch.set_default_dtype(old)
+
+
+def test_tape_bytes_and_kernel_threading_are_reported():
+    net = mlp((12, 16, 5), seed=2, thr=0.4)
+    x = random_inputs(4, 5, 3, (12,), p=0.4)
+    r = sa.simulate(net, x, scheduler=sa.RandomAsync(forward_group_size=2, seed=1))
+    backend = r.final_state.plan.backend
+    assert r.backend == "native" and backend.tape_bytes() == 0  # no backward yet
+    r.spikes.sum().backward()
+    assert backend.tape_bytes() > 0
+    how = native.threading()
+    assert how == "pthreads" or (how.startswith("openmp (") and "libgomp" in how), how
+    assert native.thread_count(3) == min(torch.get_num_threads(), 3)
